@@ -1,0 +1,250 @@
+//! The `hookflow` command line: parses arguments, calls the library, maps results to exit codes.
+//!
+//! Exit codes: 0 success (or no match), 1 no match with `--fail-on-no-match`, a failed golden
+//! comparison or validation problems, 2 invalid input.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use hookflow::output;
+use hookflow::replay;
+
+#[derive(Parser)]
+#[command(
+    name = "hookflow",
+    version,
+    about = "Run GitHub Actions workflows from any HTTP webhook"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Match the dispatched webhook of this workflow run and write step outputs (the action).
+    Run(RunArgs),
+    /// Run fixture events through the same pipeline and print the JSON result.
+    Replay(ReplayArgs),
+    /// Check every workflow file and report each problem with file:line.
+    Validate(ValidateArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Folder of workflow files (*.yml, *.yaml; nested folders included).
+    #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "workflows")]
+    workflows: PathBuf,
+    /// The event file.
+    #[arg(long, env = "GITHUB_EVENT_PATH")]
+    event: Option<PathBuf>,
+    /// The event name.
+    #[arg(long, env = "GITHUB_EVENT_NAME")]
+    event_name: Option<String>,
+    /// Print one JSON object to stdout instead of writing $GITHUB_OUTPUT.
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 when no trigger matches.
+    #[arg(long, env = "HOOKFLOW_FAIL_ON_NO_MATCH", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    fail_on_no_match: bool,
+    /// File that receives the outputs.
+    #[arg(long, env = "GITHUB_OUTPUT")]
+    github_output: Option<PathBuf>,
+    /// File that receives the Markdown summary.
+    #[arg(long, env = "GITHUB_STEP_SUMMARY")]
+    step_summary: Option<PathBuf>,
+    /// Folder for bodies too large for an output (`body_file`).
+    #[arg(long, env = "RUNNER_TEMP")]
+    runner_temp: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Fixture files: full events, {"event_name","event"} wrappers, or bare client_payloads.
+    #[arg(required = true)]
+    fixtures: Vec<PathBuf>,
+    /// Folder of workflow files.
+    #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "workflows")]
+    workflows: PathBuf,
+    /// Golden file to compare the printed JSON with (an array when several fixtures are given).
+    #[arg(long, conflicts_with = "expect_dir")]
+    expect: Option<PathBuf>,
+    /// Folder of golden files, one per fixture, named like the fixture.
+    #[arg(long)]
+    expect_dir: Option<PathBuf>,
+    /// Write the golden files instead of comparing.
+    #[arg(long)]
+    update: bool,
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    /// Folder of workflow files.
+    #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "workflows")]
+    workflows: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Replay(args) => replay_cmd(args),
+        Command::Validate(args) => validate(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hookflow: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Notices go to stderr; inside GitHub Actions as annotations.
+fn notice(text: &str) {
+    if std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true") {
+        eprintln!(
+            "::notice::{}",
+            text.replace('%', "%25")
+                .replace('\r', "%0D")
+                .replace('\n', "%0A")
+        );
+    } else {
+        eprintln!("hookflow: notice: {text}");
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let event = args.event.context(
+        "no event file: GITHUB_EVENT_PATH is not set; run inside GitHub Actions or pass --event FILE",
+    )?;
+    let result = hookflow::run_event_file(&event, args.event_name.as_deref(), &args.workflows)?;
+    for n in &result.notices {
+        notice(n);
+    }
+    let outputs = output::outputs(&result);
+    if args.json {
+        println!("{}", output::result_json(&result));
+    } else {
+        match &args.github_output {
+            Some(file) => {
+                let spill = args.runner_temp.clone().unwrap_or_else(std::env::temp_dir);
+                output::write_github_output(file, &outputs, &spill)
+                    .with_context(|| format!("cannot write outputs to {}", file.display()))?;
+            }
+            None => {
+                notice("GITHUB_OUTPUT is not set; printing the result as JSON instead");
+                println!("{}", output::result_json(&result));
+            }
+        }
+        if let Some(file) = &args.step_summary {
+            append(file, &output::step_summary(&result))
+                .with_context(|| format!("cannot write the step summary to {}", file.display()))?;
+        }
+    }
+    match (&result.reason, result.matched()) {
+        (_, true) => {
+            let m = &result.matches[0];
+            eprintln!("hookflow: matched {} trigger `{}`", m.workflow, m.trigger);
+            Ok(ExitCode::SUCCESS)
+        }
+        (reason, false) => {
+            eprintln!(
+                "hookflow: no match: {}",
+                reason.as_deref().unwrap_or("no trigger accepted the event")
+            );
+            Ok(if args.fail_on_no_match {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn append(file: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?
+        .write_all(text.as_bytes())
+}
+
+fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.expect_dir {
+        let mut failed = 0;
+        for fixture in &args.fixtures {
+            let actual = replay::replay_file(fixture, &args.workflows)
+                .with_context(|| format!("replaying {}", fixture.display()))?;
+            let name = fixture
+                .file_name()
+                .context("fixture path has no file name")?;
+            let golden = dir.join(name);
+            if args.update {
+                replay::write_golden(&actual, &golden)?;
+                eprintln!("hookflow: wrote {}", golden.display());
+            } else if let Some(diff) = replay::compare_with_golden(&actual, &golden)? {
+                failed += 1;
+                eprintln!(
+                    "hookflow: {} differs from {}:\n{diff}",
+                    fixture.display(),
+                    golden.display()
+                );
+            } else {
+                eprintln!("hookflow: {} ok", fixture.display());
+            }
+        }
+        eprintln!("{} passed, {} failed", args.fixtures.len() - failed, failed);
+        return Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let actual = replay::replay_files(&args.fixtures, &args.workflows)?;
+    print!("{}", replay::pretty(&actual));
+    if let Some(golden) = &args.expect {
+        if args.update {
+            replay::write_golden(&actual, golden)?;
+            eprintln!("hookflow: wrote {}", golden.display());
+        } else if let Some(diff) = replay::compare_with_golden(&actual, golden)? {
+            eprintln!(
+                "hookflow: result differs from {}:\n{diff}",
+                golden.display()
+            );
+            return Ok(ExitCode::from(1));
+        } else {
+            eprintln!("hookflow: result matches {}", golden.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let v = hookflow::validate_dir(&args.workflows)?;
+    for p in &v.problems {
+        eprintln!("error: {p}");
+    }
+    for n in &v.notices {
+        eprintln!("warning: {n}");
+    }
+    let summary = format!(
+        "{}: {} workflow files, {} webhook triggers, {} problems, {} warnings",
+        args.workflows.display(),
+        v.files.len(),
+        v.webhook_triggers,
+        v.problems.len(),
+        v.notices.len()
+    );
+    if v.problems.is_empty() {
+        println!("{summary}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{summary}");
+        Ok(ExitCode::from(1))
+    }
+}

@@ -1,0 +1,407 @@
+//! Which webhook triggers a request reaches, and the outputs each match hands on (DESIGN §3–§4).
+//!
+//! The URL names the file: `/<workflow file without extension>/<trigger>[/rest]`. So instead of
+//! reading every workflow, the request path is split at each `/` and only the files it could name
+//! are looked up; the cost of a run does not grow with the number of workflow files. Each split
+//! that names an existing file with a webhook trigger of that name is a candidate; a candidate
+//! matches when the trigger is active, accepts the event type and method, and its `path` pattern
+//! matches the rest of the path.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::event::Event;
+use crate::request::WebhookRequest;
+use crate::workflow::{load_workflow, Workflow, WorkflowError};
+
+/// The outcome of matching one event against the workflows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    /// The dispatch type (`action`), when the event is a `repository_dispatch`.
+    pub event_type: Option<String>,
+    /// The matching triggers, most specific (longest base path) first.
+    pub matches: Vec<Match>,
+    /// Why nothing matched, when nothing did.
+    pub reason: Option<String>,
+    /// Things worth saying that did not stop the run.
+    pub notices: Vec<String>,
+}
+
+/// One trigger that accepted the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Match {
+    /// The workflow file, relative to the workflows directory (`team/ci/deploy.yml`).
+    pub workflow: String,
+    /// The trigger name (`webhook`).
+    pub trigger: String,
+    /// The actionsflow webhook item plus hookflow's fields, in output order.
+    pub item: Map<String, Value>,
+}
+
+impl RunResult {
+    /// Whether any trigger matched.
+    pub fn matched(&self) -> bool {
+        !self.matches.is_empty()
+    }
+
+    fn no_match(event_type: Option<String>, reason: String, notices: Vec<String>) -> Self {
+        RunResult {
+            event_type,
+            matches: Vec::new(),
+            reason: Some(reason),
+            notices,
+        }
+    }
+}
+
+/// Matches an event against the workflows in `dir`. Errors only for workflow files the request
+/// reaches that are invalid (the run cannot decide without them).
+pub fn match_event(event: &Event, dir: &Path) -> Result<RunResult, WorkflowError> {
+    let mut notices = Vec::new();
+    if !event.is_dispatch() {
+        return Ok(RunResult::no_match(
+            None,
+            format!(
+                "event `{}` is not a repository_dispatch; nothing to match",
+                event.name
+            ),
+            notices,
+        ));
+    }
+    let event_type = event.event_type.clone().unwrap_or_default();
+    if let Some(n) = &event.payload_notice {
+        notices.push(format!(
+            "client_payload of event type `{event_type}` is not a webhook request: {n}"
+        ));
+    }
+    let Some(request) = &event.request else {
+        return Ok(RunResult::no_match(
+            Some(event_type),
+            "the event carries no webhook request".into(),
+            notices,
+        ));
+    };
+
+    let mut matches = Vec::new();
+    let mut reasons = Vec::new();
+    let mut problems = Vec::new();
+    for candidate in candidates(dir, &request.origin_path) {
+        let workflow = match load_workflow(&candidate.file, &candidate.relative_path) {
+            Ok(w) => w,
+            Err(e) => {
+                problems.extend(e.problems);
+                continue;
+            }
+        };
+        notices.extend(workflow.notices.iter().map(ToString::to_string));
+        match evaluate(&workflow, &candidate.trigger, &event_type, request) {
+            Ok(m) => matches.push(m),
+            Err(reason) => reasons.push(reason),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(WorkflowError { problems });
+    }
+    if matches.is_empty() {
+        let reason = if reasons.is_empty() {
+            format!(
+                "no workflow in {} has a webhook trigger for path {} (expected /<workflow file>/<trigger>[/rest])",
+                dir.display(),
+                request.origin_path
+            )
+        } else {
+            reasons.join("; ")
+        };
+        return Ok(RunResult::no_match(Some(event_type), reason, notices));
+    }
+    Ok(RunResult {
+        event_type: Some(event_type),
+        matches,
+        reason: None,
+        notices,
+    })
+}
+
+struct Candidate {
+    file: PathBuf,
+    relative_path: String,
+    trigger: String,
+}
+
+/// The workflow files and trigger names a request path can name, most specific first.
+fn candidates(dir: &Path, origin_path: &str) -> Vec<Candidate> {
+    let path_only = origin_path.split(['?', '#']).next().unwrap_or_default();
+    let segments: Vec<&str> = path_only.trim_start_matches('/').split('/').collect();
+    let mut out = Vec::new();
+    for k in (1..segments.len()).rev() {
+        let (file_segments, trigger) = (&segments[..k], segments[k]);
+        let safe = |s: &&str| {
+            !s.is_empty() && *s != "." && *s != ".." && !s.contains('\\') && !s.starts_with('.')
+        };
+        if !file_segments.iter().all(safe) || !safe(&trigger) {
+            continue;
+        }
+        let stem = file_segments.join("/");
+        for ext in ["yml", "yaml"] {
+            let relative_path = format!("{stem}.{ext}");
+            let file = dir.join(&relative_path);
+            if file.is_file() {
+                out.push(Candidate {
+                    file,
+                    relative_path,
+                    trigger: trigger.to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Decides whether one trigger of a workflow accepts the request; the `Err` is the reason not.
+fn evaluate(
+    workflow: &Workflow,
+    trigger_name: &str,
+    event_type: &str,
+    request: &WebhookRequest,
+) -> Result<Match, String> {
+    let who = format!("{} trigger `{trigger_name}`", workflow.relative_path);
+    let Some(trigger) = workflow.triggers.iter().find(|t| t.name == trigger_name) else {
+        return Err(format!(
+            "{} has no trigger `{trigger_name}`",
+            workflow.relative_path
+        ));
+    };
+    let Some(hook) = &trigger.webhook else {
+        return Err(format!("{who} is not a webhook trigger"));
+    };
+    let base = workflow.base_path(trigger_name);
+    let Some(rest_origin) = request.origin_path.strip_prefix(&base) else {
+        return Err(format!("{who}: path does not start with {base}"));
+    };
+    if !(rest_origin.is_empty() || rest_origin.starts_with(['/', '?', '#'])) {
+        return Err(format!("{who}: path does not start with {base}"));
+    }
+    if !hook.active {
+        return Err(format!("{who} is disabled (config.active: false)"));
+    }
+    if !hook.event_types.iter().any(|t| t == event_type) {
+        return Err(format!(
+            "{who} does not accept event type `{event_type}` (event_types: [{}])",
+            hook.event_types.join(", ")
+        ));
+    }
+    if let Some(methods) = &hook.methods {
+        if !methods.contains(&request.method) {
+            return Err(format!(
+                "{who} does not accept method {} (method: [{}])",
+                request.method.to_uppercase(),
+                methods
+                    .iter()
+                    .map(|m| m.to_uppercase())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let below = request.below(rest_origin);
+    let rest_path = match request.path.strip_prefix(&base) {
+        Some(r) if r.is_empty() || r.starts_with('/') => r.to_string(),
+        _ => below.path.clone(),
+    };
+    let rest_path = if rest_path.is_empty() {
+        "/".to_string()
+    } else {
+        rest_path
+    };
+    let params = match &hook.path {
+        None => Map::new(),
+        Some(pattern) => match pattern.match_path(&rest_path) {
+            Some(p) => p,
+            None => {
+                return Err(format!(
+                    "{who}: path {rest_path} does not match pattern {}",
+                    pattern.as_str()
+                ))
+            }
+        },
+    };
+
+    let mut item = Map::new();
+    item.insert(
+        "request_id".into(),
+        request_id(&below, hook.deduplication_key.as_deref()),
+    );
+    if let Some(body) = &below.body {
+        item.insert("body".into(), body.clone());
+    }
+    item.insert("headers".into(), Value::Object(below.headers.clone()));
+    item.insert("method".into(), Value::String(below.method.clone()));
+    item.insert("query".into(), Value::Object(below.query.clone()));
+    item.insert(
+        "querystring".into(),
+        Value::String(below.querystring.clone()),
+    );
+    item.insert("search".into(), Value::String(below.search.clone()));
+    item.insert("params".into(), Value::Object(params));
+    item.insert("path".into(), Value::String(rest_path));
+    item.insert("verified".into(), Value::Bool(false));
+    if let Some(enc) = below.body_encoding {
+        item.insert("body_encoding".into(), Value::String(enc.into()));
+    }
+    Ok(Match {
+        workflow: workflow.relative_path.clone(),
+        trigger: trigger_name.to_string(),
+        item,
+    })
+}
+
+/// actionsflow's `request_id`: the body's `deduplicationKey` path, else `id`, else `key` (falsy
+/// values skipped); else the SHA-256 (hex) of the body's exact bytes, of its compact JSON when it
+/// was sent as JSON, or of `{}` when there is no body.
+pub fn request_id(request: &WebhookRequest, deduplication_key: Option<&str>) -> Value {
+    let body = request.body.as_ref();
+    let keys: Vec<&str> = match deduplication_key {
+        Some(k) => vec![k],
+        None => vec!["id", "key"],
+    };
+    for key in keys {
+        if let Some(v) = body.and_then(|b| lookup(b, key)) {
+            if truthy(v) {
+                return v.clone();
+            }
+        }
+    }
+    let digest = match (&request.raw_body, body) {
+        (Some(raw), _) => Sha256::digest(raw),
+        (None, Some(v)) => Sha256::digest(v.to_string().as_bytes()),
+        (None, None) => Sha256::digest(b"{}"),
+    };
+    Value::String(hex::encode(digest))
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
+    }
+}
+
+/// lodash's `get` path syntax: `a.b[0].c`, `a["b.c"]`, `a.0`.
+pub fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    let mut current = value;
+    for segment in path_segments(path) {
+        current = match current {
+            Value::Object(map) => map.get(&segment)?,
+            Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+fn path_segments(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = path.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '.' => {
+                if !current.is_empty() {
+                    out.push(std::mem::take(&mut current));
+                }
+            }
+            '[' => {
+                if !current.is_empty() {
+                    out.push(std::mem::take(&mut current));
+                }
+                let quote = match chars.peek() {
+                    Some(q @ ('"' | '\'')) => {
+                        let q = *q;
+                        chars.next();
+                        Some(q)
+                    }
+                    _ => None,
+                };
+                let mut inner = String::new();
+                while let Some(c) = chars.next() {
+                    if Some(c) == quote && chars.peek() == Some(&']') {
+                        chars.next();
+                        break;
+                    }
+                    if quote.is_none() && c == ']' {
+                        break;
+                    }
+                    inner.push(c);
+                }
+                out.push(inner);
+            }
+            _ => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lodash_paths() {
+        let v = json!({"a": {"b": [{"c": 1}], "d.e": 2}});
+        assert_eq!(lookup(&v, "a.b[0].c"), Some(&json!(1)));
+        assert_eq!(lookup(&v, "a.b.0.c"), Some(&json!(1)));
+        assert_eq!(lookup(&v, "a[\"d.e\"]"), Some(&json!(2)));
+        assert_eq!(lookup(&v, "a['b'][0]"), Some(&json!({"c": 1})));
+        assert_eq!(lookup(&v, "a.x"), None);
+    }
+
+    fn request(body: Option<Value>, raw: Option<&[u8]>) -> WebhookRequest {
+        let mut r = WebhookRequest::decode(crate::request::RawRequest::default());
+        r.body = body;
+        r.raw_body = raw.map(<[u8]>::to_vec);
+        r
+    }
+
+    #[test]
+    fn request_id_rules() {
+        assert_eq!(
+            request_id(&request(Some(json!({"id": 7, "key": "k"})), None), None),
+            json!(7)
+        );
+        assert_eq!(
+            request_id(&request(Some(json!({"id": 0, "key": "k"})), None), None),
+            json!("k")
+        );
+        assert_eq!(
+            request_id(
+                &request(Some(json!({"data": {"id": "x"}, "id": 1})), None),
+                Some("data.id")
+            ),
+            json!("x")
+        );
+        let none = request(None, None);
+        assert_eq!(
+            request_id(&none, None),
+            json!(hex::encode(Sha256::digest(b"{}")))
+        );
+        let raw = request(Some(json!({"a": 1})), Some(b"{ \"a\": 1 }"));
+        assert_eq!(
+            request_id(&raw, None),
+            json!(hex::encode(Sha256::digest(b"{ \"a\": 1 }")))
+        );
+        // a missing deduplicationKey falls back to the digest
+        assert_eq!(
+            request_id(&raw, Some("nope")),
+            json!(hex::encode(Sha256::digest(b"{ \"a\": 1 }")))
+        );
+    }
+}

@@ -1,0 +1,446 @@
+//! The HTTP request a relay carried inside `client_payload`, decoded the way actionsflow 1.12
+//! decodes it (DESIGN §2): lowercase method and header names, the path split into
+//! `path`/`query`/`querystring`/`search` as a WHATWG URL parser does, and the body parsed by
+//! content type.
+//!
+//! This module knows nothing of GitHub events or workflows: [`crate::event`] unwraps the event
+//! and hands the payload fields here.
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+/// The base actionsflow resolves request paths against; only its path and query are used.
+const URL_BASE: &str = "https://webhook.actionsflow.io";
+
+/// Media types whose bodies are parsed as JSON.
+const JSON_TYPES: [&str; 4] = [
+    "application/json",
+    "application/json-patch+json",
+    "application/vnd.api+json",
+    "application/csp-report",
+];
+/// Media type whose bodies are parsed as an HTML form.
+const FORM_TYPE: &str = "application/x-www-form-urlencoded";
+
+/// A decoded webhook request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookRequest {
+    /// The path as sent, with its query string (`/ci/webhook/x?a=1`), always starting with `/`.
+    pub origin_path: String,
+    /// The URL path alone, normalised as a URL parser does (`/ci/webhook/x`).
+    pub path: String,
+    /// Lowercase HTTP method (`post`).
+    pub method: String,
+    /// Request headers, names lowercased, values as given.
+    pub headers: Map<String, Value>,
+    /// The decoded body: a JSON value, a form as an object, or the text. `None` when empty.
+    pub body: Option<Value>,
+    /// The exact body bytes as forwarded, when the body was carried as text or encoded bytes.
+    pub raw_body: Option<Vec<u8>>,
+    /// `Some("base64")` when the body is not UTF-8 and `body` holds its base64 text.
+    pub body_encoding: Option<&'static str>,
+    /// The query string parsed like Node's `querystring.parse` (repeated keys become arrays).
+    pub query: Map<String, Value>,
+    /// The query string without `?`.
+    pub querystring: String,
+    /// The query string with `?`, or empty.
+    pub search: String,
+}
+
+/// How `client_payload.body` is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEncoding {
+    /// The body string is the body.
+    Text,
+    /// The body string is base64 of the bytes.
+    Base64,
+    /// The body string is base64 of the gzip-compressed bytes.
+    GzipBase64,
+}
+
+impl BodyEncoding {
+    /// Reads a `body_encoding` value; `None` for an unknown one.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "" | "text" | "utf-8" | "utf8" => Some(BodyEncoding::Text),
+            "base64" => Some(BodyEncoding::Base64),
+            "gzip+base64" => Some(BodyEncoding::GzipBase64),
+            _ => None,
+        }
+    }
+}
+
+/// Why a body could not be unpacked from its `body_encoding`.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The base64 text is not valid.
+    #[error("client_payload.body is not valid base64 ({0}); body_encoding says it should be")]
+    Base64(base64::DecodeError),
+    /// The gzip stream is corrupt.
+    #[error("client_payload.body is not a valid gzip stream after base64 decoding ({0})")]
+    Gzip(std::io::Error),
+}
+
+/// Largest body, after decompression, that the runtime accepts (a guard against gzip bombs).
+pub const MAX_DECODED_BODY: u64 = 64 * 1024 * 1024;
+
+/// Unpacks a carried body into its exact bytes.
+pub fn unpack_body(text: &str, encoding: BodyEncoding) -> Result<Vec<u8>, BodyError> {
+    match encoding {
+        BodyEncoding::Text => Ok(text.as_bytes().to_vec()),
+        BodyEncoding::Base64 => decode_base64(text),
+        BodyEncoding::GzipBase64 => {
+            use std::io::Read as _;
+            let compressed = decode_base64(text)?;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(compressed.as_slice())
+                .take(MAX_DECODED_BODY + 1)
+                .read_to_end(&mut out)
+                .map_err(BodyError::Gzip)?;
+            if out.len() as u64 > MAX_DECODED_BODY {
+                return Err(BodyError::Gzip(std::io::Error::other(format!(
+                    "decompressed body exceeds {MAX_DECODED_BODY} bytes"
+                ))));
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn decode_base64(text: &str) -> Result<Vec<u8>, BodyError> {
+    let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .map_err(BodyError::Base64)
+}
+
+/// What a relay put in the payload, before decoding. Missing fields are `None`.
+#[derive(Debug, Clone, Default)]
+pub struct RawRequest {
+    /// `client_payload.path`.
+    pub path: Option<String>,
+    /// `client_payload.method`.
+    pub method: Option<String>,
+    /// `client_payload.headers`.
+    pub headers: Map<String, Value>,
+    /// The body: text (already unpacked from its encoding) as bytes, or a JSON value sent as-is.
+    pub body: RawBody,
+}
+
+/// A body as found in the payload.
+#[derive(Debug, Clone, Default)]
+pub enum RawBody {
+    /// No body, or an empty/false one (actionsflow drops those).
+    #[default]
+    None,
+    /// Bytes carried as text or encoded text.
+    Bytes(Vec<u8>),
+    /// A JSON value that is not a string (some senders put the object in directly).
+    Json(Value),
+}
+
+impl WebhookRequest {
+    /// Decodes a raw request with actionsflow's defaults and rules (DESIGN §2).
+    pub fn decode(raw: RawRequest) -> WebhookRequest {
+        let has_body = !matches!(raw.body, RawBody::None);
+        let method = match raw.method.filter(|m| !m.is_empty()) {
+            Some(m) => m.to_lowercase(),
+            None if has_body => "post".to_string(),
+            None => "get".to_string(),
+        };
+        let mut origin_path = raw
+            .path
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into());
+        if !origin_path.starts_with('/') {
+            origin_path.insert(0, '/');
+        }
+        let headers: Map<String, Value> = raw
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k.to_lowercase(), v))
+            .collect();
+        let media_type = headers
+            .get("content-type")
+            .and_then(Value::as_str)
+            .map(media_type);
+
+        let (body, raw_body, body_encoding) = match raw.body {
+            RawBody::None => (None, None, None),
+            RawBody::Json(v) => (Some(v), None, None),
+            RawBody::Bytes(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(text) => (
+                    Some(parse_body_text(text, media_type.as_deref())),
+                    Some(bytes.clone()),
+                    None,
+                ),
+                Err(_) => {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                    (Some(Value::String(b64)), Some(bytes), Some("base64"))
+                }
+            },
+        };
+
+        let parts = split_url(&origin_path);
+        WebhookRequest {
+            origin_path,
+            path: parts.path,
+            method,
+            headers,
+            body,
+            raw_body,
+            body_encoding,
+            query: parse_querystring(&parts.querystring),
+            querystring: parts.querystring,
+            search: parts.search,
+        }
+    }
+
+    /// The same request seen from below a trigger's base path: `rest` is what follows the base in
+    /// `origin_path` (actionsflow re-parses it to get the trigger's `query`).
+    pub fn below(&self, rest: &str) -> WebhookRequest {
+        let mut origin = rest.to_string();
+        if !origin.starts_with('/') {
+            origin.insert(0, '/');
+        }
+        let parts = split_url(&origin);
+        WebhookRequest {
+            origin_path: origin,
+            path: parts.path,
+            query: parse_querystring(&parts.querystring),
+            querystring: parts.querystring,
+            search: parts.search,
+            ..self.clone()
+        }
+    }
+}
+
+/// The lowercase media type of a `Content-Type` value, without parameters.
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// actionsflow's body rules: JSON types are parsed as JSON, forms as forms; then any text that is
+/// still a string is parsed as JSON if it parses. Unlike actionsflow, an invalid JSON body sent
+/// with a JSON content type stays text instead of failing the run.
+fn parse_body_text(text: &str, media_type: Option<&str>) -> Value {
+    let mut body = Value::String(text.to_string());
+    if let Some(mt) = media_type {
+        if JSON_TYPES.contains(&mt) {
+            if let Ok(v) = serde_json::from_str::<Value>(text) {
+                body = v;
+            }
+        } else if mt == FORM_TYPE {
+            return Value::Object(parse_querystring(text));
+        }
+    }
+    if let Value::String(s) = &body {
+        if let Ok(v) = serde_json::from_str::<Value>(s) {
+            body = v;
+        }
+    }
+    body
+}
+
+struct UrlParts {
+    path: String,
+    querystring: String,
+    search: String,
+}
+
+/// Splits a request path the way `new URL(path, base)` does: dot segments resolved, unsafe
+/// characters percent-encoded, fragment dropped.
+fn split_url(origin_path: &str) -> UrlParts {
+    // `//host/x` would be read as a host by a URL parser; keep it a path, as the relay meant.
+    let mut input = origin_path.to_string();
+    while input.starts_with("//") {
+        input.remove(0);
+    }
+    let parsed = url::Url::parse(URL_BASE).and_then(|base| base.join(&input));
+    match parsed {
+        Ok(u) => {
+            let q = u.query().unwrap_or_default().to_string();
+            UrlParts {
+                path: u.path().to_string(),
+                search: if q.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{q}")
+                },
+                querystring: q,
+            }
+        }
+        Err(_) => {
+            let no_fragment = input.split('#').next().unwrap_or_default();
+            let (path, q) = no_fragment.split_once('?').unwrap_or((no_fragment, ""));
+            UrlParts {
+                path: path.to_string(),
+                search: if q.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{q}")
+                },
+                querystring: q.to_string(),
+            }
+        }
+    }
+}
+
+/// Node's `querystring.parse`: `+` is a space, escapes decoded, repeated keys become arrays.
+pub fn parse_querystring(qs: &str) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (k, v) in form_urlencoded::parse(qs.as_bytes()) {
+        let k = k.into_owned();
+        let v = Value::String(v.into_owned());
+        match out.get_mut(&k) {
+            None => {
+                out.insert(k, v);
+            }
+            Some(Value::Array(items)) => items.push(v),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, v]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(path: &str, ct: Option<&str>, body: Option<&str>) -> WebhookRequest {
+        let mut headers = Map::new();
+        if let Some(ct) = ct {
+            headers.insert("Content-Type".into(), json!(ct));
+        }
+        WebhookRequest::decode(RawRequest {
+            path: Some(path.into()),
+            method: None,
+            headers,
+            body: body.map_or(RawBody::None, |b| {
+                if b.is_empty() {
+                    RawBody::None
+                } else {
+                    RawBody::Bytes(b.as_bytes().to_vec())
+                }
+            }),
+        })
+    }
+
+    #[test]
+    fn defaults_follow_actionsflow() {
+        let r = WebhookRequest::decode(RawRequest::default());
+        assert_eq!(r.origin_path, "/");
+        assert_eq!(r.method, "get");
+        assert_eq!(r.body, None);
+        let r = req("ci/webhook", None, Some("hi"));
+        assert_eq!(r.origin_path, "/ci/webhook");
+        assert_eq!(r.method, "post");
+        assert_eq!(r.body, Some(json!("hi")));
+    }
+
+    #[test]
+    fn query_string_is_split_like_node() {
+        let r = req("/a/webhook?x=1&x=2&y=a+b&z=%C3%A9&flag", None, None);
+        assert_eq!(r.path, "/a/webhook");
+        assert_eq!(r.querystring, "x=1&x=2&y=a+b&z=%C3%A9&flag");
+        assert_eq!(r.search, "?x=1&x=2&y=a+b&z=%C3%A9&flag");
+        assert_eq!(
+            Value::Object(r.query),
+            json!({"x": ["1", "2"], "y": "a b", "z": "é", "flag": ""})
+        );
+        let r = req("/a/webhook?", None, None);
+        assert_eq!((r.search.as_str(), r.querystring.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn url_normalisation() {
+        assert_eq!(req("/a/./b/../c", None, None).path, "/a/c");
+        assert_eq!(req("/a b", None, None).path, "/a%20b");
+        assert_eq!(req("/a#frag", None, None).path, "/a");
+        assert_eq!(req("//evil.example/x", None, None).path, "/evil.example/x");
+    }
+
+    #[test]
+    fn bodies_by_content_type() {
+        assert_eq!(
+            req(
+                "/",
+                Some("application/json; charset=utf-8"),
+                Some(r#"{"a":1}"#)
+            )
+            .body,
+            Some(json!({"a": 1}))
+        );
+        assert_eq!(
+            req(
+                "/",
+                Some("application/x-www-form-urlencoded"),
+                Some("a=1&a=2&b=x+y")
+            )
+            .body,
+            Some(json!({"a": ["1", "2"], "b": "x y"}))
+        );
+        // a form body that looks like a number stays a form
+        assert_eq!(
+            req("/", Some("application/x-www-form-urlencoded"), Some("123")).body,
+            Some(json!({"123": ""}))
+        );
+        assert_eq!(
+            req("/", Some("text/plain"), Some("42")).body,
+            Some(json!(42))
+        );
+        assert_eq!(
+            req("/", Some("text/plain"), Some("hello")).body,
+            Some(json!("hello"))
+        );
+        assert_eq!(
+            req("/", Some("application/json"), Some("{oops")).body,
+            Some(json!("{oops"))
+        );
+        // JSON inside a JSON string is parsed twice, as actionsflow does
+        assert_eq!(
+            req("/", Some("application/json"), Some(r#""12""#)).body,
+            Some(json!(12))
+        );
+    }
+
+    #[test]
+    fn non_utf8_bodies_are_kept_as_base64() {
+        let r = WebhookRequest::decode(RawRequest {
+            body: RawBody::Bytes(vec![0xff, 0x00, 0x80]),
+            ..RawRequest::default()
+        });
+        assert_eq!(r.body, Some(json!("/wCA")));
+        assert_eq!(r.body_encoding, Some("base64"));
+        assert_eq!(r.raw_body, Some(vec![0xff, 0x00, 0x80]));
+    }
+
+    #[test]
+    fn gzip_bodies_unpack() {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"{\"a\":1}").expect("write to memory");
+        let packed = base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("finish"));
+        assert_eq!(
+            unpack_body(&packed, BodyEncoding::GzipBase64).expect("unpacks"),
+            b"{\"a\":1}"
+        );
+        assert!(matches!(
+            unpack_body("!!", BodyEncoding::Base64),
+            Err(BodyError::Base64(_))
+        ));
+        assert!(matches!(
+            unpack_body("aGVsbG8=", BodyEncoding::GzipBase64),
+            Err(BodyError::Gzip(_))
+        ));
+    }
+}
