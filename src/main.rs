@@ -127,7 +127,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let outputs = output::outputs(&result);
     if args.json {
-        println!("{}", output::result_json(&result));
+        print_out(&format!("{}\n", output::result_json(&result)))?;
     } else {
         match &args.github_output {
             Some(file) => {
@@ -137,7 +137,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             None => {
                 notice("GITHUB_OUTPUT is not set; printing the result as JSON instead");
-                println!("{}", output::result_json(&result));
+                print_out(&format!("{}\n", output::result_json(&result)))?;
             }
         }
         if let Some(file) = &args.step_summary {
@@ -162,6 +162,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+    }
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
     }
 }
 
@@ -198,7 +208,9 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("hookflow: {} ok", fixture.display());
             }
         }
-        eprintln!("{} passed, {} failed", args.fixtures.len() - failed, failed);
+        if !args.update {
+            eprintln!("{} passed, {} failed", args.fixtures.len() - failed, failed);
+        }
         return Ok(if failed == 0 {
             ExitCode::SUCCESS
         } else {
@@ -206,7 +218,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let actual = replay::replay_files(&args.fixtures, &args.workflows)?;
-    print!("{}", replay::pretty(&actual));
+    print_out(&replay::pretty(&actual))?;
     if let Some(golden) = &args.expect {
         if args.update {
             replay::write_golden(&actual, golden)?;

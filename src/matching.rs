@@ -105,10 +105,14 @@ pub fn match_event(event: &Event, dir: &Path) -> Result<RunResult, WorkflowError
         return Err(WorkflowError { problems });
     }
     if matches.is_empty() {
-        let reason = if reasons.is_empty() {
+        let reason = if reasons.is_empty() && event_type != crate::event::WEBHOOK_EVENT_TYPE {
             format!(
-                "no workflow in {} has a webhook trigger for path {} (expected /<workflow file>/<trigger>[/rest])",
-                dir.display(),
+                "event type `{event_type}` names no trigger: its path {} reaches no workflow file",
+                request.origin_path
+            )
+        } else if reasons.is_empty() {
+            format!(
+                "no workflow file has a webhook trigger for path {} (expected /<workflow file>/<trigger>[/rest])",
                 request.origin_path
             )
         } else {

@@ -164,8 +164,10 @@ pub fn parse_workflow(
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            let line = e.location().map(|l| l.line());
             let message = format!("invalid YAML: {}", strip_location(&e.to_string()));
+            let line = e
+                .location()
+                .map(|l| duplicate_key_line(text, &message, l.line()));
             return Err(WorkflowError {
                 problems: vec![Problem {
                     file: file.to_path_buf(),
@@ -202,6 +204,34 @@ pub fn parse_workflow(
             problems: ctx.problems,
         })
     }
+}
+
+/// serde_yaml reports a duplicate key at the start of its mapping; point at the second copy.
+fn duplicate_key_line(text: &str, message: &str, line: usize) -> usize {
+    let Some(key) = message
+        .split("duplicate entry with key ")
+        .nth(1)
+        .map(|k| k.trim_matches('"'))
+    else {
+        return line;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let Some(first) = lines.get(line.saturating_sub(1)) else {
+        return line;
+    };
+    let indent = indent_of(first);
+    let is_key = |l: &str| indent_of(l) == indent && l.trim_start().starts_with(&format!("{key}:"));
+    let mut seen = 0;
+    for (i, l) in lines.iter().enumerate().skip(line.saturating_sub(1)) {
+        if is_key(l) {
+            seen += 1;
+            if seen == 2 {
+                return i + 1;
+            }
+        }
+    }
+    line
 }
 
 /// serde_yaml appends " at line L column C"; the line is reported separately.
