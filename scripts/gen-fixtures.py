@@ -143,6 +143,30 @@ def main():
     size = len(stringify({"event_type": "webhook", "client_payload": payload}).encode())
     print(f"large push: body {len(big)} bytes, dispatch payload {size} bytes")
 
+    other = dict(stripe, id="evt_1QZzYyXxWwVvUu", type="customer.created",
+                 data={"object": {"id": "cus_Q1w2e3", "object": "customer", "email": "jenny@example.com"}})
+    body = stringify(other)
+    v1 = hmac.new(SECRET, f"{ts}.{body}".encode(), hashlib.sha256).hexdigest()
+    write("stripe-unhandled-event.json", event({"path": "/stripe/webhook/events", "method": "POST", "headers": {
+        "content-type": "application/json; charset=utf-8", "content-length": str(len(body.encode())),
+        "stripe-signature": f"t={ts},v1={v1}", "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"},
+        "body": body}))
+
+    body = stringify(push(1))
+    headers = github_headers("push", body, "9c4d5e00-a7b1-11ef-8e7e-1b2d3c4d5e6f")
+    headers["x-hub-signature-256"] = "sha256=" + hmac.new(b"a-different-secret", body.encode(), hashlib.sha256).hexdigest()
+    del headers["x-hub-signature"]
+    write("github-bad-signature.json", event({"path": "/github/webhook", "method": "POST",
+                                              "headers": headers, "body": body}))
+
+    # A sender that pretty-prints its JSON, forwarded by a relay that re-serialises JSON bodies:
+    # the signature covered the pretty bytes, the payload carries compact ones.
+    ping = {"zen": "Keep it logically awesome.", "hook_id": 412345678, "hook": {"type": "Repository", "active": True}}
+    sent = json.dumps(ping, indent=2)
+    headers = github_headers("ping", sent, "0d5e6f00-a7b1-11ef-8e7e-1b2d3c4d5e6f")
+    write("github-reserialised-by-relay.json", event({"path": "/github/webhook", "method": "POST",
+                                                      "headers": headers, "body": stringify(ping)}))
+
     write("inactive-trigger.json", event({"path": "/paused/webhook", "method": "POST",
                                           "headers": {"content-type": "application/json"}, "body": "{\"a\":1}"}))
 

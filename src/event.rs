@@ -22,12 +22,12 @@ pub const WEBHOOK_EVENT_TYPE: &str = "webhook";
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     /// The file could not be read.
-    #[error("cannot read event file {path}: {source}")]
+    #[error("cannot read event file {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not JSON.
     #[error("{path}:{line}:{column}: event file is not valid JSON: {message}")]
@@ -62,12 +62,12 @@ pub enum EventError {
         found: String,
     },
     /// The body could not be unpacked.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Body {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: BodyError,
+        cause: BodyError,
     },
 }
 
@@ -94,9 +94,9 @@ impl Event {
 /// Reads an event file. `event_name` is `$GITHUB_EVENT_NAME`; when `None` the name comes from an
 /// actionsflow wrapper, else `repository_dispatch` is assumed (fixtures, bare payloads).
 pub fn load_event(path: &Path, event_name: Option<&str>) -> Result<Event, EventError> {
-    let text = std::fs::read(path).map_err(|source| EventError::Read {
+    let text = std::fs::read(path).map_err(|cause| EventError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let value: Value = serde_json::from_slice(&text).map_err(|e| EventError::Json {
         path: path.to_path_buf(),
@@ -245,9 +245,9 @@ fn raw_request(
         Some(Value::String(s)) if s.is_empty() => RawBody::None,
         Some(Value::Number(n)) if n.as_f64() == Some(0.0) => RawBody::None,
         Some(Value::String(s)) => {
-            let bytes = unpack_body(&s, encoding).map_err(|source| EventError::Body {
+            let bytes = unpack_body(&s, encoding).map_err(|cause| EventError::Body {
                 path: file.to_path_buf(),
-                source,
+                cause,
             })?;
             if bytes.is_empty() {
                 RawBody::None

@@ -14,6 +14,7 @@
 //! | [`workflow`] | workflow files, their `on:` triggers, and their validation |
 //! | [`route`] | `path-to-regexp` patterns of webhook triggers |
 //! | [`matching`] | which triggers a request reaches, and what each hands on |
+//! | [`rules`] | a trigger's `headers`, `verify`, `config.filter` and `outputs` |
 //! | [`output`] | `$GITHUB_OUTPUT`, the step summary, and the `--json` result |
 //! | [`replay`] | running fixtures and comparing with golden files |
 //!
@@ -26,12 +27,14 @@ pub mod output;
 pub mod replay;
 pub mod request;
 pub mod route;
+pub mod rules;
 pub mod workflow;
 
 use std::path::{Path, PathBuf};
 
 pub use event::{load_event, Event, EventError};
 pub use matching::{match_event, Match, RunResult};
+pub use rules::Environment;
 pub use workflow::{Problem, Workflow, WorkflowError};
 
 /// Anything that stops a run from deciding: the input is invalid.
@@ -43,22 +46,27 @@ pub enum Error {
     /// A workflow file the request reaches.
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
+    /// `HOOKFLOW_NOW` or another setting of the environment is unusable.
+    #[error("{0}")]
+    Environment(String),
     /// The workflows directory is missing.
     #[error("workflows directory {0} does not exist; pass --workflows DIR (the folder of your *.yml workflow files)")]
     NoWorkflowsDir(PathBuf),
 }
 
-/// Reads an event file and matches it against the workflows in `workflows`.
+/// Reads an event file and matches it against the workflows in `workflows`; `env` gives the
+/// time and the secrets ([`Environment::from_process`] for the real ones).
 pub fn run_event_file(
     event_file: &Path,
     event_name: Option<&str>,
     workflows: &Path,
+    env: &Environment,
 ) -> Result<RunResult, Error> {
     if !workflows.is_dir() {
         return Err(Error::NoWorkflowsDir(workflows.to_path_buf()));
     }
     let event = load_event(event_file, event_name)?;
-    Ok(match_event(&event, workflows)?)
+    Ok(match_event(&event, workflows, env)?)
 }
 
 /// What `hookflow validate` found in a workflows directory.

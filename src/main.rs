@@ -31,6 +31,39 @@ enum Command {
     Replay(ReplayArgs),
     /// Check every workflow file and report each problem with file:line.
     Validate(ValidateArgs),
+    /// Print the signature header(s) a sender adds to a body (for tests and senders' scripts).
+    Sign(SignArgs),
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// Signature preset.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(hookflow::rules::verify::PRESETS), required_unless_present = "header")]
+    preset: Option<String>,
+    /// Custom scheme: the header to write (instead of --preset).
+    #[arg(long, conflicts_with = "preset")]
+    header: Option<String>,
+    /// Custom scheme: HMAC hash.
+    #[arg(long, default_value = "sha256", value_parser = ["sha1", "sha256", "sha512"], requires = "header")]
+    algorithm: String,
+    /// Custom scheme: how the MAC is written.
+    #[arg(long, default_value = "hex", value_parser = ["hex", "base64"], requires = "header")]
+    encoding: String,
+    /// Custom scheme: text before the MAC (e.g. "sha256=").
+    #[arg(long, default_value = "", requires = "header")]
+    prefix: String,
+    /// Environment variable holding the secret (never pass secrets as arguments).
+    #[arg(long)]
+    secret_env: String,
+    /// Unix timestamp for timestamped schemes (default: now).
+    #[arg(long)]
+    timestamp: Option<i64>,
+    /// Message id for standard-webhooks (default: random).
+    #[arg(long)]
+    id: Option<String>,
+    /// The body file, or - for stdin.
+    #[arg(default_value = "-")]
+    file: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -93,6 +126,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay_cmd(args),
         Command::Validate(args) => validate(args),
+        Command::Sign(args) => sign(args),
     };
     match outcome {
         Ok(code) => code,
@@ -121,11 +155,17 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let event = args.event.context(
         "no event file: GITHUB_EVENT_PATH is not set; run inside GitHub Actions or pass --event FILE",
     )?;
-    let result = hookflow::run_event_file(&event, args.event_name.as_deref(), &args.workflows)?;
+    let env = environment()?;
+    let result =
+        hookflow::run_event_file(&event, args.event_name.as_deref(), &args.workflows, &env)?;
     for n in &result.notices {
         notice(n);
     }
     let outputs = output::outputs(&result);
+    if !args.json && args.github_output.is_some() {
+        // Masks first, so nothing printed later shows the values.
+        print_out(&output::mask_commands(&output::secrets(&result)))?;
+    }
     if args.json {
         print_out(&format!("{}\n", output::result_json(&result)))?;
     } else {
@@ -143,6 +183,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(file) = &args.step_summary {
             append(file, &output::step_summary(&result))
                 .with_context(|| format!("cannot write the step summary to {}", file.display()))?;
+        }
+    }
+    if let Some(refusal) = &result.refusal {
+        if !result.matched() {
+            eprintln!("hookflow: refused: {refusal}");
+            return Ok(ExitCode::from(1));
         }
     }
     match (&result.reason, result.matched()) {
@@ -184,11 +230,16 @@ fn append(file: &Path, text: &str) -> std::io::Result<()> {
         .write_all(text.as_bytes())
 }
 
+fn environment() -> anyhow::Result<hookflow::Environment> {
+    hookflow::Environment::from_process().map_err(anyhow::Error::msg)
+}
+
 fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let env = environment()?;
     if let Some(dir) = &args.expect_dir {
         let mut failed = 0;
         for fixture in &args.fixtures {
-            let actual = replay::replay_file(fixture, &args.workflows)
+            let actual = replay::replay_file(fixture, &args.workflows, &env)
                 .with_context(|| format!("replaying {}", fixture.display()))?;
             let name = fixture
                 .file_name()
@@ -217,7 +268,7 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         });
     }
-    let actual = replay::replay_files(&args.fixtures, &args.workflows)?;
+    let actual = replay::replay_files(&args.fixtures, &args.workflows, &env)?;
     print_out(&replay::pretty(&actual))?;
     if let Some(golden) = &args.expect {
         if args.update {
@@ -233,6 +284,50 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             eprintln!("hookflow: result matches {}", golden.display());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
+    use hookflow::rules::verify::{self, Algorithm, Custom, Encoding, Scheme};
+    let scheme = match (&args.preset, &args.header) {
+        (Some(p), _) => Scheme::preset(p).with_context(|| format!("unknown preset {p}"))?,
+        (None, Some(h)) => Scheme::Custom(Custom {
+            header: h.clone(),
+            algorithm: Algorithm::parse(&args.algorithm).context("unknown algorithm")?,
+            encoding: Encoding::parse(&args.encoding).context("unknown encoding")?,
+            prefix: args.prefix.clone(),
+        }),
+        (None, None) => anyhow::bail!("pass --preset or --header"),
+    };
+    let secret = std::env::var(&args.secret_env)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .with_context(|| {
+            format!(
+                "--secret-env names {}, which is not set or empty",
+                args.secret_env
+            )
+        })?;
+    let body = if args.file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .context("cannot read the body from stdin")?;
+        buf
+    } else {
+        std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?
+    };
+    let timestamp = args
+        .timestamp
+        .unwrap_or_else(|| chrono::Utc::now().timestamp());
+    let id = args.id.clone().unwrap_or_else(|| {
+        format!(
+            "msg_{}",
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        )
+    });
+    let headers = verify::sign(&scheme, &body, secret.as_bytes(), timestamp, &id)?;
+    let text: String = headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+    print_out(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,7 +14,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::event::Event;
 use crate::request::WebhookRequest;
-use crate::workflow::{load_workflow, Workflow, WorkflowError};
+use crate::rules::{Environment, Verdict};
+use crate::workflow::{load_workflow, Problem, Workflow, WorkflowError};
 
 /// The outcome of matching one event against the workflows.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,9 @@ pub struct RunResult {
     pub matches: Vec<Match>,
     /// Why nothing matched, when nothing did.
     pub reason: Option<String>,
+    /// Set when a trigger refused the request (a required signature failed, a required output
+    /// is missing): the step should fail.
+    pub refusal: Option<String>,
     /// Things worth saying that did not stop the run.
     pub notices: Vec<String>,
 }
@@ -36,8 +40,21 @@ pub struct Match {
     pub workflow: String,
     /// The trigger name (`webhook`).
     pub trigger: String,
-    /// The actionsflow webhook item plus hookflow's fields, in output order.
+    /// The actionsflow webhook item plus hookflow's fields and the trigger's `outputs:`, in
+    /// output order.
     pub item: Map<String, Value>,
+    /// Values of outputs marked `mask: true`.
+    pub masked: Vec<String>,
+}
+
+/// Why a trigger did not take a request.
+enum Rejection {
+    /// It does not match; not an error.
+    Skip(String),
+    /// It is refused: the step should fail.
+    Refuse(String),
+    /// The setup is incomplete (a secret variable is unset).
+    Setup(Problem),
 }
 
 impl RunResult {
@@ -51,14 +68,19 @@ impl RunResult {
             event_type,
             matches: Vec::new(),
             reason: Some(reason),
+            refusal: None,
             notices,
         }
     }
 }
 
 /// Matches an event against the workflows in `dir`. Errors only for workflow files the request
-/// reaches that are invalid (the run cannot decide without them).
-pub fn match_event(event: &Event, dir: &Path) -> Result<RunResult, WorkflowError> {
+/// reaches that are invalid, or a secret they need that is not set (the run cannot decide).
+pub fn match_event(
+    event: &Event,
+    dir: &Path,
+    env: &Environment,
+) -> Result<RunResult, WorkflowError> {
     let mut notices = Vec::new();
     if !event.is_dispatch() {
         return Ok(RunResult::no_match(
@@ -86,6 +108,7 @@ pub fn match_event(event: &Event, dir: &Path) -> Result<RunResult, WorkflowError
 
     let mut matches = Vec::new();
     let mut reasons = Vec::new();
+    let mut refusals = Vec::new();
     let mut problems = Vec::new();
     for candidate in candidates(dir, &request.origin_path) {
         let workflow = match load_workflow(&candidate.file, &candidate.relative_path) {
@@ -96,9 +119,14 @@ pub fn match_event(event: &Event, dir: &Path) -> Result<RunResult, WorkflowError
             }
         };
         notices.extend(workflow.notices.iter().map(ToString::to_string));
-        match evaluate(&workflow, &candidate.trigger, &event_type, request) {
+        match evaluate(&workflow, &candidate.trigger, &event_type, request, env) {
             Ok(m) => matches.push(m),
-            Err(reason) => reasons.push(reason),
+            Err(Rejection::Skip(reason)) => reasons.push(reason),
+            Err(Rejection::Refuse(reason)) => {
+                reasons.push(reason.clone());
+                refusals.push(reason);
+            }
+            Err(Rejection::Setup(p)) => problems.push(p),
         }
     }
     if !problems.is_empty() {
@@ -118,12 +146,17 @@ pub fn match_event(event: &Event, dir: &Path) -> Result<RunResult, WorkflowError
         } else {
             reasons.join("; ")
         };
-        return Ok(RunResult::no_match(Some(event_type), reason, notices));
+        let mut result = RunResult::no_match(Some(event_type), reason, notices);
+        if !refusals.is_empty() {
+            result.refusal = Some(refusals.join("; "));
+        }
+        return Ok(result);
     }
     Ok(RunResult {
         event_type: Some(event_type),
         matches,
         reason: None,
+        refusal: None,
         notices,
     })
 }
@@ -163,42 +196,42 @@ fn candidates(dir: &Path, origin_path: &str) -> Vec<Candidate> {
     out
 }
 
-/// Decides whether one trigger of a workflow accepts the request; the `Err` is the reason not.
+/// Decides whether one trigger of a workflow accepts the request.
 fn evaluate(
     workflow: &Workflow,
     trigger_name: &str,
     event_type: &str,
     request: &WebhookRequest,
-) -> Result<Match, String> {
+    env: &Environment,
+) -> Result<Match, Rejection> {
     let who = format!("{} trigger `{trigger_name}`", workflow.relative_path);
+    let skip = |reason: String| Err(Rejection::Skip(reason));
     let Some(trigger) = workflow.triggers.iter().find(|t| t.name == trigger_name) else {
-        return Err(format!(
+        return skip(format!(
             "{} has no trigger `{trigger_name}`",
             workflow.relative_path
         ));
     };
     let Some(hook) = &trigger.webhook else {
-        return Err(format!("{who} is not a webhook trigger"));
+        return skip(format!("{who} is not a webhook trigger"));
     };
     let base = workflow.base_path(trigger_name);
-    let Some(rest_origin) = request.origin_path.strip_prefix(&base) else {
-        return Err(format!("{who}: path does not start with {base}"));
+    let rest_origin = match request.origin_path.strip_prefix(&base) {
+        Some(rest) if rest.is_empty() || rest.starts_with(['/', '?', '#']) => rest,
+        _ => return skip(format!("{who}: path does not start with {base}")),
     };
-    if !(rest_origin.is_empty() || rest_origin.starts_with(['/', '?', '#'])) {
-        return Err(format!("{who}: path does not start with {base}"));
-    }
     if !hook.active {
-        return Err(format!("{who} is disabled (config.active: false)"));
+        return skip(format!("{who} is disabled (config.active: false)"));
     }
     if !hook.event_types.iter().any(|t| t == event_type) {
-        return Err(format!(
+        return skip(format!(
             "{who} does not accept event type `{event_type}` (event_types: [{}])",
             hook.event_types.join(", ")
         ));
     }
     if let Some(methods) = &hook.methods {
         if !methods.contains(&request.method) {
-            return Err(format!(
+            return skip(format!(
                 "{who} does not accept method {} (method: [{}])",
                 request.method.to_uppercase(),
                 methods
@@ -224,7 +257,7 @@ fn evaluate(
         Some(pattern) => match pattern.match_path(&rest_path) {
             Some(p) => p,
             None => {
-                return Err(format!(
+                return skip(format!(
                     "{who}: path {rest_path} does not match pattern {}",
                     pattern.as_str()
                 ))
@@ -254,10 +287,43 @@ fn evaluate(
     if let Some(enc) = below.body_encoding {
         item.insert("body_encoding".into(), Value::String(enc.into()));
     }
+
+    // The bytes a signature covers: exactly what was forwarded, or the JSON a sender put in.
+    let signed_bytes = match (&below.raw_body, &below.body) {
+        (Some(raw), _) => raw.clone(),
+        (None, Some(v)) => v.to_string().into_bytes(),
+        (None, None) => Vec::new(),
+    };
+    let mut item_value = Value::Object(item);
+    let (verified, outputs, masked) = match hook.rules.apply(&item_value, &signed_bytes, env) {
+        Verdict::Pass {
+            verified,
+            outputs,
+            masked,
+        } => (verified, outputs, masked),
+        Verdict::Skip(reason) => return skip(format!("{who}: {reason}")),
+        Verdict::Refuse(reason) => return Err(Rejection::Refuse(format!("{who}: {reason}"))),
+        Verdict::Setup(message) => {
+            return Err(Rejection::Setup(Problem {
+                file: workflow.file.clone(),
+                line: hook.verify_line,
+                message,
+            }))
+        }
+    };
+    if let Some(fields) = item_value.as_object_mut() {
+        fields.insert("verified".into(), Value::Bool(verified));
+        fields.extend(outputs);
+    }
+    let item = match item_value {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
     Ok(Match {
         workflow: workflow.relative_path.clone(),
         trigger: trigger_name.to_string(),
         item,
+        masked,
     })
 }
 

@@ -86,6 +86,7 @@ pub fn result_json(result: &RunResult) -> Value {
         "outputs": outputs(result),
         "matches": matches_json(result),
         "reason": result.reason,
+        "refusal": result.refusal,
     })
 }
 
@@ -158,6 +159,57 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
+/// Whether a header carries a credential: `authorization`, `cookie`, `x-*-token`, or a name
+/// containing `signature`, `secret`, `token` or `api-key`.
+pub fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || (n.starts_with("x-") && n.ends_with("-token"))
+        || ["signature", "secret", "token", "api-key", "apikey"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
+/// The values to hide from logs: outputs marked `mask: true` and credential headers.
+pub fn secrets(result: &RunResult) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in &result.matches {
+        out.extend(m.masked.iter().cloned());
+        if let Some(Value::Object(headers)) = m.item.get("headers") {
+            for (name, value) in headers {
+                if is_credential_header(name) {
+                    match value {
+                        Value::String(s) => out.push(s.clone()),
+                        Value::Array(items) => {
+                            out.extend(items.iter().filter_map(Value::as_str).map(str::to_string))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    out.retain(|s| !s.trim().is_empty());
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `::add-mask::` commands for every secret line (a multi-line value is masked line by line).
+pub fn mask_commands(secrets: &[String]) -> String {
+    let mut out = String::new();
+    for secret in secrets {
+        for line in secret.lines().filter(|l| !l.trim().is_empty()) {
+            out.push_str("::add-mask::");
+            out.push_str(&line.replace('%', "%25").replace('\r', "%0D"));
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// The Markdown appended to `$GITHUB_STEP_SUMMARY`.
 pub fn step_summary(result: &RunResult) -> String {
     let mut s = String::from("### hookflow\n\n");
@@ -217,6 +269,27 @@ mod tests {
         assert!(delim.starts_with("ghadelimiter_") && delim.len() == 13 + 32);
         assert_eq!(lines[1..3], ["line1", "line2"]);
         assert_eq!(lines[3], delim);
+    }
+
+    #[test]
+    fn credential_headers() {
+        for name in [
+            "Authorization",
+            "cookie",
+            "x-gitlab-token",
+            "x-hub-signature-256",
+            "x-webhook-secret",
+            "x-api-key",
+        ] {
+            assert!(is_credential_header(name), "{name}");
+        }
+        for name in ["content-type", "x-github-event", "user-agent"] {
+            assert!(!is_credential_header(name), "{name}");
+        }
+        assert_eq!(
+            mask_commands(&["a%b\nc".into()]),
+            "::add-mask::a%25b\n::add-mask::c\n"
+        );
     }
 
     #[test]

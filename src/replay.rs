@@ -9,19 +9,23 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::output::result_json;
-use crate::{run_event_file, Error};
+use crate::{run_event_file, Environment, Error};
 
 /// Replays one fixture and returns the `--json` result.
-pub fn replay_file(fixture: &Path, workflows: &Path) -> Result<Value, Error> {
-    let result = run_event_file(fixture, None, workflows)?;
+pub fn replay_file(fixture: &Path, workflows: &Path, env: &Environment) -> Result<Value, Error> {
+    let result = run_event_file(fixture, None, workflows, env)?;
     Ok(result_json(&result))
 }
 
 /// Replays several fixtures: one result for one fixture, an array in order for several.
-pub fn replay_files(fixtures: &[PathBuf], workflows: &Path) -> Result<Value, Error> {
+pub fn replay_files(
+    fixtures: &[PathBuf],
+    workflows: &Path,
+    env: &Environment,
+) -> Result<Value, Error> {
     let mut results = Vec::with_capacity(fixtures.len());
     for f in fixtures {
-        results.push(replay_file(f, workflows)?);
+        results.push(replay_file(f, workflows, env)?);
     }
     Ok(if results.len() == 1 {
         results.remove(0)
@@ -34,12 +38,12 @@ pub fn replay_files(fixtures: &[PathBuf], workflows: &Path) -> Result<Value, Err
 #[derive(Debug, thiserror::Error)]
 pub enum GoldenError {
     /// It could not be read or written.
-    #[error("golden file {path}: {source}")]
+    #[error("golden file {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// It is not JSON.
     #[error("golden file {path}:{line}:{column}: not valid JSON: {message}")]
@@ -58,9 +62,18 @@ pub enum GoldenError {
 /// Compares a result with a golden file: `Ok(None)` when equal, else a unified diff
 /// (`-` expected, `+` actual).
 pub fn compare_with_golden(actual: &Value, golden: &Path) -> Result<Option<String>, GoldenError> {
-    let text = std::fs::read_to_string(golden).map_err(|source| GoldenError::Io {
+    if !golden.exists() {
+        return Err(GoldenError::Io {
+            path: golden.to_path_buf(),
+            cause: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "it does not exist; run the same command with --update to create it",
+            ),
+        });
+    }
+    let text = std::fs::read_to_string(golden).map_err(|cause| GoldenError::Io {
         path: golden.to_path_buf(),
-        source,
+        cause,
     })?;
     let expected: Value = serde_json::from_str(&text).map_err(|e| GoldenError::Json {
         path: golden.to_path_buf(),
@@ -83,9 +96,9 @@ pub fn compare_with_golden(actual: &Value, golden: &Path) -> Result<Option<Strin
 
 /// Writes a result as a golden file.
 pub fn write_golden(actual: &Value, golden: &Path) -> Result<(), GoldenError> {
-    let io = |source| GoldenError::Io {
+    let io = |cause| GoldenError::Io {
         path: golden.to_path_buf(),
-        source,
+        cause,
     };
     if let Some(parent) = golden.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io)?;

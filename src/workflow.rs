@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
 
+use crate::output::BUILTIN_OUTPUTS;
 use crate::route::RoutePattern;
+use crate::rules::Rules;
 
 /// The trigger name that marks a webhook trigger.
 pub const WEBHOOK_TRIGGER: &str = "webhook";
@@ -114,7 +116,11 @@ pub struct WebhookTrigger {
     pub active: bool,
     /// `event_types`: accepted `repository_dispatch` types (default `[webhook]`).
     pub event_types: Vec<String>,
-    /// The options as written, for the rules that read them.
+    /// `headers`, `verify`, `config.filter` and `outputs`, compiled.
+    pub rules: Rules,
+    /// Line of `verify.secret_env`, for setup errors found at run time.
+    pub verify_line: Option<usize>,
+    /// The options as written.
     pub options: Mapping,
 }
 
@@ -410,10 +416,7 @@ impl Ctx<'_> {
                             &[name, "config", &k],
                             &format!("`config.{k}` is JavaScript, which hookflow does not run; map values with the trigger's `outputs:` (JSONPath, e.g. `outputs: {{number: $.body.pull_request.number}}`) instead"),
                         ),
-                        "filter" => self.problem(
-                            &[name, "config", "filter"],
-                            "`config.filter` is not supported by this version of hookflow; remove it or check the request in a later step",
-                        ),
+                        "filter" => {}
                         other if IGNORED_CONFIG.contains(&other) => {}
                         other => self.notice(&[name, "config", other], format!("unknown config option `{other}` is ignored")),
                     }
@@ -424,14 +427,24 @@ impl Ctx<'_> {
                 "`config` must be a mapping, e.g. `config: {active: false}`",
             ),
         }
-        for rule in ["verify", "outputs", "headers"] {
-            if options.get(rule).is_some_and(|v| !v.is_null()) {
-                self.problem(
-                    &[name, rule],
-                    &format!("`{rule}` is not supported by this version of hookflow; upgrade, or remove it"),
-                );
+        let rules = match serde_json::to_value(&options) {
+            Ok(serde_json::Value::Object(json)) => {
+                let mut reserved: Vec<&str> = BUILTIN_OUTPUTS.to_vec();
+                reserved.push("body_encoding");
+                let (rules, problems) = Rules::parse(&json, &reserved);
+                for p in problems {
+                    let mut keys: Vec<&str> = vec![name];
+                    keys.extend(p.keys.iter().map(String::as_str));
+                    self.problem(&keys, &p.message);
+                }
+                rules
             }
-        }
+            _ => {
+                self.problem(&[name], "webhook options must use text keys");
+                Rules::default()
+            }
+        };
+        let verify_line = locate(self.text, &["on", name, "verify", "secret_env"]);
         if self.problems.len() > before {
             return None;
         }
@@ -441,6 +454,8 @@ impl Ctx<'_> {
             deduplication_key,
             active,
             event_types,
+            rules,
+            verify_line,
             options,
         })
     }

@@ -8,8 +8,21 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::{json, Value};
 
+/// The secret and clock the shipped fixtures were signed with (scripts/gen-fixtures.py).
+const EXAMPLE_SECRET: &str = "hookflow-example-secret";
+const FIXTURE_TIME: i64 = 1_764_000_000;
+
+fn fixture_env() -> hookflow::Environment {
+    hookflow::Environment::fixed(
+        FIXTURE_TIME,
+        vec![("EXAMPLE_WEBHOOK_SECRET".into(), EXAMPLE_SECRET.into())],
+    )
+}
+
 fn hookflow() -> Command {
     let mut cmd = Command::cargo_bin("hookflow").expect("binary builds");
+    cmd.env("EXAMPLE_WEBHOOK_SECRET", EXAMPLE_SECRET)
+        .env("HOOKFLOW_NOW", FIXTURE_TIME.to_string());
     // Start from a clean slate whatever the environment running the tests sets.
     for var in [
         "GITHUB_EVENT_PATH",
@@ -71,7 +84,8 @@ fn every_fixture_matches_its_golden_file() {
     let mut count = 0;
     for entry in fs::read_dir(root().join("fixtures/events")).expect("fixtures") {
         let path = entry.expect("entry").path();
-        let actual = hookflow::replay::replay_file(&path, &examples()).expect("fixture replays");
+        let actual = hookflow::replay::replay_file(&path, &examples(), &fixture_env())
+            .expect("fixture replays");
         let golden = root()
             .join("fixtures/expected")
             .join(path.file_name().expect("name"));
@@ -85,7 +99,7 @@ fn every_fixture_matches_its_golden_file() {
         );
         count += 1;
     }
-    assert!(count >= 12, "expected the shipped fixtures, found {count}");
+    assert!(count >= 15, "expected the shipped fixtures, found {count}");
 }
 
 #[test]

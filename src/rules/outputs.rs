@@ -1,0 +1,159 @@
+//! A trigger's `outputs:`: extra step outputs taken from the decoded request with JSONPath
+//! (RFC 9535, via `jsonpath-rust`), e.g. `number: $.body.pull_request.number`.
+//!
+//! One result gives its value, several a JSON list, none an empty string, or an error when the
+//! output is `required`. Names must be valid output names and must not reuse a built-in one.
+
+use jsonpath_rust::parser::model::JpQuery;
+use serde_json::Value;
+
+/// One configured output.
+#[derive(Debug, Clone)]
+pub struct OutputRule {
+    /// The output name.
+    pub name: String,
+    /// The JSONPath as written.
+    pub path: String,
+    query: JpQuery,
+    /// Whether finding nothing is an error.
+    pub required: bool,
+    /// Whether the value is a secret to mask in logs.
+    pub mask: bool,
+}
+
+/// A required output that found nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("required output `{name}`: JSONPath {path} found nothing in the request")]
+pub struct MissingOutput {
+    /// The output.
+    pub name: String,
+    /// Its JSONPath.
+    pub path: String,
+}
+
+/// Whether `name` can be a step output name (letters, digits, `_` and `-`, not starting with a digit or `-`).
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl OutputRule {
+    /// Compiles one entry: a JSONPath string, or `{path, required, mask}`. `reserved` are the
+    /// built-in output names.
+    pub fn compile(name: &str, spec: &Value, reserved: &[&str]) -> Result<Self, String> {
+        if !valid_name(name) {
+            return Err(format!(
+                "`{name}` is not a valid output name; use letters, digits, `_` and `-`, starting with a letter or `_`"
+            ));
+        }
+        if reserved.contains(&name) {
+            return Err(format!(
+                "`{name}` is a built-in output; choose another name"
+            ));
+        }
+        let (path, required, mask) = match spec {
+            Value::String(p) => (p.clone(), false, false),
+            Value::Object(m) => {
+                for key in m.keys() {
+                    if !["path", "required", "mask"].contains(&key.as_str()) {
+                        return Err(format!(
+                            "unknown key `{key}`; an output takes `path`, `required` and `mask`"
+                        ));
+                    }
+                }
+                let flag = |k: &str| match m.get(k) {
+                    None | Some(Value::Null) => Ok(false),
+                    Some(Value::Bool(b)) => Ok(*b),
+                    Some(_) => Err(format!("`{k}` must be true or false")),
+                };
+                let Some(Value::String(p)) = m.get("path") else {
+                    return Err("needs `path`, a JSONPath such as `$.body.id`".into());
+                };
+                (p.clone(), flag("required")?, flag("mask")?)
+            }
+            _ => {
+                return Err(
+                    "must be a JSONPath string such as `$.body.id`, or `{path, required, mask}`"
+                        .into(),
+                )
+            }
+        };
+        let query = jsonpath_rust::parser::parse_json_path(&path)
+            .map_err(|e| format!("JSONPath {path} does not parse: {e}"))?;
+        Ok(OutputRule {
+            name: name.to_string(),
+            path,
+            query,
+            required,
+            mask,
+        })
+    }
+
+    /// Evaluates over the request item.
+    pub fn evaluate(&self, item: &Value) -> Result<Value, MissingOutput> {
+        let found: Vec<Value> = jsonpath_rust::query::js_path_process(&self.query, item)
+            .map(|refs| refs.into_iter().map(|r| r.val().clone()).collect())
+            .unwrap_or_default();
+        match found.len() {
+            0 if self.required => Err(MissingOutput {
+                name: self.name.clone(),
+                path: self.path.clone(),
+            }),
+            0 => Ok(Value::String(String::new())),
+            1 => Ok(found.into_iter().next().unwrap_or(Value::Null)),
+            _ => Ok(Value::Array(found)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rule(spec: Value) -> OutputRule {
+        OutputRule::compile("out", &spec, &["body"]).expect("compiles")
+    }
+
+    #[test]
+    fn one_many_none() {
+        let item = json!({"body": {"pull_request": {"number": 42}, "labels": [{"n": "a"}, {"n": "b"}]},
+                          "headers": {"x-github-event": "pull_request"}});
+        assert_eq!(
+            rule(json!("$.body.pull_request.number")).evaluate(&item),
+            Ok(json!(42))
+        );
+        assert_eq!(
+            rule(json!("$.headers['x-github-event']")).evaluate(&item),
+            Ok(json!("pull_request"))
+        );
+        assert_eq!(
+            rule(json!("$.body.labels[*].n")).evaluate(&item),
+            Ok(json!(["a", "b"]))
+        );
+        assert_eq!(rule(json!("$.body.nope")).evaluate(&item), Ok(json!("")));
+        let required = rule(json!({"path": "$.body.nope", "required": true}));
+        assert!(required
+            .evaluate(&item)
+            .unwrap_err()
+            .to_string()
+            .contains("found nothing"));
+        assert!(rule(json!({"path": "$.x", "mask": true})).mask);
+    }
+
+    #[test]
+    fn bad_specs() {
+        let e = OutputRule::compile("n", &json!("$.[oops"), &[]).unwrap_err();
+        assert!(e.contains("does not parse"), "{e}");
+        let e = OutputRule::compile("body", &json!("$.a"), &["body"]).unwrap_err();
+        assert!(e.contains("built-in"), "{e}");
+        let e = OutputRule::compile("9lives", &json!("$.a"), &[]).unwrap_err();
+        assert!(e.contains("not a valid output name"), "{e}");
+        let e = OutputRule::compile("n", &json!({"path": "$.a", "secret": true}), &[]).unwrap_err();
+        assert!(e.contains("unknown key"), "{e}");
+        assert!(
+            valid_name("pr_number") && valid_name("_x-1") && !valid_name("a b") && !valid_name("")
+        );
+    }
+}
