@@ -181,7 +181,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if let Some(file) = &args.step_summary {
-            append(file, &output::step_summary(&result))
+            append(file, &output::step_summary(&result, &outputs))
                 .with_context(|| format!("cannot write the step summary to {}", file.display()))?;
         }
     }

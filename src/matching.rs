@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::event::Event;
-use crate::request::WebhookRequest;
+use crate::request::{Location, WebhookRequest};
 use crate::rules::{Environment, Verdict};
 use crate::workflow::{load_workflow, Problem, Workflow, WorkflowError};
 
@@ -242,10 +242,10 @@ fn evaluate(
             ));
         }
     }
-    let below = request.below(rest_origin);
+    let below = Location::parse(rest_origin);
     let rest_path = match request.path.strip_prefix(&base) {
         Some(r) if r.is_empty() || r.starts_with('/') => r.to_string(),
-        _ => below.path.clone(),
+        _ => below.path,
     };
     let rest_path = if rest_path.is_empty() {
         "/".to_string()
@@ -268,31 +268,28 @@ fn evaluate(
     let mut item = Map::new();
     item.insert(
         "request_id".into(),
-        request_id(&below, hook.deduplication_key.as_deref()),
+        request_id(request, hook.deduplication_key.as_deref()),
     );
-    if let Some(body) = &below.body {
+    if let Some(body) = &request.body {
         item.insert("body".into(), body.clone());
     }
-    item.insert("headers".into(), Value::Object(below.headers.clone()));
-    item.insert("method".into(), Value::String(below.method.clone()));
-    item.insert("query".into(), Value::Object(below.query.clone()));
-    item.insert(
-        "querystring".into(),
-        Value::String(below.querystring.clone()),
-    );
-    item.insert("search".into(), Value::String(below.search.clone()));
+    item.insert("headers".into(), Value::Object(request.headers.clone()));
+    item.insert("method".into(), Value::String(request.method.clone()));
+    item.insert("query".into(), Value::Object(below.query));
+    item.insert("querystring".into(), Value::String(below.querystring));
+    item.insert("search".into(), Value::String(below.search));
     item.insert("params".into(), Value::Object(params));
     item.insert("path".into(), Value::String(rest_path));
     item.insert("verified".into(), Value::Bool(false));
-    if let Some(enc) = below.body_encoding {
+    if let Some(enc) = request.body_encoding {
         item.insert("body_encoding".into(), Value::String(enc.into()));
     }
 
     // The bytes a signature covers: exactly what was forwarded, or the JSON a sender put in.
-    let signed_bytes = match (&below.raw_body, &below.body) {
-        (Some(raw), _) => raw.clone(),
-        (None, Some(v)) => v.to_string().into_bytes(),
-        (None, None) => Vec::new(),
+    let signed_bytes: std::borrow::Cow<[u8]> = match (&request.raw_body, &request.body) {
+        (Some(raw), _) => raw.as_slice().into(),
+        (None, Some(v)) => v.to_string().into_bytes().into(),
+        (None, None) => (&[][..]).into(),
     };
     let mut item_value = Value::Object(item);
     let (verified, outputs, masked) = match hook.rules.apply(&item_value, &signed_bytes, env) {

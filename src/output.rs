@@ -210,8 +210,8 @@ pub fn mask_commands(secrets: &[String]) -> String {
     out
 }
 
-/// The Markdown appended to `$GITHUB_STEP_SUMMARY`.
-pub fn step_summary(result: &RunResult) -> String {
+/// The Markdown appended to `$GITHUB_STEP_SUMMARY`; `outs` is [`outputs`] of the same result.
+pub fn step_summary(result: &RunResult, outs: &Map<String, Value>) -> String {
     let mut s = String::from("### hookflow\n\n");
     match result.matches.first() {
         Some(m) => s.push_str(&format!(
@@ -224,8 +224,16 @@ pub fn step_summary(result: &RunResult) -> String {
         )),
     }
     s.push_str("| output | value |\n|---|---|\n");
-    let outs = outputs(result);
-    for name in [
+    let hidden = secrets(result);
+    let shown = |v: &Value| {
+        let text = output_text(v);
+        if hidden.iter().any(|h| text.contains(h.as_str())) {
+            "***".to_string()
+        } else {
+            cell(&text)
+        }
+    };
+    let summary_rows = [
         "matched",
         "workflow",
         "trigger",
@@ -234,9 +242,16 @@ pub fn step_summary(result: &RunResult) -> String {
         "path",
         "request_id",
         "verified",
-    ] {
+    ];
+    for name in summary_rows {
         if let Some(v) = outs.get(name) {
-            s.push_str(&format!("| `{name}` | {} |\n", cell(&output_text(v))));
+            s.push_str(&format!("| `{name}` | {} |\n", shown(v)));
+        }
+    }
+    // The trigger's own `outputs:`.
+    for (name, v) in outs {
+        if !BUILTIN_OUTPUTS.contains(&name.as_str()) && name != "body_encoding" {
+            s.push_str(&format!("| `{name}` | {} |\n", shown(v)));
         }
     }
     if result.matches.len() > 1 {

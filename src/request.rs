@@ -195,22 +195,35 @@ impl WebhookRequest {
             search: parts.search,
         }
     }
+}
 
-    /// The same request seen from below a trigger's base path: `rest` is what follows the base in
-    /// `origin_path` (actionsflow re-parses it to get the trigger's `query`).
-    pub fn below(&self, rest: &str) -> WebhookRequest {
-        let mut origin = rest.to_string();
+/// Where a request went: its path and query, split as a URL parser splits them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Location {
+    /// The URL path, normalised (`/x/y`).
+    pub path: String,
+    /// The query string parsed like Node's `querystring.parse`.
+    pub query: Map<String, Value>,
+    /// The query string without `?`.
+    pub querystring: String,
+    /// The query string with `?`, or empty.
+    pub search: String,
+}
+
+impl Location {
+    /// Splits a path with its query (`/x?a=1`); a leading `/` is added when missing.
+    /// actionsflow re-parses what follows a trigger's base this way to get the trigger's query.
+    pub fn parse(origin: &str) -> Location {
+        let mut origin = origin.to_string();
         if !origin.starts_with('/') {
             origin.insert(0, '/');
         }
         let parts = split_url(&origin);
-        WebhookRequest {
-            origin_path: origin,
+        Location {
             path: parts.path,
             query: parse_querystring(&parts.querystring),
             querystring: parts.querystring,
             search: parts.search,
-            ..self.clone()
         }
     }
 }

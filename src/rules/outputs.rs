@@ -52,33 +52,32 @@ impl OutputRule {
                 "`{name}` is a built-in output; choose another name"
             ));
         }
-        let (path, required, mask) = match spec {
-            Value::String(p) => (p.clone(), false, false),
-            Value::Object(m) => {
-                for key in m.keys() {
-                    if !["path", "required", "mask"].contains(&key.as_str()) {
-                        return Err(format!(
+        let (path, required, mask) =
+            match spec {
+                Value::String(p) => (p.clone(), false, false),
+                Value::Object(m) => {
+                    for key in m.keys() {
+                        if !["path", "required", "mask"].contains(&key.as_str()) {
+                            return Err(format!(
                             "unknown key `{key}`; an output takes `path`, `required` and `mask`"
                         ));
+                        }
                     }
+                    let flag = |k: &str| match m.get(k) {
+                        None | Some(Value::Null) => Ok(false),
+                        Some(Value::Bool(b)) => Ok(*b),
+                        Some(_) => Err(format!("`{k}` must be true or false")),
+                    };
+                    let Some(Value::String(p)) = m.get("path") else {
+                        return Err("needs `path`, a JSONPath such as `$.body.id`".into());
+                    };
+                    (p.clone(), flag("required")?, flag("mask")?)
                 }
-                let flag = |k: &str| match m.get(k) {
-                    None | Some(Value::Null) => Ok(false),
-                    Some(Value::Bool(b)) => Ok(*b),
-                    Some(_) => Err(format!("`{k}` must be true or false")),
-                };
-                let Some(Value::String(p)) = m.get("path") else {
-                    return Err("needs `path`, a JSONPath such as `$.body.id`".into());
-                };
-                (p.clone(), flag("required")?, flag("mask")?)
-            }
-            _ => {
-                return Err(
+                _ => return Err(
                     "must be a JSONPath string such as `$.body.id`, or `{path, required, mask}`"
                         .into(),
-                )
-            }
-        };
+                ),
+            };
         let query = jsonpath_rust::parser::parse_json_path(&path)
             .map_err(|e| format!("JSONPath {path} does not parse: {e}"))?;
         Ok(OutputRule {

@@ -278,6 +278,9 @@ pub fn verify(
     now: i64,
     tolerance: i64,
 ) -> Result<(), VerifyError> {
+    if secret.is_empty() {
+        return Err(VerifyError::BadSecret("it is empty".into()));
+    }
     let mismatch = |h: &str| VerifyError::Mismatch {
         header: h.to_string(),
         hint: reserialised_hint(headers, body),
