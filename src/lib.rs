@@ -17,13 +17,17 @@
 //! | [`rules`] | a trigger's `headers`, `verify`, `config.filter` and `outputs` |
 //! | [`output`] | `$GITHUB_OUTPUT`, the step summary, and the `--json` result |
 //! | [`replay`] | running fixtures and comparing with golden files |
+//! | [`github`] | the dispatches API client |
+//! | [`relay`] | the sending side: HTTP server, durable queue, delivery |
 //!
 //! The `hookflow` binary is a thin command-line layer over [`run_event_file`],
 //! [`validate_dir`] and [`replay::replay_files`].
 
 pub mod event;
+pub mod github;
 pub mod matching;
 pub mod output;
+pub mod relay;
 pub mod replay;
 pub mod request;
 pub mod route;

@@ -33,6 +33,48 @@ enum Command {
     Validate(ValidateArgs),
     /// Print the signature header(s) a sender adds to a body (for tests and senders' scripts).
     Sign(SignArgs),
+    /// Run the relay: accept webhooks, store them durably, deliver them as repository_dispatch.
+    Relay(RelayArgs),
+    /// Send one repository_dispatch event by hand.
+    Dispatch(DispatchArgs),
+}
+
+#[derive(clap::Args)]
+struct RelayArgs {
+    /// YAML configuration file (optional: without one the relay runs the compatible route).
+    #[arg(long, env = "HOOKFLOW_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "HOOKFLOW_LISTEN")]
+    listen: Option<String>,
+    /// Data directory for the event store [default: hookflow-data].
+    #[arg(long, env = "HOOKFLOW_DATA")]
+    data: Option<PathBuf>,
+    /// GitHub API base (GitHub Enterprise Server: https://HOST/api/v3) [default: https://api.github.com].
+    #[arg(long, env = "GITHUB_API_URL")]
+    api_url: Option<String>,
+    /// Log format.
+    #[arg(long, env = "HOOKFLOW_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
+    log_format: String,
+}
+
+#[derive(clap::Args)]
+struct DispatchArgs {
+    /// Target repository, OWNER/REPO.
+    #[arg(long)]
+    repo: String,
+    /// The event type (repository_dispatch `action`), at most 100 characters.
+    #[arg(long)]
+    event_type: String,
+    /// client_payload: inline JSON, @FILE, or - for stdin.
+    #[arg(long, default_value = "{}")]
+    payload: String,
+    /// GitHub API base.
+    #[arg(long, env = "GITHUB_API_URL", default_value = hookflow::github::DEFAULT_API_URL)]
+    api_url: String,
+    /// Environment variable holding the token.
+    #[arg(long, default_value = "GITHUB_TOKEN")]
+    token_env: String,
 }
 
 #[derive(clap::Args)]
@@ -127,6 +169,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay_cmd(args),
         Command::Validate(args) => validate(args),
         Command::Sign(args) => sign(args),
+        Command::Relay(args) => relay(args),
+        Command::Dispatch(args) => dispatch(args),
     };
     match outcome {
         Ok(code) => code,
@@ -329,6 +373,128 @@ fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
     let text: String = headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
     print_out(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
+    use hookflow::relay::config::{Overrides, RelayConfig};
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let overrides = Overrides {
+        listen: args.listen,
+        data: args.data,
+        api_url: args.api_url,
+    };
+    let config = match &args.config {
+        Some(file) => RelayConfig::load(file, &overrides)?,
+        None => RelayConfig::from_flags(&overrides)?,
+    };
+    runtime()?.block_on(async move {
+        let running = hookflow::relay::start(config).await?;
+        eprintln!("hookflow relay: listening on http://{}", running.addr);
+        shutdown_signal().await;
+        eprintln!("hookflow relay: stopping (a second signal forces exit)");
+        tokio::spawn(async {
+            shutdown_signal().await;
+            eprintln!("hookflow relay: forced exit");
+            std::process::exit(130);
+        });
+        running.stop().await;
+        eprintln!("hookflow relay: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
+    use hookflow::github::{check_limits, Client, Outcome, Repo};
+    let repo = Repo::parse(&args.repo).map_err(anyhow::Error::msg)?;
+    let text = if args.payload == "-" {
+        let mut buf = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf)
+            .context("cannot read the payload from stdin")?;
+        buf
+    } else if let Some(file) = args.payload.strip_prefix('@') {
+        std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the payload file {file}"))?
+    } else {
+        args.payload.clone()
+    };
+    let payload: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("--payload is not valid JSON ({} bytes)", text.len()))?;
+    let body =
+        check_limits(&args.event_type, &payload).context("GitHub would refuse this dispatch")?;
+    let token = std::env::var(&args.token_env)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .with_context(|| {
+            format!(
+                "no token: {} is not set (pass --token-env VAR to use another variable)",
+                args.token_env
+            )
+        })?;
+    let client = Client::new(&args.api_url, std::time::Duration::from_secs(30))
+        .map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "hookflow: POST {}/repos/{repo}/dispatches event_type={} ({} bytes)",
+        client.api_url(),
+        args.event_type,
+        body.len()
+    );
+    let outcome = runtime()?.block_on(client.dispatch(&repo, &token, body));
+    match outcome {
+        Outcome::Delivered => {
+            eprintln!("hookflow: GitHub accepted the dispatch (204)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Retry { reason, after } => {
+            let wait = after
+                .map(|d| format!("; retry in {} s", d.as_secs()))
+                .unwrap_or_default();
+            eprintln!("hookflow: not delivered: {reason}{wait}");
+            Ok(ExitCode::from(1))
+        }
+        Outcome::Failed { reason, .. } => {
+            eprintln!("hookflow: not delivered: {reason}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {

@@ -273,7 +273,8 @@ impl Rules {
     }
 }
 
-fn parse_verify(map: &Map<String, Value>) -> Result<VerifyRule, RuleProblem> {
+/// Reads a `verify:` mapping (shared with the relay's endpoint configuration).
+pub fn parse_verify(map: &Map<String, Value>) -> Result<VerifyRule, RuleProblem> {
     for key in map.keys() {
         if ![
             "preset",
@@ -390,18 +391,27 @@ fn parse_verify(map: &Map<String, Value>) -> Result<VerifyRule, RuleProblem> {
 
 /// Seconds from `300`, `"300s"`, `"5m"`, `"1h"`.
 pub fn parse_duration(v: &Value) -> Option<i64> {
+    parse_duration_ms(v).map(|ms| ms / 1000)
+}
+
+/// Milliseconds from a number of seconds or `"250ms"`, `"30s"`, `"5m"`, `"1h"`, `"2d"`.
+pub fn parse_duration_ms(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().filter(|n| *n >= 0),
+        Value::Number(n) => n
+            .as_i64()
+            .filter(|n| *n >= 0)
+            .and_then(|n| n.checked_mul(1000)),
         Value::String(s) => {
             let s = s.trim();
             let (digits, unit) =
                 s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
             let n: i64 = digits.parse().ok()?;
             let factor = match unit.trim() {
-                "" | "s" => 1,
-                "m" => 60,
-                "h" => 3600,
-                "d" => 86_400,
+                "ms" => 1,
+                "" | "s" => 1000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
                 _ => return None,
             };
             n.checked_mul(factor)

@@ -1,0 +1,394 @@
+//! The relay's configuration: a YAML file (`hookflow relay --config FILE`) and flags that
+//! override it. With no file at all the relay runs on the embedded default: the compatible route
+//! on, SQLite in `--data`, `https://api.github.com`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::github::Repo;
+use crate::rules::{parse_duration_ms, parse_verify, VerifyRule};
+
+/// A configuration problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{line}: {message}", line = .line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file (or `flags`).
+    pub file: String,
+    /// 1-based line when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The relay's settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory (the SQLite store).
+    pub data: PathBuf,
+    /// GitHub API base.
+    pub api_url: String,
+    /// Whether the webhook2github-compatible route `/<owner>/<repo>/…` is on.
+    pub compat_route: bool,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Cap on the event store's size; past it the relay answers 503.
+    pub max_store_bytes: Option<u64>,
+    /// Delivery settings.
+    pub delivery: DeliveryConfig,
+    /// Configured endpoints (`/hooks/<slug>`).
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// How events are delivered to GitHub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// Dispatches in flight at once.
+    pub concurrency: usize,
+    /// Attempts before an event becomes a dead letter.
+    pub max_attempts: u32,
+    /// First retry delay.
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Timeout of one dispatch request.
+    pub timeout: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            concurrency: 16,
+            max_attempts: 7,
+            initial_backoff: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(3600),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where a configured endpoint takes its event type from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventTypeSource {
+    /// Always this type.
+    Fixed(String),
+    /// The value at this dot path of the JSON body (`action`, `data.type`).
+    BodyPath(String),
+}
+
+/// A configured endpoint, `POST /hooks/<slug>`.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// URL slug.
+    pub slug: String,
+    /// Target repository.
+    pub repo: Repo,
+    /// Environment variable with the GitHub token.
+    pub token_env: String,
+    /// The dispatch `event_type`.
+    pub event_type: EventTypeSource,
+    /// The `path` put in the payload (default `/<slug>/webhook`); what follows the slug in the
+    /// request URL is appended.
+    pub path: String,
+    /// Signature check, with the runtime's presets.
+    pub verify: Option<VerifyRule>,
+    /// Environment variable holding accepted API keys (comma-separated) for
+    /// `Authorization: Bearer <key>`.
+    pub api_keys_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    data: Option<PathBuf>,
+    api_url: Option<String>,
+    compat_route: Option<bool>,
+    max_body_bytes: Option<usize>,
+    max_store_bytes: Option<u64>,
+    delivery: Option<RawDelivery>,
+    #[serde(default)]
+    endpoints: Vec<RawEndpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    concurrency: Option<usize>,
+    max_attempts: Option<u32>,
+    initial_backoff: Option<Value>,
+    max_backoff: Option<Value>,
+    timeout: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    slug: String,
+    repo: String,
+    token_env: String,
+    event_type: Option<String>,
+    event_type_path: Option<String>,
+    path: Option<String>,
+    verify: Option<Value>,
+    api_keys_env: Option<String>,
+}
+
+/// Flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--api-url`.
+    pub api_url: Option<String>,
+}
+
+impl RelayConfig {
+    /// The embedded default plus flags.
+    pub fn from_flags(o: &Overrides) -> Result<RelayConfig, ConfigError> {
+        Self::build(None, "flags", None, o)
+    }
+
+    /// Reads a YAML file, then applies the flags.
+    pub fn load(file: &Path, o: &Overrides) -> Result<RelayConfig, ConfigError> {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: name.clone(),
+            line: None,
+            message: format!("cannot read the relay configuration: {e}"),
+        })?;
+        Self::parse(&text, &name, o)
+    }
+
+    /// Parses YAML text; `name` is used in messages.
+    pub fn parse(text: &str, name: &str, o: &Overrides) -> Result<RelayConfig, ConfigError> {
+        let raw: RawConfig = if text.trim().is_empty() {
+            serde_yaml::from_str("{}")
+        } else {
+            serde_yaml::from_str(text)
+        }
+        .map_err(|e| ConfigError {
+            file: name.to_string(),
+            line: e.location().map(|l| l.line()),
+            message: e
+                .to_string()
+                .split(" at line ")
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        })?;
+        Self::build(Some(raw), name, Some(text), o)
+    }
+
+    fn build(
+        raw: Option<RawConfig>,
+        name: &str,
+        text: Option<&str>,
+        o: &Overrides,
+    ) -> Result<RelayConfig, ConfigError> {
+        let err = |key: &[&str], message: String| ConfigError {
+            file: name.to_string(),
+            line: text.and_then(|t| crate::workflow::locate(t, key)),
+            message,
+        };
+        let raw = raw.unwrap_or(RawConfig {
+            listen: None,
+            data: None,
+            api_url: None,
+            compat_route: None,
+            max_body_bytes: None,
+            max_store_bytes: None,
+            delivery: None,
+            endpoints: Vec::new(),
+        });
+        let listen_text = o
+            .listen
+            .clone()
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            err(
+                &["listen"],
+                format!("listen address {listen_text:?} is not HOST:PORT such as 0.0.0.0:8080"),
+            )
+        })?;
+        let api_url = o
+            .api_url
+            .clone()
+            .or(raw.api_url)
+            .unwrap_or_else(|| crate::github::DEFAULT_API_URL.into());
+        if url::Url::parse(&api_url).is_err() {
+            return Err(err(
+                &["api_url"],
+                format!("api_url {api_url:?} is not a URL"),
+            ));
+        }
+        let mut delivery = DeliveryConfig::default();
+        if let Some(d) = raw.delivery {
+            let dur = |key: &str,
+                       v: Option<Value>,
+                       default: Duration|
+             -> Result<Duration, ConfigError> {
+                match v {
+                    None => Ok(default),
+                    Some(v) => parse_duration_ms(&v)
+                        .map(|ms| Duration::from_millis(ms as u64))
+                        .ok_or_else(|| err(&["delivery", key], format!("delivery.{key} must be seconds or a duration such as 500ms, 10s, 5m"))),
+                }
+            };
+            delivery.initial_backoff = dur(
+                "initial_backoff",
+                d.initial_backoff,
+                delivery.initial_backoff,
+            )?;
+            delivery.max_backoff = dur("max_backoff", d.max_backoff, delivery.max_backoff)?;
+            delivery.timeout = dur("timeout", d.timeout, delivery.timeout)?;
+            delivery.concurrency = d.concurrency.unwrap_or(delivery.concurrency);
+            delivery.max_attempts = d.max_attempts.unwrap_or(delivery.max_attempts);
+            if delivery.concurrency == 0 || delivery.max_attempts == 0 {
+                return Err(err(
+                    &["delivery"],
+                    "delivery.concurrency and delivery.max_attempts must be at least 1".into(),
+                ));
+            }
+        }
+        let mut endpoints = Vec::new();
+        for e in raw.endpoints {
+            let at = |m: String| err(&["endpoints"], format!("endpoint `{}`: {m}", e.slug));
+            if e.slug.is_empty()
+                || !e
+                    .slug
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(at(
+                    "the slug must be letters, digits, `-`, `_` or `.`".into()
+                ));
+            }
+            if endpoints.iter().any(|x: &Endpoint| x.slug == e.slug) {
+                return Err(at("another endpoint has the same slug".into()));
+            }
+            let repo = Repo::parse(&e.repo).map_err(at)?;
+            let event_type = match (e.event_type, e.event_type_path) {
+                (Some(_), Some(_)) => {
+                    return Err(at(
+                        "use either event_type or event_type_path, not both".into()
+                    ))
+                }
+                (Some(t), None) => EventTypeSource::Fixed(t),
+                (None, Some(p)) => EventTypeSource::BodyPath(p),
+                (None, None) => EventTypeSource::Fixed(crate::event::WEBHOOK_EVENT_TYPE.into()),
+            };
+            if let EventTypeSource::Fixed(t) = &event_type {
+                if t.is_empty() || t.chars().count() > crate::github::MAX_EVENT_TYPE_CHARS {
+                    return Err(at(format!(
+                        "event_type must be 1 to {} characters",
+                        crate::github::MAX_EVENT_TYPE_CHARS
+                    )));
+                }
+            }
+            let verify = match e.verify {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(m)) => Some(parse_verify(&m).map_err(|p| at(p.message))?),
+                Some(_) => {
+                    return Err(at(
+                        "verify must be a mapping such as {preset: github, secret_env: SECRET}"
+                            .into(),
+                    ))
+                }
+            };
+            endpoints.push(Endpoint {
+                path: e.path.unwrap_or_else(|| format!("/{}/webhook", e.slug)),
+                slug: e.slug,
+                repo,
+                token_env: e.token_env,
+                event_type,
+                verify,
+                api_keys_env: e.api_keys_env,
+            });
+        }
+        Ok(RelayConfig {
+            listen,
+            data: o
+                .data
+                .clone()
+                .or(raw.data)
+                .unwrap_or_else(|| PathBuf::from("hookflow-data")),
+            api_url,
+            compat_route: raw.compat_route.unwrap_or(true),
+            max_body_bytes: raw.max_body_bytes.unwrap_or(1024 * 1024),
+            max_store_bytes: raw.max_store_bytes,
+            delivery,
+            endpoints,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_a_file() {
+        let c = RelayConfig::from_flags(&Overrides::default()).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.compat_route);
+        assert_eq!(c.api_url, "https://api.github.com");
+        assert_eq!(c.delivery.max_attempts, 7);
+    }
+
+    #[test]
+    fn reads_endpoints_and_overrides() {
+        let text = "listen: 0.0.0.0:9000\ndelivery:\n  initial_backoff: 250ms\n  concurrency: 4\nendpoints:\n  - slug: gh\n    repo: octo/hooks\n    token_env: GH_TOKEN\n    event_type_path: action\n    verify: {preset: github, secret_env: GH_SECRET}\n";
+        let o = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let c = RelayConfig::parse(text, "relay.yml", &o).expect("parses");
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.delivery.initial_backoff, Duration::from_millis(250));
+        assert_eq!(
+            c.endpoints[0].event_type,
+            EventTypeSource::BodyPath("action".into())
+        );
+        assert_eq!(c.endpoints[0].path, "/gh/webhook");
+        assert!(c.endpoints[0].verify.is_some());
+    }
+
+    #[test]
+    fn problems_name_file_and_line() {
+        let e = RelayConfig::parse("listen: 1\nbogus: 2\n", "relay.yml", &Overrides::default())
+            .unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.to_string()
+                .starts_with("relay.yml:2: unknown field `bogus`"),
+            "{e}"
+        );
+        let e = RelayConfig::parse(
+            "endpoints:\n  - slug: x\n    repo: nope\n    token_env: T\n",
+            "r.yml",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("endpoint `x`: \"nope\" is not a repository"),
+            "{e}"
+        );
+        let e = RelayConfig::parse("endpoints:\n  - {slug: x, repo: a/b, token_env: T, verify: {preset: nope, secret_env: S}}\n", "r.yml", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("unknown preset"), "{e}");
+        let e = RelayConfig::parse("listen: here\n", "r.yml", &Overrides::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r.yml:1: listen address \"here\" is not HOST:PORT such as 0.0.0.0:8080"
+        );
+    }
+}

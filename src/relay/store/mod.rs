@@ -1,0 +1,469 @@
+//! The relay's durable event store: what was acknowledged, what is due, what failed for good.
+//!
+//! A [`Store`] is a small synchronous trait over one database; [`StoreHandle`] runs it on its own
+//! thread and batches concurrent writes into one transaction (one commit, one `fsync`, many
+//! events), so every request is acknowledged only after its event is committed without paying a
+//! commit each. SQLite ([`sqlite`]) is the embedded engine; a shared database can implement the
+//! same trait for running several relays.
+//!
+//! The contract tests at the bottom of this file run against every engine.
+
+pub mod sqlite;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+/// Where the GitHub token of an event comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// An environment variable of the relay (configured endpoints). Only the name is stored.
+    Env(String),
+    /// A token sent with the request (the compatible route). Stored while the event is pending
+    /// and erased once it is delivered or dead.
+    Inline(String),
+}
+
+impl TokenSource {
+    fn encode(&self) -> String {
+        match self {
+            TokenSource::Env(n) => format!("env:{n}"),
+            TokenSource::Inline(t) => format!("inline:{t}"),
+        }
+    }
+
+    fn decode(s: &str) -> TokenSource {
+        match s.split_once(':') {
+            Some(("env", n)) => TokenSource::Env(n.to_string()),
+            Some(("inline", t)) => TokenSource::Inline(t.to_string()),
+            _ => TokenSource::Inline(String::new()),
+        }
+    }
+}
+
+/// An event to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Sortable unique id (ULID).
+    pub id: String,
+    /// Milliseconds since the epoch.
+    pub received_at: i64,
+    /// The endpoint slug, or `compat`.
+    pub source: String,
+    /// `owner/name`.
+    pub repo: String,
+    /// The token to dispatch with.
+    pub token: TokenSource,
+    /// The dispatch `event_type`.
+    pub event_type: String,
+    /// The JSON body of the dispatch request.
+    pub body: Vec<u8>,
+}
+
+/// An event claimed for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueEvent {
+    /// Its id.
+    pub id: String,
+    /// `owner/name`.
+    pub repo: String,
+    /// The token to dispatch with.
+    pub token: TokenSource,
+    /// The JSON body of the dispatch request.
+    pub body: Vec<u8>,
+    /// Deliveries tried before this one.
+    pub attempts: u32,
+}
+
+/// What a delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// GitHub accepted it: the event is done.
+    Delivered,
+    /// Try again at this time (ms since the epoch).
+    RetryAt {
+        /// When.
+        at: i64,
+        /// Why the last attempt failed.
+        error: String,
+    },
+    /// Failed for good: kept as a dead letter.
+    Dead {
+        /// Why.
+        error: String,
+        /// GitHub's status, when it answered.
+        status: Option<u16>,
+    },
+}
+
+/// A dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its id.
+    pub id: String,
+    /// `owner/name`.
+    pub repo: String,
+    /// The dispatch `event_type`.
+    pub event_type: String,
+    /// Delivery attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+    /// When it was received (ms since the epoch).
+    pub received_at: i64,
+}
+
+/// Counts by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Waiting for delivery (including retries).
+    pub pending: u64,
+    /// Being delivered now.
+    pub inflight: u64,
+    /// Failed for good.
+    pub dead: u64,
+    /// Receive time of the oldest pending event (ms), if any.
+    pub oldest_pending: Option<i64>,
+}
+
+/// A store failure. `Unavailable` means the event was not stored: answer 503.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be written (disk full, read-only, locked, corrupt).
+    #[error("the event store is unavailable: {0}")]
+    Unavailable(String),
+    /// The store thread is gone (shutting down).
+    #[error("the event store is shut down")]
+    Closed,
+}
+
+/// A database of events. Implementations must make `insert` durable before returning.
+pub trait Store: Send {
+    /// Stores events in one transaction; all or none.
+    fn insert(&mut self, events: &[NewEvent]) -> Result<(), StoreError>;
+    /// Claims up to `limit` pending events due at `now` (ms) and marks them in flight.
+    fn claim_due(&mut self, now: i64, limit: usize) -> Result<Vec<DueEvent>, StoreError>;
+    /// Records delivery results in one transaction.
+    fn record(&mut self, results: &[(String, Recorded)], now: i64) -> Result<(), StoreError>;
+    /// Returns events left in flight by a crash to pending; returns how many.
+    fn recover(&mut self, now: i64) -> Result<u64, StoreError>;
+    /// When the next pending event is due (ms), if any.
+    fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
+    /// Counts by state.
+    fn counts(&mut self) -> Result<Counts, StoreError>;
+    /// Dead letters, oldest first.
+    fn dead_letters(&mut self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Makes dead letters pending again (all when `ids` is empty); returns how many.
+    fn replay_dead(&mut self, ids: &[String], now: i64) -> Result<u64, StoreError>;
+    /// Deletes dead letters received before `before` (ms); returns how many.
+    fn purge_dead(&mut self, before: i64) -> Result<u64, StoreError>;
+}
+
+enum Command {
+    Insert(NewEvent, oneshot::Sender<Result<(), StoreError>>),
+    Record(
+        Vec<(String, Recorded)>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
+    Claim(usize, oneshot::Sender<Result<Vec<DueEvent>, StoreError>>),
+    NextDue(oneshot::Sender<Result<Option<i64>, StoreError>>),
+    Counts(oneshot::Sender<Result<Counts, StoreError>>),
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Most inserts committed together.
+const MAX_BATCH: usize = 512;
+
+/// An async handle to a store running on its own thread. Cloning shares the thread.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl StoreHandle {
+    /// Starts the store thread. Events left in flight by a previous run become pending.
+    pub fn start(mut store: Box<dyn Store>) -> Result<StoreHandle, StoreError> {
+        store.recover(now_ms())?;
+        let (tx, rx) = mpsc::channel::<Command>();
+        std::thread::Builder::new()
+            .name("hookflow-store".into())
+            .spawn(move || run(store, rx))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the store thread: {e}")))?;
+        Ok(StoreHandle { tx })
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, wait) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores one event; returns once it is committed (batched with concurrent inserts).
+    pub async fn insert(&self, event: NewEvent) -> Result<(), StoreError> {
+        self.call(|r| Command::Insert(event, r)).await
+    }
+
+    /// Records delivery results.
+    pub async fn record(&self, results: Vec<(String, Recorded)>) -> Result<(), StoreError> {
+        self.call(|r| Command::Record(results, r)).await
+    }
+
+    /// Claims due events.
+    pub async fn claim_due(&self, limit: usize) -> Result<Vec<DueEvent>, StoreError> {
+        self.call(|r| Command::Claim(limit, r)).await
+    }
+
+    /// When the next pending event is due.
+    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.call(Command::NextDue).await
+    }
+
+    /// Counts by state.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        self.call(Command::Counts).await
+    }
+}
+
+/// The store thread: takes every command waiting, runs all inserts and records in one
+/// transaction, then answers.
+fn run(mut store: Box<dyn Store>, rx: mpsc::Receiver<Command>) {
+    while let Ok(first) = rx.recv() {
+        let mut commands = vec![first];
+        while commands.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => commands.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut inserts = Vec::new();
+        let mut insert_replies = Vec::new();
+        let mut records = Vec::new();
+        let mut record_replies = Vec::new();
+        let mut others = Vec::new();
+        for c in commands {
+            match c {
+                Command::Insert(e, r) => {
+                    inserts.push(e);
+                    insert_replies.push(r);
+                }
+                Command::Record(mut rs, r) => {
+                    records.append(&mut rs);
+                    record_replies.push(r);
+                }
+                other => others.push(other),
+            }
+        }
+        if !inserts.is_empty() {
+            let result = store.insert(&inserts);
+            for r in insert_replies {
+                let _ = r.send(result.clone());
+            }
+        }
+        if !records.is_empty() {
+            let result = store.record(&records, now_ms());
+            for r in record_replies {
+                let _ = r.send(result.clone());
+            }
+        }
+        for c in others {
+            match c {
+                Command::Claim(limit, r) => {
+                    let _ = r.send(store.claim_due(now_ms(), limit));
+                }
+                Command::NextDue(r) => {
+                    let _ = r.send(store.next_due());
+                }
+                Command::Counts(r) => {
+                    let _ = r.send(store.counts());
+                }
+                Command::Insert(..) | Command::Record(..) => {}
+            }
+        }
+    }
+}
+
+/// How long to wait before retry number `attempt` (1-based): exponential from `initial`,
+/// capped at `max`, with "equal jitter" (half fixed, half random) so retries spread out.
+pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    let exp = initial.saturating_mul(
+        1u32.checked_shl(attempt.saturating_sub(1).min(30))
+            .unwrap_or(u32::MAX),
+    );
+    let capped = exp.min(max);
+    let half = capped / 2;
+    let mut b = [0u8; 8];
+    let r = if getrandom::fill(&mut b).is_ok() {
+        u64::from_le_bytes(b)
+    } else {
+        now_ms() as u64
+    };
+    let jitter_ms = if half.as_millis() == 0 {
+        0
+    } else {
+        r % (half.as_millis() as u64 + 1)
+    };
+    half + Duration::from_millis(jitter_ms)
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! The behaviour every engine must have.
+    use super::*;
+
+    pub fn event(id: &str, received_at: i64) -> NewEvent {
+        NewEvent {
+            id: id.into(),
+            received_at,
+            source: "compat".into(),
+            repo: "octo/hooks".into(),
+            token: TokenSource::Inline("ghp_secret".into()),
+            event_type: "webhook".into(),
+            body: br#"{"event_type":"webhook","client_payload":{}}"#.to_vec(),
+        }
+    }
+
+    pub fn lifecycle(store: &mut dyn Store) {
+        store
+            .insert(&[event("a", 1), event("b", 2)])
+            .expect("insert");
+        store
+            .insert(&[NewEvent {
+                token: TokenSource::Env("TOKEN".into()),
+                ..event("c", 3)
+            }])
+            .expect("insert");
+        assert_eq!(store.counts().expect("counts").pending, 3);
+        assert_eq!(store.next_due().expect("next"), Some(1));
+
+        let due = store.claim_due(10, 2).expect("claim");
+        assert_eq!(
+            due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"],
+            "oldest first"
+        );
+        assert_eq!(due[0].token, TokenSource::Inline("ghp_secret".into()));
+        assert!(
+            store
+                .claim_due(10, 10)
+                .expect("claim")
+                .iter()
+                .all(|d| d.id == "c"),
+            "claimed ones are not handed out twice"
+        );
+        let c = store.counts().expect("counts");
+        assert_eq!((c.pending, c.inflight), (0, 3));
+
+        store
+            .record(
+                &[
+                    ("a".into(), Recorded::Delivered),
+                    (
+                        "b".into(),
+                        Recorded::RetryAt {
+                            at: 100,
+                            error: "503".into(),
+                        },
+                    ),
+                    (
+                        "c".into(),
+                        Recorded::Dead {
+                            error: "404 not found".into(),
+                            status: Some(404),
+                        },
+                    ),
+                ],
+                50,
+            )
+            .expect("record");
+        assert!(
+            store.claim_due(99, 10).expect("claim").is_empty(),
+            "b waits until 100"
+        );
+        let b = store.claim_due(100, 10).expect("claim");
+        assert_eq!((b[0].id.as_str(), b[0].attempts), ("b", 1));
+
+        // A crash leaves b in flight; recovery makes it pending again.
+        assert_eq!(store.recover(200).expect("recover"), 1);
+        assert_eq!(store.claim_due(200, 10).expect("claim").len(), 1);
+
+        let dead = store.dead_letters(10).expect("dead");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            (
+                dead[0].id.as_str(),
+                dead[0].error.as_str(),
+                dead[0].attempts
+            ),
+            ("c", "404 not found", 1)
+        );
+        assert_eq!(store.replay_dead(&[], 300).expect("replay"), 1);
+        let again = store.claim_due(300, 10).expect("claim");
+        assert_eq!(
+            again.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            ["c"]
+        );
+        store
+            .record(
+                &[(
+                    "c".into(),
+                    Recorded::Dead {
+                        error: "x".into(),
+                        status: None,
+                    },
+                )],
+                301,
+            )
+            .expect("record");
+        assert_eq!(store.purge_dead(4).expect("purge"), 1);
+        assert_eq!(store.counts().expect("counts").dead, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let i = Duration::from_millis(100);
+        let m = Duration::from_secs(10);
+        for attempt in 1..=20 {
+            let d = backoff(attempt, i, m);
+            let full = (i * 2u32.pow((attempt - 1).min(20))).min(m);
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempt}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_inserts_share_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sqlite::SqliteStore::open(dir.path()).expect("opens");
+        let handle = StoreHandle::start(Box::new(store)).expect("starts");
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let h = handle.clone();
+            tasks.push(tokio::spawn(async move {
+                h.insert(contract::event(&format!("e{i:04}"), i)).await
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task").expect("insert");
+        }
+        assert_eq!(handle.counts().await.expect("counts").pending, 200);
+    }
+}

@@ -1,0 +1,217 @@
+//! A fake GitHub dispatches API: a real HTTP server on 127.0.0.1 that records every dispatch and
+//! answers as it is told (204, an error with GitHub's message, rate limits, or never).
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::Value;
+
+/// What the fake answers.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// 204 No Content.
+    Accept,
+    /// A status with a GitHub-style JSON message and extra headers.
+    Status(u16, &'static str, Vec<(&'static str, String)>),
+    /// Never answers (the client must time out).
+    Hang,
+}
+
+impl Answer {
+    pub fn unauthorized() -> Answer {
+        Answer::Status(401, "Bad credentials", vec![])
+    }
+    pub fn not_found() -> Answer {
+        Answer::Status(404, "Not Found", vec![])
+    }
+    pub fn unprocessable() -> Answer {
+        Answer::Status(422, "Invalid request.", vec![])
+    }
+    pub fn server_error() -> Answer {
+        Answer::Status(500, "Server Error", vec![])
+    }
+    pub fn too_many(retry_after_secs: u64) -> Answer {
+        Answer::Status(
+            429,
+            "Too many requests",
+            vec![("retry-after", retry_after_secs.to_string())],
+        )
+    }
+    pub fn rate_limited_403(reset_in_secs: u64) -> Answer {
+        let reset = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+            + reset_in_secs;
+        Answer::Status(
+            403,
+            "API rate limit exceeded",
+            vec![
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", reset.to_string()),
+            ],
+        )
+    }
+}
+
+/// One recorded dispatch.
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    pub repo: String,
+    pub authorization: String,
+    pub accept: String,
+    pub api_version: String,
+    pub user_agent: String,
+    pub body: Value,
+    pub at: Instant,
+    /// The answer given.
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Inner {
+    script: VecDeque<Answer>,
+    default: Option<Answer>,
+    dispatches: Vec<Dispatch>,
+}
+
+/// A running fake GitHub.
+#[derive(Clone)]
+pub struct FakeGithub {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeGithub {
+    /// Starts on an ephemeral port of 127.0.0.1 (or `addr`).
+    pub async fn start_on(addr: &str) -> FakeGithub {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/repos/{owner}/{repo}/dispatches", post(dispatch))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind the fake GitHub");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeGithub { addr, inner }
+    }
+
+    pub async fn start() -> FakeGithub {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// The API base to give the client.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answers these first, in order, then the default.
+    pub fn script(&self, answers: Vec<Answer>) {
+        self.inner.lock().expect("lock").script.extend(answers);
+    }
+
+    /// The answer once the script is used up (204 unless set).
+    pub fn set_default(&self, answer: Answer) {
+        self.inner.lock().expect("lock").default = Some(answer);
+    }
+
+    /// Every dispatch received, in order.
+    pub fn dispatches(&self) -> Vec<Dispatch> {
+        self.inner.lock().expect("lock").dispatches.clone()
+    }
+
+    /// Dispatches answered 2xx.
+    pub fn delivered(&self) -> Vec<Dispatch> {
+        self.dispatches()
+            .into_iter()
+            .filter(|d| (200..300).contains(&d.status))
+            .collect()
+    }
+
+    /// Waits until at least `n` dispatches arrived; panics after `timeout`.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Dispatch> {
+        let start = Instant::now();
+        loop {
+            let d = self.dispatches();
+            if d.len() >= n {
+                return d;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "expected {n} dispatches within {timeout:?}, got {}",
+                d.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn dispatch(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let answer = {
+        let mut i = inner.lock().expect("lock");
+        let answer = i
+            .script
+            .pop_front()
+            .or_else(|| i.default.clone())
+            .unwrap_or(Answer::Accept);
+        let status = match &answer {
+            Answer::Accept => 204,
+            Answer::Status(s, _, _) => *s,
+            Answer::Hang => 0,
+        };
+        i.dispatches.push(Dispatch {
+            repo: format!("{owner}/{repo}"),
+            authorization: header("authorization"),
+            accept: header("accept"),
+            api_version: header("x-github-api-version"),
+            user_agent: header("user-agent"),
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            at: Instant::now(),
+            status,
+        });
+        answer
+    };
+    match answer {
+        Answer::Accept => StatusCode::NO_CONTENT.into_response(),
+        Answer::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Answer::Status(code, message, extra) => {
+            let mut r = (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                axum::Json(serde_json::json!({"message": message, "documentation_url": "https://docs.github.com/rest"})),
+            )
+                .into_response();
+            for (k, v) in extra {
+                if let Ok(v) = v.parse() {
+                    r.headers_mut().insert(k, v);
+                }
+            }
+            r
+        }
+    }
+}
