@@ -96,6 +96,7 @@ impl FakeGithub {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/repos/{owner}/{repo}/dispatches", post(dispatch))
+            .route("/_stats", axum::routing::get(stats))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -139,6 +140,19 @@ impl FakeGithub {
             .collect()
     }
 
+    /// Delivered event ids (`client_payload.id`) with how often each arrived.
+    pub fn delivered_ids(&self) -> std::collections::HashMap<String, usize> {
+        let mut out = std::collections::HashMap::new();
+        for d in self.delivered() {
+            let id = d.body["client_payload"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            *out.entry(id).or_insert(0) += 1;
+        }
+        out
+    }
+
     /// Waits until at least `n` dispatches arrived; panics after `timeout`.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Dispatch> {
         let start = Instant::now();
@@ -155,6 +169,31 @@ impl FakeGithub {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// `GET /_stats`: counts, for load scripts.
+async fn stats(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
+    let i = inner.lock().expect("lock");
+    let delivered: Vec<&Dispatch> = i
+        .dispatches
+        .iter()
+        .filter(|d| (200..300).contains(&d.status))
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for d in &delivered {
+        ids.insert(
+            d.body["client_payload"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    axum::Json(serde_json::json!({
+        "dispatches": i.dispatches.len(),
+        "delivered": delivered.len(),
+        "unique_ids": ids.len(),
+    }))
+    .into_response()
 }
 
 async fn dispatch(

@@ -1,1 +1,2 @@
 pub mod fake_github;
+pub mod load;
