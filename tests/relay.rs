@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 fn config(data: &Path, github: &FakeGithub, extra: &str) -> RelayConfig {
     let text = format!(
-        "listen: 127.0.0.1:0\ndata: {}\napi_url: {}\ndelivery:\n  initial_backoff: 50ms\n  max_backoff: 400ms\n  timeout: 500ms\n  max_attempts: 4\n{extra}",
+        "listen: 127.0.0.1:0\ndata: {}\napi_url: {}\ndelivery:\n  initial_backoff: 50ms\n  max_backoff: 400ms\n  timeout: 500ms\n  max_attempts: 4\n  rate_limit_per_minute: 0\n{extra}",
         data.display(),
         github.url()
     );
@@ -562,7 +562,7 @@ fn large_push() -> String {
 async fn large_bodies_are_compressed_or_refused_at_the_door() {
     let gh = FakeGithub::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = start(dir.path(), &gh, "max_body_bytes: 600000\n").await;
+    let r = start(dir.path(), &gh, "limits:\n  max_body_bytes: 600000\n").await;
     let push = large_push();
     assert!(push.len() > 60_000, "{}", push.len());
     let (status, _) = json_of(
@@ -635,7 +635,7 @@ async fn a_full_store_answers_503_and_never_2xx() {
     let gh = FakeGithub::start().await;
     gh.set_default(Answer::Hang);
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = start(dir.path(), &gh, "max_store_bytes: 40000\n").await;
+    let r = start(dir.path(), &gh, "limits:\n  max_store_bytes: 40000\n").await;
     let mut codes = Vec::new();
     for _ in 0..40 {
         let resp = http()

@@ -35,14 +35,47 @@ pub struct RelayConfig {
     pub api_url: String,
     /// Whether the webhook2github-compatible route `/<owner>/<repo>/…` is on.
     pub compat_route: bool,
-    /// Largest request body accepted.
-    pub max_body_bytes: usize,
-    /// Cap on the event store's size; past it the relay answers 503.
-    pub max_store_bytes: Option<u64>,
+    /// Request limits.
+    pub limits: Limits,
+    /// How long a graceful shutdown waits for requests and deliveries in flight.
+    pub shutdown_timeout: Duration,
     /// Delivery settings.
     pub delivery: DeliveryConfig,
     /// Configured endpoints (`/hooks/<slug>`).
     pub endpoints: Vec<Endpoint>,
+}
+
+/// Limits that protect the relay from clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body (413 above).
+    pub max_body_bytes: usize,
+    /// Most request headers (431 above).
+    pub max_headers: usize,
+    /// Largest total size of the request headers (431 above).
+    pub max_header_bytes: usize,
+    /// Time allowed to send the request headers (the connection is closed after).
+    pub header_timeout: Duration,
+    /// Time allowed to send the body (408 after).
+    pub body_timeout: Duration,
+    /// Requests handled at once (503 above).
+    pub max_concurrent_requests: usize,
+    /// Cap on the event store's size (503 above); none by default.
+    pub max_store_bytes: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1024 * 1024,
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 1024,
+            max_store_bytes: None,
+        }
+    }
 }
 
 /// How events are delivered to GitHub.
@@ -58,6 +91,9 @@ pub struct DeliveryConfig {
     pub max_backoff: Duration,
     /// Timeout of one dispatch request.
     pub timeout: Duration,
+    /// Dispatches per minute to one repository (0: no limit). GitHub's secondary rate limits
+    /// allow about 80 content-creating requests a minute.
+    pub rate_limit_per_minute: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -68,6 +104,7 @@ impl Default for DeliveryConfig {
             initial_backoff: Duration::from_secs(10),
             max_backoff: Duration::from_secs(3600),
             timeout: Duration::from_secs(30),
+            rate_limit_per_minute: 80,
         }
     }
 }
@@ -109,8 +146,8 @@ struct RawConfig {
     data: Option<PathBuf>,
     api_url: Option<String>,
     compat_route: Option<bool>,
-    max_body_bytes: Option<usize>,
-    max_store_bytes: Option<u64>,
+    limits: Option<RawLimits>,
+    shutdown_timeout: Option<Value>,
     delivery: Option<RawDelivery>,
     #[serde(default)]
     endpoints: Vec<RawEndpoint>,
@@ -118,7 +155,20 @@ struct RawConfig {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    max_header_bytes: Option<usize>,
+    header_timeout: Option<Value>,
+    body_timeout: Option<Value>,
+    max_concurrent_requests: Option<usize>,
+    max_store_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawDelivery {
+    rate_limit_per_minute: Option<u32>,
     concurrency: Option<usize>,
     max_attempts: Option<u32>,
     initial_backoff: Option<Value>,
@@ -203,8 +253,8 @@ impl RelayConfig {
             data: None,
             api_url: None,
             compat_route: None,
-            max_body_bytes: None,
-            max_store_bytes: None,
+            limits: None,
+            shutdown_timeout: None,
             delivery: None,
             endpoints: Vec::new(),
         });
@@ -230,26 +280,86 @@ impl RelayConfig {
                 format!("api_url {api_url:?} is not a URL"),
             ));
         }
+        let dur = |section: &str,
+                   key: &str,
+                   v: Option<Value>,
+                   default: Duration|
+         -> Result<Duration, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(v) => parse_duration_ms(&v)
+                    .map(|ms| Duration::from_millis(ms as u64))
+                    .ok_or_else(|| {
+                        let dotted = if section.is_empty() {
+                            key.to_string()
+                        } else {
+                            format!("{section}.{key}")
+                        };
+                        let keys: Vec<&str> = [section, key]
+                            .into_iter()
+                            .filter(|k| !k.is_empty())
+                            .collect();
+                        err(
+                            &keys,
+                            format!(
+                                "{dotted} must be seconds or a duration such as 500ms, 10s, 5m"
+                            ),
+                        )
+                    }),
+            }
+        };
+        let mut limits = Limits::default();
+        if let Some(l) = raw.limits {
+            limits.max_body_bytes = l.max_body_bytes.unwrap_or(limits.max_body_bytes);
+            limits.max_headers = l.max_headers.unwrap_or(limits.max_headers);
+            limits.max_header_bytes = l.max_header_bytes.unwrap_or(limits.max_header_bytes);
+            limits.header_timeout = dur(
+                "limits",
+                "header_timeout",
+                l.header_timeout,
+                limits.header_timeout,
+            )?;
+            limits.body_timeout = dur(
+                "limits",
+                "body_timeout",
+                l.body_timeout,
+                limits.body_timeout,
+            )?;
+            limits.max_concurrent_requests = l
+                .max_concurrent_requests
+                .unwrap_or(limits.max_concurrent_requests);
+            limits.max_store_bytes = l.max_store_bytes;
+            if limits.max_body_bytes == 0
+                || limits.max_headers == 0
+                || limits.max_concurrent_requests == 0
+            {
+                return Err(err(&["limits"], "limits must be at least 1".into()));
+            }
+        }
+        let shutdown_timeout = dur(
+            "",
+            "shutdown_timeout",
+            raw.shutdown_timeout,
+            Duration::from_secs(30),
+        )?;
         let mut delivery = DeliveryConfig::default();
         if let Some(d) = raw.delivery {
-            let dur = |key: &str,
-                       v: Option<Value>,
-                       default: Duration|
-             -> Result<Duration, ConfigError> {
-                match v {
-                    None => Ok(default),
-                    Some(v) => parse_duration_ms(&v)
-                        .map(|ms| Duration::from_millis(ms as u64))
-                        .ok_or_else(|| err(&["delivery", key], format!("delivery.{key} must be seconds or a duration such as 500ms, 10s, 5m"))),
-                }
-            };
             delivery.initial_backoff = dur(
+                "delivery",
                 "initial_backoff",
                 d.initial_backoff,
                 delivery.initial_backoff,
             )?;
-            delivery.max_backoff = dur("max_backoff", d.max_backoff, delivery.max_backoff)?;
-            delivery.timeout = dur("timeout", d.timeout, delivery.timeout)?;
+            delivery.max_backoff = dur(
+                "delivery",
+                "max_backoff",
+                d.max_backoff,
+                delivery.max_backoff,
+            )?;
+            delivery.timeout = dur("delivery", "timeout", d.timeout, delivery.timeout)?;
+            delivery.rate_limit_per_minute = d
+                .rate_limit_per_minute
+                .unwrap_or(delivery.rate_limit_per_minute);
             delivery.concurrency = d.concurrency.unwrap_or(delivery.concurrency);
             delivery.max_attempts = d.max_attempts.unwrap_or(delivery.max_attempts);
             if delivery.concurrency == 0 || delivery.max_attempts == 0 {
@@ -323,8 +433,8 @@ impl RelayConfig {
                 .unwrap_or_else(|| PathBuf::from("hookflow-data")),
             api_url,
             compat_route: raw.compat_route.unwrap_or(true),
-            max_body_bytes: raw.max_body_bytes.unwrap_or(1024 * 1024),
-            max_store_bytes: raw.max_store_bytes,
+            limits,
+            shutdown_timeout,
             delivery,
             endpoints,
         })

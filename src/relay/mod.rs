@@ -8,14 +8,17 @@
 //! | [`payload`] | the `client_payload` built from a request, within GitHub's limits |
 //! | [`store`] | the durable queue (SQLite), behind a small trait |
 //! | [`worker`] | delivery to GitHub: concurrency, retries, dead letters |
+//! | [`metrics`] | counters and histograms for `/metrics` |
 
 pub mod config;
+pub mod metrics;
 pub mod payload;
 pub mod server;
 pub mod store;
 pub mod worker;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use tokio::sync::{watch, Notify};
@@ -30,6 +33,9 @@ pub enum RelayError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another relay uses the data directory.
+    #[error("another hookflow relay is using {0}; stop it first, or give this one its own --data")]
+    Locked(std::path::PathBuf),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {cause}")]
     Listen {
@@ -49,16 +55,45 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The store, for inspection.
     pub store: StoreHandle,
+    /// The metrics.
+    pub metrics: Arc<metrics::Metrics>,
     shutdown: watch::Sender<bool>,
+    shutting_down: Arc<AtomicBool>,
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
+    _lock: std::fs::File,
+}
+
+/// Takes the data directory's lock file, so two relays never deliver from one store.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, RelayError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "{}: cannot create the data directory: {e}",
+            dir.display()
+        ))
+    })?;
+    let path = dir.join("relay.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RelayError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Unavailable(format!("{}: cannot lock: {e}", path.display())).into())
+        }
+    }
 }
 
 /// Opens the store, binds the address, and starts serving and delivering.
 pub async fn start(config: RelayConfig) -> Result<Running, RelayError> {
+    let lock = lock_data_dir(&config.data)?;
     let store = StoreHandle::start(Box::new(SqliteStore::open_with_limit(
         &config.data,
-        config.max_store_bytes,
+        config.limits.max_store_bytes,
     )?))?;
     let client = crate::github::Client::new(&config.api_url, config.delivery.timeout)
         .map_err(RelayError::Client)?;
@@ -73,6 +108,8 @@ pub async fn start(config: RelayConfig) -> Result<Running, RelayError> {
         cause,
     })?;
     let wake = Arc::new(Notify::new());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let shutting_down = Arc::new(AtomicBool::new(false));
     let (shutdown, stop) = watch::channel(false);
 
     let worker = tokio::spawn(worker::run(
@@ -80,42 +117,45 @@ pub async fn start(config: RelayConfig) -> Result<Running, RelayError> {
         client,
         config.delivery.clone(),
         wake.clone(),
+        metrics.clone(),
         stop.clone(),
     ));
+    let limits = config.limits.clone();
+    let drain = config.shutdown_timeout;
     let state = server::AppState {
         store: store.clone(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_concurrent_requests,
+        )),
         config: Arc::new(config),
         wake,
+        metrics: metrics.clone(),
+        shutting_down: shutting_down.clone(),
     };
     let app = server::router(state);
-    let mut stop_serving = stop;
-    let server = tokio::spawn(async move {
-        let graceful = async move {
-            let _ = stop_serving.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .await
-        {
-            tracing::error!(error = %e, "the HTTP server stopped");
-        }
-    });
+    let server = tokio::spawn(server::serve(listener, app, limits, drain, stop));
     tracing::info!(%addr, "relay listening");
     Ok(Running {
         addr,
         store,
+        metrics,
         shutdown,
+        shutting_down,
         server,
         worker,
+        _lock: lock,
     })
 }
 
 impl Running {
-    /// Stops accepting requests, finishes the ones in flight, lets deliveries in flight record
-    /// their results, then returns.
+    /// Stops accepting connections, finishes the requests in flight (up to
+    /// `shutdown_timeout`), lets deliveries in flight record their results, then returns.
     pub async fn stop(self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.worker.await;
+        tracing::info!("relay stopped");
     }
 }

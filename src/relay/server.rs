@@ -3,13 +3,17 @@
 //! large, bad signature, no token) is refused before it is stored.
 //!
 //! Routes, top to bottom:
-//! - `GET /healthz`: 200 once the relay is serving.
+//! - `GET /healthz`: 200 while the process serves (liveness).
+//! - `GET /readyz`: 200 when the store takes writes and the relay is not shutting down.
+//! - `GET /metrics`: Prometheus text.
 //! - `POST /hooks/<slug>[/<rest>]`: configured endpoints, `202 {"event_id"}`.
 //! - `ANY /<owner>/<repo>[/<rest>]`: the webhook2github-compatible route (unless disabled).
 //!
 //! Every answer carries CORS headers; `OPTIONS` is answered 204.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -20,9 +24,10 @@ use axum::routing::{any, get};
 use axum::Router;
 use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
-use super::config::{Endpoint, EventTypeSource, RelayConfig};
+use super::config::{Endpoint, EventTypeSource, Limits, RelayConfig};
+use super::metrics::{Metrics, Rejected};
 use super::payload::{prepare, Incoming, PayloadError};
 use super::store::{now_ms, NewEvent, StoreHandle, TokenSource};
 use crate::github::Repo;
@@ -45,23 +50,107 @@ pub struct AppState {
     pub config: Arc<RelayConfig>,
     /// Wakes the delivery workers when an event is stored.
     pub wake: Arc<Notify>,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// Set when a shutdown began (`/readyz` turns 503).
+    pub shutting_down: Arc<AtomicBool>,
+    /// Requests in flight, bounded by `limits.max_concurrent_requests`.
+    pub in_flight: Arc<Semaphore>,
 }
 
 /// The router.
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/healthz", get(healthz))
+    let mut webhooks = Router::new()
         .route("/hooks/{slug}", any(endpoint))
         .route("/hooks/{slug}/{*rest}", any(endpoint));
     if state.config.compat_route {
-        router = router
+        webhooks = webhooks
             .route("/{owner}/{repo}", any(compat))
             .route("/{owner}/{repo}/{*rest}", any(compat));
     }
-    router
+    let webhooks = webhooks
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(webhooks)
         .layer(middleware::from_fn(cors))
         .with_state(state)
+}
+
+/// Limits and bookkeeping of webhook requests: concurrency and header limits, the received and
+/// rejected counters, the request latency histogram.
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let m = &state.metrics;
+    m.received();
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        m.rejected(Rejected::Overload);
+        tracing::warn!("too many requests in flight; answering 503");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the relay is busy; retry shortly",
+        );
+    };
+    let limits = &state.config.limits;
+    let headers = request.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers.len() > limits.max_headers || header_bytes > limits.max_header_bytes {
+        m.rejected(Rejected::Size);
+        return refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "{} headers of {header_bytes} bytes; the relay accepts {} headers and {} bytes",
+                headers.len(),
+                limits.max_headers,
+                limits.max_header_bytes
+            ),
+        );
+    }
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let reason = match status {
+        401 | 403 => Some(Rejected::Auth),
+        408 => Some(Rejected::Timeout),
+        413 | 431 => Some(Rejected::Size),
+        405 => Some(Rejected::Method),
+        404 => Some(Rejected::NotFound),
+        400 => Some(Rejected::BadRequest),
+        500..=599 => Some(Rejected::Store),
+        _ => None,
+    };
+    if let Some(r) = reason {
+        m.rejected(r);
+    }
+    m.request_took(started.elapsed());
+    response
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.shutting_down.load(Ordering::SeqCst) {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match state.store.ping().await {
+        Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "not ready: the store cannot take writes");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the event store cannot take writes",
+            )
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let counts = state.store.counts().await.ok();
+    let text = state.metrics.render(counts.as_ref(), now_ms());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// An error answer: `{"success": false, "message": …}`.
@@ -136,18 +225,25 @@ async fn cors(request: Request, next: Next) -> Response {
 }
 
 /// Reads the body up to the configured limit.
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|_| {
-            refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the body is larger than the relay's limit of {limit} bytes (max_body_bytes)"
-                ),
-            )
-        })
+async fn read_body(body: Body, limits: &Limits) -> Result<Vec<u8>, Response> {
+    let limit = limits.max_body_bytes;
+    let Ok(read) =
+        tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit)).await
+    else {
+        return Err(refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {:?} (limits.body_timeout)",
+                limits.body_timeout
+            ),
+        ));
+    };
+    read.map(|b| b.to_vec()).map_err(|_| {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the relay's limit of {limit} bytes (limits.max_body_bytes)"),
+        )
+    })
 }
 
 /// Request headers as the payload carries them: lowercase names, repeated values joined, and
@@ -185,6 +281,7 @@ async fn store_event(state: &AppState, event: NewEvent) -> Result<(), Refused> {
     let id = event.id.clone();
     match state.store.insert(event).await {
         Ok(()) => {
+            state.metrics.stored();
             state.wake.notify_one();
             tracing::info!(event_id = %id, "stored");
             Ok(())
@@ -269,7 +366,7 @@ async fn compat(
             "no GitHub token: pass ?__token=…, an X-Github-Authorization header, or an Authorization header",
         );
     };
-    let body = match read_body(body, state.config.max_body_bytes).await {
+    let body = match read_body(body, &state.config.limits).await {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
@@ -361,7 +458,7 @@ async fn endpoint(
             .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
         return r;
     }
-    let body = match read_body(body, state.config.max_body_bytes).await {
+    let body = match read_body(body, &state.config.limits).await {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
@@ -472,4 +569,61 @@ fn authenticate(ep: &Endpoint, headers: &HeaderMap, body: &[u8]) -> Result<(), R
         }
     }
     Ok(())
+}
+
+/// Accepts connections until `stop` turns true, with the header limits HTTP/1 enforces while
+/// reading (`limits.header_timeout` against slow clients, `limits.max_headers`), then waits up
+/// to `drain` for the connections in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    drain: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(8192) * 2);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, _) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown timeout; closing them");
+    }
 }

@@ -5,14 +5,52 @@
 //!
 //! HTTP handlers live in [`super::server`]; this module never sees a request.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify, Semaphore};
 
 use super::config::DeliveryConfig;
+use super::metrics::{DeadReason, Metrics};
 use super::store::{backoff, now_ms, DueEvent, Recorded, StoreHandle, TokenSource};
 use crate::github::{Client, Outcome, Repo};
+
+/// Dispatches per minute per repository, as token buckets (burst: one minute's worth).
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `per_minute` 0 means no limit.
+    pub fn new(per_minute: u32) -> Self {
+        RateLimiter {
+            per_minute,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `repo`, or says how long until one is free.
+    pub fn take(&self, repo: &str) -> Result<(), Duration> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let capacity = f64::from(self.per_minute);
+        let per_sec = capacity / 60.0;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = buckets.entry(repo.to_string()).or_insert((capacity, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_sec).min(capacity);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / per_sec))
+        }
+    }
+}
 
 /// Longest idle wait between looks at the store (retries that came due).
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -23,9 +61,11 @@ pub async fn run(
     client: Client,
     config: DeliveryConfig,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(config.concurrency));
+    let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_minute));
     let config = Arc::new(config);
     loop {
         if *shutdown.borrow() {
@@ -67,9 +107,15 @@ pub async fn run(
                 break;
             };
             let (store, client, config) = (store.clone(), client.clone(), config.clone());
+            let (limiter, metrics) = (limiter.clone(), metrics.clone());
             tokio::spawn(async move {
                 let id = event.id.clone();
-                let result = deliver(&client, &config, event).await;
+                let result = match limiter.take(&event.repo) {
+                    Ok(()) => deliver(&client, &config, &metrics, event).await,
+                    Err(wait) => Recorded::Defer {
+                        at: now_ms() + wait.as_millis() as i64 + 1,
+                    },
+                };
                 if let Err(e) = store.record(vec![(id.clone(), result)]).await {
                     // The event stays in flight and is delivered again after a restart.
                     tracing::error!(event_id = %id, error = %e, "cannot record a delivery result");
@@ -83,39 +129,61 @@ pub async fn run(
 }
 
 /// Delivers one event and decides what to record.
-pub async fn deliver(client: &Client, config: &DeliveryConfig, event: DueEvent) -> Recorded {
+pub async fn deliver(
+    client: &Client,
+    config: &DeliveryConfig,
+    metrics: &Metrics,
+    event: DueEvent,
+) -> Recorded {
     let attempt = event.attempts + 1;
-    let dead = |error: String, status: Option<u16>| {
+    let dead = |error: String, status: Option<u16>, reason: DeadReason| {
         tracing::warn!(event_id = %event.id, attempt, %error, "dead letter");
+        metrics.dead(reason);
         Recorded::Dead { error, status }
     };
     let repo = match Repo::parse(&event.repo) {
         Ok(r) => r,
-        Err(e) => return dead(e, None),
+        Err(e) => return dead(e, None, DeadReason::Setup),
     };
     let token = match &event.token {
         TokenSource::Inline(t) if !t.is_empty() => t.clone(),
-        TokenSource::Inline(_) => return dead("the event has no GitHub token".into(), None),
+        TokenSource::Inline(_) => {
+            return dead(
+                "the event has no GitHub token".into(),
+                None,
+                DeadReason::Setup,
+            )
+        }
         TokenSource::Env(name) => match std::env::var(name) {
             Ok(t) if !t.is_empty() => t,
             _ => {
                 return dead(
                     format!("the token variable {name} is not set in the relay's environment"),
                     None,
+                    DeadReason::Setup,
                 )
             }
         },
     };
-    match client.dispatch(&repo, &token, event.body).await {
+    let started = Instant::now();
+    let outcome = client.dispatch(&repo, &token, event.body).await;
+    let took = started.elapsed();
+    match outcome {
         Outcome::Delivered => {
-            tracing::info!(event_id = %event.id, %repo, attempt, "delivered");
+            metrics.delivered(took);
+            tracing::info!(event_id = %event.id, %repo, attempt, ms = took.as_millis() as u64, "delivered");
             Recorded::Delivered
         }
-        Outcome::Failed { status, reason } => dead(reason, Some(status)),
+        Outcome::Failed { status, reason } => dead(reason, Some(status), DeadReason::Refused),
         Outcome::Retry { reason, after } => {
             if attempt >= config.max_attempts {
-                return dead(format!("{reason} (gave up after {attempt} attempts)"), None);
+                return dead(
+                    format!("{reason} (gave up after {attempt} attempts)"),
+                    None,
+                    DeadReason::Exhausted,
+                );
             }
+            metrics.retried(took);
             let wait = after
                 .unwrap_or_else(|| backoff(attempt, config.initial_backoff, config.max_backoff));
             tracing::info!(event_id = %event.id, attempt, retry_in_ms = wait.as_millis() as u64, %reason, "retry");

@@ -23,6 +23,8 @@ pub enum Answer {
     Status(u16, &'static str, Vec<(&'static str, String)>),
     /// Never answers (the client must time out).
     Hang,
+    /// 403 with `x-ratelimit-remaining: 0` and a reset this many seconds after the answer.
+    RateLimit403(u64),
 }
 
 impl Answer {
@@ -46,19 +48,7 @@ impl Answer {
         )
     }
     pub fn rate_limited_403(reset_in_secs: u64) -> Answer {
-        let reset = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default()
-            + reset_in_secs;
-        Answer::Status(
-            403,
-            "API rate limit exceeded",
-            vec![
-                ("x-ratelimit-remaining", "0".into()),
-                ("x-ratelimit-reset", reset.to_string()),
-            ],
-        )
+        Answer::RateLimit403(reset_in_secs)
     }
 }
 
@@ -219,6 +209,7 @@ async fn dispatch(
         let status = match &answer {
             Answer::Accept => 204,
             Answer::Status(s, _, _) => *s,
+            Answer::RateLimit403(_) => 403,
             Answer::Hang => 0,
         };
         i.dispatches.push(Dispatch {
@@ -238,6 +229,26 @@ async fn dispatch(
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::NO_CONTENT.into_response()
+        }
+        Answer::RateLimit403(reset_in) => {
+            let reset = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default()
+                + reset_in;
+            let mut r = (
+                StatusCode::FORBIDDEN,
+                axum::Json(serde_json::json!({"message": "API rate limit exceeded"})),
+            )
+                .into_response();
+            r.headers_mut().insert(
+                "x-ratelimit-remaining",
+                axum::http::HeaderValue::from_static("0"),
+            );
+            if let Ok(v) = reset.to_string().parse() {
+                r.headers_mut().insert("x-ratelimit-reset", v);
+            }
+            r
         }
         Answer::Status(code, message, extra) => {
             let mut r = (

@@ -27,8 +27,18 @@ pub struct CrashReport {
 
 /// Starts `hookflow relay` and returns it with the address it printed.
 pub async fn spawn_relay(bin: &Path, data: &Path, api_url: &str) -> (Child, String) {
+    // A load test measures the relay, not GitHub's rate limits.
+    let config = data.with_extension("yml");
+    std::fs::write(
+        &config,
+        "delivery:\n  rate_limit_per_minute: 0\n  concurrency: 32\n",
+    )
+    .expect("write config");
     let mut child = Command::new(bin)
-        .args(["relay", "--listen", "127.0.0.1:0", "--data"])
+        .arg("relay")
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(["--api-url", api_url])
         .env("HOOKFLOW_LOG", "warn")

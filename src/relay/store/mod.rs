@@ -88,6 +88,11 @@ pub enum Recorded {
         /// Why the last attempt failed.
         error: String,
     },
+    /// Not tried (the repository's rate limit): try at this time, without counting an attempt.
+    Defer {
+        /// When (ms since the epoch).
+        at: i64,
+    },
     /// Failed for good: kept as a dead letter.
     Dead {
         /// Why.
@@ -158,6 +163,8 @@ pub trait Store: Send {
     fn replay_dead(&mut self, ids: &[String], now: i64) -> Result<u64, StoreError>;
     /// Deletes dead letters received before `before` (ms); returns how many.
     fn purge_dead(&mut self, before: i64) -> Result<u64, StoreError>;
+    /// Checks that the store can take a write now.
+    fn ping(&mut self) -> Result<(), StoreError>;
 }
 
 enum Command {
@@ -169,6 +176,7 @@ enum Command {
     Claim(usize, oneshot::Sender<Result<Vec<DueEvent>, StoreError>>),
     NextDue(oneshot::Sender<Result<Option<i64>, StoreError>>),
     Counts(oneshot::Sender<Result<Counts, StoreError>>),
+    Ping(oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// Milliseconds since the epoch.
@@ -233,6 +241,11 @@ impl StoreHandle {
     pub async fn counts(&self) -> Result<Counts, StoreError> {
         self.call(Command::Counts).await
     }
+
+    /// Whether the store can take a write now.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.call(Command::Ping).await
+    }
 }
 
 /// The store thread: takes every command waiting, runs all inserts and records in one
@@ -286,6 +299,9 @@ fn run(mut store: Box<dyn Store>, rx: mpsc::Receiver<Command>) {
                 }
                 Command::Counts(r) => {
                     let _ = r.send(store.counts());
+                }
+                Command::Ping(r) => {
+                    let _ = r.send(store.ping());
                 }
                 Command::Insert(..) | Command::Record(..) => {}
             }

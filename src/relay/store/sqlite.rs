@@ -222,6 +222,13 @@ impl Store for SqliteStore {
                     .and_then(|mut s| s.execute(params![id, at, error, now]))
                     .map_err(fail)?;
                 }
+                Recorded::Defer { at } => {
+                    tx.prepare_cached(
+                        "UPDATE events SET state = 'pending', next_attempt_at = ?2, updated_at = ?3 WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![id, at, now]))
+                    .map_err(fail)?;
+                }
                 Recorded::Dead { error, status } => {
                     // Keep an environment variable's name; erase a token sent with the request.
                     tx.prepare_cached(
@@ -331,6 +338,12 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(fail)?;
         Ok(n)
+    }
+
+    fn ping(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(|e| self.fail(e))
     }
 
     fn purge_dead(&mut self, before: i64) -> Result<u64, StoreError> {
