@@ -296,11 +296,13 @@ async fn rate_limits_and_hangs_are_retried_after_the_wait_github_asks() {
     let gh = FakeGithub::start().await;
     gh.script(vec![
         Answer::too_many(1),
-        Answer::rate_limited_403(1),
+        Answer::rate_limited_403(2),
         Answer::Hang,
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = start(dir.path(), &gh, "").await;
+    let mut c = config(dir.path(), &gh, "");
+    c.delivery.max_attempts = 10;
+    let r = relay::start(c).await.expect("relay starts");
     send_one(&r).await;
     let ds = gh.wait_for(4, Duration::from_secs(15)).await;
     assert!(
@@ -309,7 +311,7 @@ async fn rate_limits_and_hangs_are_retried_after_the_wait_github_asks() {
         ds[1].at - ds[0].at
     );
     assert!(
-        ds[2].at - ds[1].at >= Duration::from_millis(200),
+        ds[2].at - ds[1].at >= Duration::from_millis(900),
         "x-ratelimit-reset honoured: {:?}",
         ds[2].at - ds[1].at
     );
