@@ -40,22 +40,76 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct RelayArgs {
-    /// YAML configuration file (optional: without one the relay runs the compatible route).
-    #[arg(long, env = "HOOKFLOW_RELAY_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(subcommand)]
+    action: Option<RelayAction>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "HOOKFLOW_LISTEN")]
     listen: Option<String>,
-    /// Data directory for the event store [default: hookflow-data].
-    #[arg(long, env = "HOOKFLOW_DATA")]
-    data: Option<PathBuf>,
     /// GitHub API base (GitHub Enterprise Server: https://HOST/api/v3) [default: https://api.github.com].
     #[arg(long, env = "GITHUB_API_URL")]
     api_url: Option<String>,
     /// Log format.
     #[arg(long, env = "HOOKFLOW_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
     log_format: String,
+    /// Check the configuration, report every problem with file:line, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// Where the relay's store is: the configuration file, overridden by --data.
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    /// YAML configuration file (optional: without one the relay runs the compatible route).
+    #[arg(long, env = "HOOKFLOW_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory for the event store [default: hookflow-data].
+    #[arg(long, env = "HOOKFLOW_DATA")]
+    data: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum RelayAction {
+    /// Inspect and fix events that could not be delivered (works while the relay runs).
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLetterAction),
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// List dead letters: id, repository, event type, attempts, age, last error.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Most letters to list.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Queue dead letters for delivery again.
+    Replay {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Event ids.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete dead letters.
+    Purge {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only those received longer ago than this (e.g. 7d, 12h); default: all.
+        #[arg(long)]
+        older_than: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -382,8 +436,60 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
+fn relay_config(
+    store: &StoreArgs,
+    listen: Option<String>,
+    api_url: Option<String>,
+) -> anyhow::Result<hookflow::relay::RelayConfig> {
     use hookflow::relay::config::{Overrides, RelayConfig};
+    let overrides = Overrides {
+        listen,
+        data: store.data.clone(),
+        api_url,
+    };
+    Ok(match &store.config {
+        Some(file) => RelayConfig::load(file, &overrides)?,
+        None => RelayConfig::from_flags(&overrides)?,
+    })
+}
+
+fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
+    if let Some(RelayAction::DeadLetters(action)) = args.action {
+        return dead_letters(action);
+    }
+    let config = relay_config(&args.store, args.listen.clone(), args.api_url.clone())?;
+    if args.check_config {
+        let name = args
+            .store
+            .config
+            .as_ref()
+            .map_or("the defaults".to_string(), |f| f.display().to_string());
+        println!(
+            "{name}: ok: listen {}, data {}, compatible route {}, {} endpoint(s)",
+            config.listen,
+            config.data.display(),
+            if config.compat_route { "on" } else { "off" },
+            config.endpoints.len()
+        );
+        for ep in &config.endpoints {
+            let mut vars = vec![("token_env", ep.token_env.as_str())];
+            if let Some(v) = &ep.verify {
+                vars.push(("verify.secret_env", v.secret_env.as_str()));
+            }
+            if let Some(k) = &ep.api_keys_env {
+                vars.push(("api_keys_env", k.as_str()));
+            }
+            for (key, var) in vars {
+                if std::env::var(var).map_or(true, |v| v.is_empty()) {
+                    eprintln!(
+                        "warning: endpoint `{}`: {key} names {var}, which is not set here",
+                        ep.slug
+                    );
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -394,15 +500,6 @@ fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
     } else {
         builder.init();
     }
-    let overrides = Overrides {
-        listen: args.listen,
-        data: args.data,
-        api_url: args.api_url,
-    };
-    let config = match &args.config {
-        Some(file) => RelayConfig::load(file, &overrides)?,
-        None => RelayConfig::from_flags(&overrides)?,
-    };
     runtime()?.block_on(async move {
         let running = hookflow::relay::start(config).await?;
         eprintln!("hookflow relay: listening on http://{}", running.addr);
@@ -417,6 +514,95 @@ fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
         eprintln!("hookflow relay: stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn dead_letters(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
+    use hookflow::relay::store::{now_ms, sqlite::SqliteStore, Store};
+    let store_args = match &action {
+        DeadLetterAction::List { store, .. }
+        | DeadLetterAction::Replay { store, .. }
+        | DeadLetterAction::Purge { store, .. } => store.clone(),
+    };
+    let config = relay_config(&store_args, None, None)?;
+    if !config.data.join("events.db").exists() {
+        anyhow::bail!(
+            "no event store in {} (pass --data DIR or --config FILE)",
+            config.data.display()
+        );
+    }
+    let mut store = SqliteStore::open(&config.data)?;
+    match action {
+        DeadLetterAction::List { json, limit, .. } => {
+            let letters = store.dead_letters(limit)?;
+            let now = now_ms();
+            if json {
+                let items: Vec<serde_json::Value> = letters
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({"id": l.id, "repo": l.repo, "event_type": l.event_type, "attempts": l.attempts,
+                                           "last_error": l.error, "age_seconds": (now - l.received_at) / 1000})
+                    })
+                    .collect();
+                print_out(&format!("{}\n", serde_json::Value::Array(items)))?;
+            } else {
+                let mut text = format!(
+                    "{:<26}  {:<30}  {:<16}  {:>8}  {:>8}  last error\n",
+                    "id", "repo", "event type", "attempts", "age"
+                );
+                for l in &letters {
+                    text.push_str(&format!(
+                        "{:<26}  {:<30}  {:<16}  {:>8}  {:>8}  {}\n",
+                        l.id,
+                        l.repo,
+                        l.event_type,
+                        l.attempts,
+                        human_age(now - l.received_at),
+                        l.error
+                    ));
+                }
+                text.push_str(&format!("{} dead letter(s)\n", letters.len()));
+                print_out(&text)?;
+            }
+        }
+        DeadLetterAction::Replay { ids, all, .. } => {
+            let n = store.replay_dead(if all { &[] } else { &ids }, now_ms())?;
+            eprintln!("hookflow: {n} dead letter(s) queued for delivery again");
+            if !all && (n as usize) < ids.len() {
+                eprintln!(
+                    "hookflow: {} id(s) were not dead letters",
+                    ids.len() - n as usize
+                );
+                return Ok(ExitCode::from(1));
+            }
+        }
+        DeadLetterAction::Purge { older_than, .. } => {
+            let before = match older_than {
+                None => i64::MAX,
+                Some(text) => {
+                    let ms = hookflow::rules::parse_duration_ms(&serde_json::Value::String(
+                        text.clone(),
+                    ))
+                    .with_context(|| {
+                        format!("--older-than {text:?} is not a duration such as 7d, 12h, 30m")
+                    })?;
+                    now_ms() - ms
+                }
+            };
+            let n = store.purge_dead(before)?;
+            eprintln!("hookflow: {n} dead letter(s) deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -12,9 +12,8 @@ use serde_json::Value;
 use crate::github::Repo;
 use crate::rules::{parse_duration_ms, parse_verify, VerifyRule};
 
-/// A configuration problem, with where it is.
+/// A configuration problem, with where it is, and any further ones found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}{line}: {message}", line = .line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct ConfigError {
     /// The file (or `flags`).
     pub file: String,
@@ -22,6 +21,21 @@ pub struct ConfigError {
     pub line: Option<usize>,
     /// What is wrong.
     pub message: String,
+    /// Other problems found in the same pass.
+    pub more: Vec<ConfigError>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.file, self.message)?,
+            None => write!(f, "{}: {}", self.file, self.message)?,
+        }
+        for m in &self.more {
+            write!(f, "\n{m}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The relay's settings.
@@ -213,6 +227,7 @@ impl RelayConfig {
             file: name.clone(),
             line: None,
             message: format!("cannot read the relay configuration: {e}"),
+            more: Vec::new(),
         })?;
         Self::parse(&text, &name, o)
     }
@@ -233,6 +248,7 @@ impl RelayConfig {
                 .next()
                 .unwrap_or_default()
                 .to_string(),
+            more: Vec::new(),
         })?;
         Self::build(Some(raw), name, Some(text), o)
     }
@@ -247,6 +263,7 @@ impl RelayConfig {
             file: name.to_string(),
             line: text.and_then(|t| crate::workflow::locate(t, key)),
             message,
+            more: Vec::new(),
         };
         let raw = raw.unwrap_or(RawConfig {
             listen: None,
@@ -369,59 +386,72 @@ impl RelayConfig {
                 ));
             }
         }
-        let mut endpoints = Vec::new();
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        let mut problems: Vec<ConfigError> = Vec::new();
         for e in raw.endpoints {
-            let at = |m: String| err(&["endpoints"], format!("endpoint `{}`: {m}", e.slug));
-            if e.slug.is_empty()
-                || !e
-                    .slug
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(at(
-                    "the slug must be letters, digits, `-`, `_` or `.`".into()
-                ));
-            }
-            if endpoints.iter().any(|x: &Endpoint| x.slug == e.slug) {
-                return Err(at("another endpoint has the same slug".into()));
-            }
-            let repo = Repo::parse(&e.repo).map_err(at)?;
-            let event_type = match (e.event_type, e.event_type_path) {
-                (Some(_), Some(_)) => {
+            let parsed = (|| -> Result<Endpoint, ConfigError> {
+                let at = |m: String| err(&["endpoints"], format!("endpoint `{}`: {m}", e.slug));
+                if e.slug.is_empty()
+                    || !e
+                        .slug
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
                     return Err(at(
-                        "use either event_type or event_type_path, not both".into()
-                    ))
+                        "the slug must be letters, digits, `-`, `_` or `.`".into()
+                    ));
                 }
-                (Some(t), None) => EventTypeSource::Fixed(t),
-                (None, Some(p)) => EventTypeSource::BodyPath(p),
-                (None, None) => EventTypeSource::Fixed(crate::event::WEBHOOK_EVENT_TYPE.into()),
-            };
-            if let EventTypeSource::Fixed(t) = &event_type {
-                if t.is_empty() || t.chars().count() > crate::github::MAX_EVENT_TYPE_CHARS {
-                    return Err(at(format!(
-                        "event_type must be 1 to {} characters",
-                        crate::github::MAX_EVENT_TYPE_CHARS
-                    )));
+                if endpoints.iter().any(|x: &Endpoint| x.slug == e.slug) {
+                    return Err(at("another endpoint has the same slug".into()));
                 }
+                let repo = Repo::parse(&e.repo).map_err(at)?;
+                let event_type = match (e.event_type, e.event_type_path) {
+                    (Some(_), Some(_)) => {
+                        return Err(at(
+                            "use either event_type or event_type_path, not both".into()
+                        ))
+                    }
+                    (Some(t), None) => EventTypeSource::Fixed(t),
+                    (None, Some(p)) => EventTypeSource::BodyPath(p),
+                    (None, None) => EventTypeSource::Fixed(crate::event::WEBHOOK_EVENT_TYPE.into()),
+                };
+                if let EventTypeSource::Fixed(t) = &event_type {
+                    if t.is_empty() || t.chars().count() > crate::github::MAX_EVENT_TYPE_CHARS {
+                        return Err(at(format!(
+                            "event_type must be 1 to {} characters",
+                            crate::github::MAX_EVENT_TYPE_CHARS
+                        )));
+                    }
+                }
+                let verify = match e.verify {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(m)) => Some(parse_verify(&m).map_err(|p| at(p.message))?),
+                    Some(_) => {
+                        return Err(at(
+                            "verify must be a mapping such as {preset: github, secret_env: SECRET}"
+                                .into(),
+                        ))
+                    }
+                };
+                Ok(Endpoint {
+                    path: e.path.unwrap_or_else(|| format!("/{}/webhook", e.slug)),
+                    slug: e.slug,
+                    repo,
+                    token_env: e.token_env,
+                    event_type,
+                    verify,
+                    api_keys_env: e.api_keys_env,
+                })
+            })();
+            match parsed {
+                Ok(ep) => endpoints.push(ep),
+                Err(p) => problems.push(p),
             }
-            let verify = match e.verify {
-                None | Some(Value::Null) => None,
-                Some(Value::Object(m)) => Some(parse_verify(&m).map_err(|p| at(p.message))?),
-                Some(_) => {
-                    return Err(at(
-                        "verify must be a mapping such as {preset: github, secret_env: SECRET}"
-                            .into(),
-                    ))
-                }
-            };
-            endpoints.push(Endpoint {
-                path: e.path.unwrap_or_else(|| format!("/{}/webhook", e.slug)),
-                slug: e.slug,
-                repo,
-                token_env: e.token_env,
-                event_type,
-                verify,
-                api_keys_env: e.api_keys_env,
+        }
+        if let Some(first) = problems.first().cloned() {
+            return Err(ConfigError {
+                more: problems.split_off(1),
+                ..first
             });
         }
         Ok(RelayConfig {
@@ -470,6 +500,20 @@ mod tests {
         );
         assert_eq!(c.endpoints[0].path, "/gh/webhook");
         assert!(c.endpoints[0].verify.is_some());
+    }
+
+    #[test]
+    fn every_endpoint_problem_is_reported() {
+        let text = "endpoints:\n  - {slug: a, repo: nope, token_env: T}\n  - {slug: b, repo: o/r, token_env: T, verify: {preset: x, secret_env: S}}\n  - {slug: c, repo: o/r, token_env: T}\n";
+        let e = RelayConfig::parse(text, "r.yml", &Overrides::default()).unwrap_err();
+        assert_eq!(e.more.len(), 1);
+        let all = e.to_string();
+        assert!(
+            all.contains("endpoint `a`")
+                && all.contains("endpoint `b`")
+                && !all.contains("endpoint `c`"),
+            "{all}"
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ use tokio::sync::oneshot;
 pub enum TokenSource {
     /// An environment variable of the relay (configured endpoints). Only the name is stored.
     Env(String),
-    /// A token sent with the request (the compatible route). Stored while the event is pending
-    /// and erased once it is delivered or dead.
+    /// A token sent with the request (the compatible route). Stored while the event waits, and
+    /// deleted with the event once it is delivered or purged.
     Inline(String),
 }
 

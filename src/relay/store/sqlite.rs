@@ -1,8 +1,8 @@
 //! The embedded SQLite store: one file, `events.db`, in the data directory, in WAL mode with
 //! `synchronous=FULL` so a committed event survives a process crash and a power cut.
 //!
-//! Delivered events are deleted (their job is done); dead letters stay until replayed or purged.
-//! Tokens sent with a request are erased as soon as their event is delivered or dead.
+//! Delivered events are deleted with their token (their job is done); dead letters keep theirs
+//! until they are replayed and delivered, or purged. The file is readable by its owner only.
 
 use std::path::{Path, PathBuf};
 
@@ -230,10 +230,10 @@ impl Store for SqliteStore {
                     .map_err(fail)?;
                 }
                 Recorded::Dead { error, status } => {
-                    // Keep an environment variable's name; erase a token sent with the request.
+                    // The token stays, so the letter can be replayed; purging deletes it.
                     tx.prepare_cached(
                         "UPDATE events SET state = 'dead', attempts = attempts + 1, last_error = ?2, last_status = ?3,
-                         token = CASE WHEN token LIKE 'inline:%' THEN NULL ELSE token END, updated_at = ?4 WHERE id = ?1",
+                         updated_at = ?4 WHERE id = ?1",
                     )
                     .and_then(|mut s| s.execute(params![id, error, status.map(i64::from), now]))
                     .map_err(fail)?;
