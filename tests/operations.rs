@@ -651,3 +651,59 @@ async fn deliveries_to_one_repository_keep_under_its_rate_limit() {
     );
     relay.stop().await;
 }
+
+#[test]
+fn shipped_deployment_files_are_valid() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(bin())
+        .args(["relay", "--check-config", "--config"])
+        .arg(root.join("deploy/relay.yml"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unit = std::fs::read_to_string(root.join("deploy/hookflow-relay.service")).expect("unit");
+    for needed in [
+        "DynamicUser=yes",
+        "StateDirectory=hookflow",
+        "KillSignal=SIGTERM",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(unit.contains(needed), "{needed}");
+    }
+    // Where systemd is installed, let it check the unit too (with this build's binary).
+    if let Ok(check) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    {
+        if check.status.success() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("hookflow-relay.service");
+            std::fs::write(
+                &path,
+                unit.replace("/usr/local/bin/hookflow", bin().to_str().expect("utf-8")),
+            )
+            .expect("write");
+            let out = std::process::Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&path)
+                .output()
+                .expect("runs");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && !stderr.contains("hookflow-relay.service:"),
+                "{stderr}"
+            );
+        }
+    }
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains("USER 65532")
+            && dockerfile.contains("VOLUME [\"/data\"]")
+            && dockerfile.matches("FROM ").count() == 2
+    );
+}

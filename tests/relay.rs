@@ -659,3 +659,151 @@ async fn a_full_store_answers_503_and_never_2xx() {
     );
     r.stop().await;
 }
+
+fn dispatch_cmd(gh: &FakeGithub, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write as _;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"));
+    cmd.arg("dispatch")
+        .args(args)
+        .args(["--api-url", &gh.url()])
+        .env("GITHUB_TOKEN", "ghp_manual");
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_sends_one_event_by_hand() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let payload_file = dir.path().join("payload.json");
+    std::fs::write(&payload_file, r#"{"ref":"main"}"#).expect("write");
+    let at_file = format!("@{}", payload_file.display());
+
+    let out = dispatch_cmd(
+        &gh,
+        &[
+            "--repo",
+            "octo/hooks",
+            "--event-type",
+            "deploy",
+            "--payload",
+            r#"{"env":"prod"}"#,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GitHub accepted the dispatch (204)"));
+    let out = dispatch_cmd(
+        &gh,
+        &[
+            "--repo",
+            "octo/hooks",
+            "--event-type",
+            "deploy",
+            "--payload",
+            &at_file,
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let out = dispatch_cmd(
+        &gh,
+        &[
+            "--repo",
+            "octo/hooks",
+            "--event-type",
+            "deploy",
+            "--payload",
+            "-",
+        ],
+        Some(r#"{"n":3}"#),
+    );
+    assert!(out.status.success());
+    let ds = gh.wait_for(3, WAIT).await;
+    assert_eq!(
+        ds[0].body,
+        json!({"event_type": "deploy", "client_payload": {"env": "prod"}})
+    );
+    assert_eq!(ds[1].body["client_payload"], json!({"ref": "main"}));
+    assert_eq!(ds[2].body["client_payload"], json!({"n": 3}));
+    assert_eq!(ds[0].authorization, "Bearer ghp_manual");
+
+    gh.set_default(Answer::not_found());
+    let out = dispatch_cmd(
+        &gh,
+        &["--repo", "octo/nope", "--event-type", "deploy"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("repository octo/nope not found"));
+
+    let eleven: serde_json::Map<String, Value> =
+        (0..11).map(|i| (format!("k{i}"), json!(i))).collect();
+    let eleven = Value::Object(eleven).to_string();
+    for (args, expected) in [
+        (
+            vec![
+                "--repo",
+                "octo/hooks",
+                "--event-type",
+                "deploy",
+                "--payload",
+                eleven.as_str(),
+            ],
+            "at most 10",
+        ),
+        (
+            vec![
+                "--repo",
+                "octo/hooks",
+                "--event-type",
+                "deploy",
+                "--payload",
+                "{oops",
+            ],
+            "--payload is not valid JSON",
+        ),
+        (
+            vec!["--repo", "octo", "--event-type", "deploy"],
+            "expected OWNER/REPO",
+        ),
+    ] {
+        let out = dispatch_cmd(&gh, &args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expected),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args([
+            "dispatch",
+            "--repo",
+            "o/r",
+            "--event-type",
+            "x",
+            "--token-env",
+            "HOOKFLOW_NO_SUCH_TOKEN",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOOKFLOW_NO_SUCH_TOKEN is not set"));
+}
