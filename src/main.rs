@@ -309,6 +309,17 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The bytes of a file, or of stdin for `-`.
+fn read_input(path: &str) -> anyhow::Result<Vec<u8>> {
+    if path == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("cannot read stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {path}"))
+    }
+}
+
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
 fn print_out(text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
@@ -406,14 +417,7 @@ fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
                 args.secret_env
             )
         })?;
-    let body = if args.file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .context("cannot read the body from stdin")?;
-        buf
-    } else {
-        std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?
-    };
+    let body = read_input(&args.file.to_string_lossy())?;
     let timestamp = args
         .timestamp
         .unwrap_or_else(|| chrono::Utc::now().timestamp());
@@ -631,16 +635,14 @@ async fn shutdown_signal() {
 fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
     use hookflow::github::{check_limits, Client, Outcome, Repo};
     let repo = Repo::parse(&args.repo).map_err(anyhow::Error::msg)?;
-    let text = if args.payload == "-" {
-        let mut buf = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf)
-            .context("cannot read the payload from stdin")?;
-        buf
-    } else if let Some(file) = args.payload.strip_prefix('@') {
-        std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the payload file {file}"))?
-    } else {
-        args.payload.clone()
+    let text = match args.payload.strip_prefix('@') {
+        Some(file) => {
+            String::from_utf8(read_input(file)?).context("the payload file is not UTF-8")?
+        }
+        None if args.payload == "-" => {
+            String::from_utf8(read_input("-")?).context("the payload is not UTF-8")?
+        }
+        None => args.payload.clone(),
     };
     let payload: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("--payload is not valid JSON ({} bytes)", text.len()))?;

@@ -348,7 +348,8 @@ pub fn request_id(request: &WebhookRequest, deduplication_key: Option<&str>) -> 
     Value::String(hex::encode(digest))
 }
 
-fn truthy(v: &Value) -> bool {
+/// JavaScript truthiness of a JSON value (actionsflow and mingo test values this way).
+pub fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,

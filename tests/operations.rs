@@ -13,7 +13,7 @@ use hookflow::relay::store::sqlite::SqliteStore;
 use hookflow::relay::store::{NewEvent, Recorded, Store, TokenSource};
 use serde_json::Value;
 use support::fake_github::{Answer, FakeGithub};
-use support::load::spawn_relay;
+use support::load::{read_address, spawn_relay};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hookflow"))
@@ -344,23 +344,6 @@ async fn slow_clients_and_header_floods_are_cut_off() {
         "nothing from bad clients was stored"
     );
     let _ = child.start_kill();
-}
-
-async fn read_address(stderr: tokio::process::ChildStderr) -> String {
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("in time")
-            .expect("read")
-            .expect("relay exited early");
-        if let Some(a) = line.split("listening on http://").nth(1) {
-            let addr = a.trim().to_string();
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return addr;
-        }
-    }
 }
 
 #[cfg(unix)]

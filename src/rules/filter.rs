@@ -170,7 +170,7 @@ fn compile_condition(value: &Value, at: &str) -> Result<Vec<Op>, FilterError> {
             "$in" => Op::In(list(arg)?),
             "$nin" => Op::Nin(list(arg)?),
             "$all" => Op::All(list(arg)?),
-            "$exists" => Op::Exists(truthy(arg)),
+            "$exists" => Op::Exists(crate::matching::truthy(arg)),
             "$size" => match arg.as_u64() {
                 Some(n) => Op::Size(n as usize),
                 None => return Err(err(&here, "`$size` takes a non-negative whole number")),
@@ -225,16 +225,6 @@ fn compile_regex(pattern: &Value, options: &str, at: &str) -> Result<Regex, Filt
         format!("(?{flags}){p}")
     };
     Regex::new(&source).map_err(|e| err(at, format!("regex does not compile: {e}")))
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        _ => true,
-    }
 }
 
 fn eval_query(q: &Query, doc: &Value) -> bool {

@@ -47,21 +47,25 @@ pub async fn spawn_relay(bin: &Path, data: &Path, api_url: &str) -> (Child, Stri
         .kill_on_drop(true)
         .spawn()
         .expect("relay binary starts");
-    let stderr = child.stderr.take().expect("stderr");
+    let addr = read_address(child.stderr.take().expect("stderr")).await;
+    (child, addr)
+}
+
+/// Reads the relay's stderr until it prints its address, then keeps draining it in the
+/// background so the relay never blocks on a full pipe.
+pub async fn read_address(stderr: tokio::process::ChildStderr) -> String {
     let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
+    loop {
         let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
             .await
             .expect("relay printed its address in time")
             .expect("read stderr")
             .expect("relay exited before listening");
         if let Some(a) = line.split("listening on http://").nth(1) {
-            break a.trim().to_string();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return a.trim().to_string();
         }
-    };
-    // Keep draining stderr so the relay never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    }
 }
 
 /// Sends `requests` webhooks with `concurrency` senders that retry until acknowledged (as real
