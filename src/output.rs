@@ -15,7 +15,7 @@ use crate::matching::RunResult;
 pub const MAX_BODY_OUTPUT: usize = 1024 * 1024;
 
 /// The outputs every run writes, whatever matched; the names trigger rules may not reuse.
-pub const BUILTIN_OUTPUTS: [&str; 16] = [
+pub const BUILTIN_OUTPUTS: [&str; 18] = [
     "matched",
     "workflow",
     "trigger",
@@ -32,6 +32,8 @@ pub const BUILTIN_OUTPUTS: [&str; 16] = [
     "verified",
     "matches",
     "body_file",
+    "body_encoding",
+    "trigger_outputs",
 ];
 
 /// The outputs of a run, in the order they are written. Values are JSON; [`output_text`] gives
@@ -60,6 +62,15 @@ pub fn outputs(result: &RunResult) -> Map<String, Value> {
         for (k, v) in &m.item {
             out.insert(k.clone(), v.clone());
         }
+        // The trigger's own outputs again as one object, for `fromJSON()` where outputs must be
+        // declared in advance (a composite action's).
+        let own: Map<String, Value> = m
+            .item
+            .iter()
+            .filter(|(k, _)| !BUILTIN_OUTPUTS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.insert("trigger_outputs".into(), Value::Object(own));
     }
     out.insert("matches".into(), matches_json(result));
     out
@@ -250,7 +261,7 @@ pub fn step_summary(result: &RunResult, outs: &Map<String, Value>) -> String {
     }
     // The trigger's own `outputs:`.
     for (name, v) in outs {
-        if !BUILTIN_OUTPUTS.contains(&name.as_str()) && name != "body_encoding" {
+        if !BUILTIN_OUTPUTS.contains(&name.as_str()) {
             s.push_str(&format!("| `{name}` | {} |\n", shown(v)));
         }
     }

@@ -429,9 +429,7 @@ impl Ctx<'_> {
         }
         let rules = match serde_json::to_value(&options) {
             Ok(serde_json::Value::Object(json)) => {
-                let mut reserved: Vec<&str> = BUILTIN_OUTPUTS.to_vec();
-                reserved.push("body_encoding");
-                let (rules, problems) = Rules::parse(&json, &reserved);
+                let (rules, problems) = Rules::parse(&json, &BUILTIN_OUTPUTS);
                 for p in problems {
                     let mut keys: Vec<&str> = vec![name];
                     keys.extend(p.keys.iter().map(String::as_str));

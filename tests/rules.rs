@@ -97,6 +97,7 @@ fn signed_by_sign_is_verified_by_run() {
     assert_eq!(out["matched"], json!(true));
     assert_eq!(out["outputs"]["verified"], json!(true));
     assert_eq!(out["outputs"]["number"], json!(7));
+    assert_eq!(out["outputs"]["trigger_outputs"], json!({"number": 7}));
 }
 
 #[test]
