@@ -3,7 +3,8 @@
 # against its published SHA-256, or else a build of the action's own source with cargo.
 #
 # Environment: HOOKFLOW_VERSION (auto|source|vX.Y.Z), HOOKFLOW_ACTION_PATH,
-# HOOKFLOW_ACTION_REPOSITORY, HOOKFLOW_ACTION_REF, RUNNER_OS, RUNNER_ARCH, RUNNER_TEMP, GITHUB_PATH.
+# HOOKFLOW_ACTION_REPOSITORY, HOOKFLOW_ACTION_REF, RUNNER_OS, RUNNER_ARCH, RUNNER_TEMP, GITHUB_PATH,
+# and HOOKFLOW_RELEASES_URL (default https://github.com/<repository>/releases/download: a mirror).
 set -euo pipefail
 
 version="${HOOKFLOW_VERSION:-auto}"
@@ -39,7 +40,8 @@ sha256() {
 
 install_release() {
   local archive="hookflow-${target}.tar.gz"
-  local url="https://github.com/${repository}/releases/download/${version}/${archive}"
+  local base="${HOOKFLOW_RELEASES_URL:-https://github.com/${repository}/releases/download}"
+  local url="${base}/${version}/${archive}"
   local work="$root/download"
   mkdir -p "$work"
   echo "hookflow: downloading ${url}"
