@@ -54,6 +54,7 @@ fn dead_letter_store(dir: &Path, n: usize) {
             token: TokenSource::Inline("ghp_x".into()),
             event_type: "webhook".into(),
             body: br#"{"event_type":"webhook","client_payload":{}}"#.to_vec(),
+            dedupe_key: None,
         })
         .collect();
     s.insert(&events).expect("insert");

@@ -807,3 +807,59 @@ async fn dispatch_sends_one_event_by_hand() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HOOKFLOW_NO_SUCH_TOKEN is not set"));
 }
+
+#[tokio::test]
+async fn a_sender_retrying_the_same_delivery_is_stored_once() {
+    set_endpoint_env();
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, ENDPOINTS).await;
+    let client = http();
+    let body = r#"{"action":"opened"}"#;
+    let mut ids = Vec::new();
+    for delivery in ["d-1", "d-1", "d-2"] {
+        let (status, answer) = json_of(
+            client
+                .post(url(&r, "/hooks/github"))
+                .header("X-GitHub-Delivery", delivery)
+                .header("X-Hub-Signature-256", github_signature(body))
+                .body(body)
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await;
+        assert_eq!(status, 202, "{answer}");
+        ids.push((
+            answer["event_id"].as_str().expect("id").to_string(),
+            answer.get("duplicate").is_some(),
+        ));
+    }
+    assert_eq!(
+        ids[0].0, ids[1].0,
+        "the repeat answers with the first event's id"
+    );
+    assert_eq!((ids[0].1, ids[1].1, ids[2].1), (false, true, false));
+    assert_ne!(ids[0].0, ids[2].0);
+    // The compatible route, with a generic Idempotency-Key.
+    for _ in 0..2 {
+        let resp = client
+            .post(url(&r, "/octo/hooks/a/webhook?__token=t"))
+            .header("Idempotency-Key", "k-9")
+            .body("{}")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    gh.wait_for(3, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        gh.dispatches().len(),
+        3,
+        "two github deliveries and one compat request"
+    );
+    let metrics = r.metrics.render(None, 0);
+    assert!(metrics.contains("hookflow_duplicates_total 2"), "{metrics}");
+    r.stop().await;
+}

@@ -111,6 +111,7 @@ impl Histogram {
 pub struct Metrics {
     received: AtomicU64,
     stored: AtomicU64,
+    duplicates: AtomicU64,
     delivered: AtomicU64,
     retried: AtomicU64,
     rejected: [AtomicU64; 8],
@@ -124,6 +125,7 @@ impl Default for Metrics {
         Metrics {
             received: AtomicU64::new(0),
             stored: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             rejected: Default::default(),
@@ -146,6 +148,10 @@ impl Metrics {
     /// An event was committed.
     pub fn stored(&self) {
         self.stored.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A sender repeated a delivery already stored.
+    pub fn duplicate(&self) {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
     }
     /// GitHub accepted an event.
     pub fn delivered(&self, took: Duration) {
@@ -195,6 +201,12 @@ impl Metrics {
             "hookflow_stored_total",
             "Events committed to the store and acknowledged.",
             &self.stored,
+        );
+        counter(
+            &mut out,
+            "hookflow_duplicates_total",
+            "Repeated deliveries (same sender delivery id) answered without storing again.",
+            &self.duplicates,
         );
         counter(
             &mut out,

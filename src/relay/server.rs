@@ -29,7 +29,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::config::{Endpoint, EventTypeSource, Limits, RelayConfig};
 use super::metrics::{Metrics, Rejected};
 use super::payload::{prepare, Incoming, PayloadError};
-use super::store::{now_ms, NewEvent, StoreHandle, TokenSource};
+use super::store::{now_ms, Inserted, NewEvent, StoreHandle, TokenSource};
 use crate::github::Repo;
 use crate::rules::verify;
 
@@ -265,6 +265,24 @@ fn forwarded_headers(headers: &HeaderMap, drop: &[&str]) -> Map<String, Value> {
     out
 }
 
+/// Headers that carry a sender's own id for one delivery, repeated when the sender retries.
+const DELIVERY_ID_HEADERS: [&str; 6] = [
+    "idempotency-key",
+    "x-github-delivery",
+    "webhook-id",
+    "svix-id",
+    "x-gitlab-event-uuid",
+    "x-shopify-webhook-id",
+];
+
+/// The sender's delivery id, when it sends one (`X-GitHub-Delivery`, `webhook-id`, …).
+fn delivery_id(headers: &HeaderMap) -> Option<String> {
+    DELIVERY_ID_HEADERS.iter().find_map(|h| {
+        let v = headers.get(*h)?.to_str().ok()?.trim();
+        (!v.is_empty() && v.len() <= 200).then(|| format!("{h}:{v}"))
+    })
+}
+
 /// A token from `scheme token` or a bare `token`.
 fn bearer(value: &HeaderValue) -> Option<String> {
     let text = value.to_str().ok()?.trim();
@@ -276,15 +294,21 @@ fn received_at() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Stores the event and wakes the workers; 503 when the store cannot take it.
-async fn store_event(state: &AppState, event: NewEvent) -> Result<(), Refused> {
+/// Stores the event and wakes the workers; 503 when the store cannot take it. Returns the id
+/// the sender should see, and whether the event is a repeat of one already stored.
+async fn store_event(state: &AppState, event: NewEvent) -> Result<(String, bool), Refused> {
     let id = event.id.clone();
     match state.store.insert(event).await {
-        Ok(()) => {
+        Ok(Inserted::New) => {
             state.metrics.stored();
             state.wake.notify_one();
             tracing::info!(event_id = %id, "stored");
-            Ok(())
+            Ok((id, false))
+        }
+        Ok(Inserted::Duplicate(first)) => {
+            state.metrics.duplicate();
+            tracing::info!(event_id = %first, "repeat of a stored event; not stored again");
+            Ok((first, true))
         }
         Err(e) => {
             tracing::error!(event_id = %id, error = %e, "EVENT NOT STORED: answering 503");
@@ -408,10 +432,12 @@ async fn compat(
         token: TokenSource::Inline(token),
         event_type: crate::event::WEBHOOK_EVENT_TYPE.into(),
         body: prepared.dispatch_body,
+        dedupe_key: delivery_id(&headers).map(|d| format!("compat:{repo}:{d}")),
     };
-    if let Err(r) = store_event(&state, event).await {
-        return r.into_response();
-    }
+    let (id, duplicate) = match store_event(&state, event).await {
+        Ok(stored) => stored,
+        Err(r) => return r.into_response(),
+    };
 
     let status = relay
         .get("__response_code")
@@ -427,6 +453,9 @@ async fn compat(
         .to_string();
     let body = match relay.get("__response_body").and_then(Value::as_str) {
         Some(b) => b.to_string(),
+        None if duplicate => {
+            json!({"success": true, "event_id": id, "duplicate": true}).to_string()
+        }
         None => json!({"success": true, "event_id": id}).to_string(),
     };
     let mut response = (status, body).into_response();
@@ -510,11 +539,18 @@ async fn endpoint(
         token: TokenSource::Env(ep.token_env.clone()),
         event_type,
         body: prepared.dispatch_body,
+        dedupe_key: delivery_id(&headers).map(|d| format!("hooks:{slug}:{d}")),
     };
-    if let Err(r) = store_event(&state, event).await {
-        return r.into_response();
-    }
-    (StatusCode::ACCEPTED, axum::Json(json!({"event_id": id}))).into_response()
+    let (id, duplicate) = match store_event(&state, event).await {
+        Ok(stored) => stored,
+        Err(r) => return r.into_response(),
+    };
+    let answer = if duplicate {
+        json!({"event_id": id, "duplicate": true})
+    } else {
+        json!({"event_id": id})
+    };
+    (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
 }
 
 /// API key and signature checks of an endpoint; nothing is stored when they fail.

@@ -59,7 +59,22 @@ pub struct NewEvent {
     pub event_type: String,
     /// The JSON body of the dispatch request.
     pub body: Vec<u8>,
+    /// The sender's delivery id (`X-GitHub-Delivery`, `webhook-id`, `Idempotency-Key`, …),
+    /// scoped to the source: a second event with the same key within a day is not stored again.
+    pub dedupe_key: Option<String>,
 }
+
+/// What became of an event given to [`Store::insert`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored.
+    New,
+    /// The sender sent it before: not stored again; this is the first event's id.
+    Duplicate(String),
+}
+
+/// How long a delivery id is remembered for de-duplication.
+pub const DEDUPE_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 /// An event claimed for delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,8 +160,9 @@ pub enum StoreError {
 
 /// A database of events. Implementations must make `insert` durable before returning.
 pub trait Store: Send {
-    /// Stores events in one transaction; all or none.
-    fn insert(&mut self, events: &[NewEvent]) -> Result<(), StoreError>;
+    /// Stores events in one transaction; all or none. Events whose `dedupe_key` was seen within
+    /// [`DEDUPE_WINDOW_MS`] are not stored again.
+    fn insert(&mut self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError>;
     /// Claims up to `limit` pending events due at `now` (ms) and marks them in flight.
     fn claim_due(&mut self, now: i64, limit: usize) -> Result<Vec<DueEvent>, StoreError>;
     /// Records delivery results in one transaction.
@@ -168,7 +184,7 @@ pub trait Store: Send {
 }
 
 enum Command {
-    Insert(NewEvent, oneshot::Sender<Result<(), StoreError>>),
+    Insert(NewEvent, oneshot::Sender<Result<Inserted, StoreError>>),
     Record(
         Vec<(String, Recorded)>,
         oneshot::Sender<Result<(), StoreError>>,
@@ -218,7 +234,7 @@ impl StoreHandle {
     }
 
     /// Stores one event; returns once it is committed (batched with concurrent inserts).
-    pub async fn insert(&self, event: NewEvent) -> Result<(), StoreError> {
+    pub async fn insert(&self, event: NewEvent) -> Result<Inserted, StoreError> {
         self.call(|r| Command::Insert(event, r)).await
     }
 
@@ -278,9 +294,17 @@ fn run(mut store: Box<dyn Store>, rx: mpsc::Receiver<Command>) {
             }
         }
         if !inserts.is_empty() {
-            let result = store.insert(&inserts);
-            for r in insert_replies {
-                let _ = r.send(result.clone());
+            match store.insert(&inserts) {
+                Ok(results) => {
+                    for (r, result) in insert_replies.into_iter().zip(results) {
+                        let _ = r.send(Ok(result));
+                    }
+                }
+                Err(e) => {
+                    for r in insert_replies {
+                        let _ = r.send(Err(e.clone()));
+                    }
+                }
             }
         }
         if !records.is_empty() {
@@ -346,6 +370,7 @@ pub(crate) mod contract {
             token: TokenSource::Inline("ghp_secret".into()),
             event_type: "webhook".into(),
             body: br#"{"event_type":"webhook","client_payload":{}}"#.to_vec(),
+            dedupe_key: None,
         }
     }
 
@@ -443,6 +468,37 @@ pub(crate) mod contract {
             .expect("record");
         assert_eq!(store.purge_dead(4).expect("purge"), 1);
         assert_eq!(store.counts().expect("counts").dead, 0);
+    }
+
+    pub fn dedupe(store: &mut dyn Store) {
+        let keyed = |id: &str, key: &str| NewEvent {
+            dedupe_key: Some(key.into()),
+            ..event(id, super::now_ms())
+        };
+        let first = store
+            .insert(&[keyed("a", "gh:1"), keyed("b", "gh:2"), keyed("c", "gh:1")])
+            .expect("insert");
+        assert_eq!(
+            first,
+            [
+                Inserted::New,
+                Inserted::New,
+                Inserted::Duplicate("a".into())
+            ],
+            "within one batch too"
+        );
+        let again = store
+            .insert(&[keyed("d", "gh:2"), keyed("e", "gh:3"), event("f", 1)])
+            .expect("insert");
+        assert_eq!(
+            again,
+            [
+                Inserted::Duplicate("b".into()),
+                Inserted::New,
+                Inserted::New
+            ]
+        );
+        assert_eq!(store.counts().expect("counts").pending, 4);
     }
 }
 

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Counts, DeadLetter, DueEvent, NewEvent, Recorded, Store, StoreError, TokenSource};
+use super::{
+    Counts, DeadLetter, DueEvent, Inserted, NewEvent, Recorded, Store, StoreError, TokenSource,
+    DEDUPE_WINDOW_MS,
+};
 
 /// The schema version this code writes.
 const SCHEMA_VERSION: i64 = 1;
@@ -17,6 +20,7 @@ const SCHEMA_VERSION: i64 = 1;
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    last_prune: i64,
 }
 
 fn unavailable(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -113,6 +117,12 @@ impl SqliteStore {
             )
             .map_err(fail)?;
         }
+        // Delivery ids for de-duplication (added within schema 1; harmless when present).
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, event_id TEXT NOT NULL, at INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS seen_at ON seen (at);",
+        )
+        .map_err(fail)?;
         if let Some(max) = max_bytes {
             let page: i64 = conn
                 .query_row("PRAGMA page_size", [], |r| r.get(0))
@@ -126,7 +136,11 @@ impl SqliteStore {
             use std::os::unix::fs::PermissionsExt as _;
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
         }
-        Ok(SqliteStore { conn, path })
+        Ok(SqliteStore {
+            conn,
+            path,
+            last_prune: 0,
+        })
     }
 
     fn fail(&self, e: rusqlite::Error) -> StoreError {
@@ -135,11 +149,29 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn insert(&mut self, events: &[NewEvent]) -> Result<(), StoreError> {
+    fn insert(&mut self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let now = super::now_ms();
+        let prune = now - self.last_prune > 600_000;
         let tx = self.conn.transaction().map_err(fail)?;
+        let mut results = Vec::with_capacity(events.len());
         {
+            if prune {
+                tx.execute(
+                    "DELETE FROM seen WHERE at < ?1",
+                    params![now - DEDUPE_WINDOW_MS],
+                )
+                .map_err(fail)?;
+            }
+            let mut remember = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO seen (key, event_id, at) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(fail)?;
+            let mut first = tx
+                .prepare_cached("SELECT event_id FROM seen WHERE key = ?1")
+                .map_err(fail)?;
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO events (id, received_at, source, repo, token, event_type, body, state, next_attempt_at, updated_at)
@@ -147,6 +179,18 @@ impl Store for SqliteStore {
                 )
                 .map_err(fail)?;
             for e in events {
+                if let Some(key) = &e.dedupe_key {
+                    if remember
+                        .execute(params![key, e.id, e.received_at])
+                        .map_err(fail)?
+                        == 0
+                    {
+                        let id: String =
+                            first.query_row(params![key], |r| r.get(0)).map_err(fail)?;
+                        results.push(Inserted::Duplicate(id));
+                        continue;
+                    }
+                }
                 stmt.execute(params![
                     e.id,
                     e.received_at,
@@ -157,9 +201,14 @@ impl Store for SqliteStore {
                     e.body
                 ])
                 .map_err(fail)?;
+                results.push(Inserted::New);
             }
         }
-        tx.commit().map_err(fail)
+        tx.commit().map_err(fail)?;
+        if prune {
+            self.last_prune = now;
+        }
+        Ok(results)
     }
 
     fn claim_due(&mut self, now: i64, limit: usize) -> Result<Vec<DueEvent>, StoreError> {
@@ -366,6 +415,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = SqliteStore::open(dir.path()).expect("opens");
         super::super::contract::lifecycle(&mut store);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = SqliteStore::open(dir.path()).expect("opens");
+        super::super::contract::dedupe(&mut store);
     }
 
     #[test]
