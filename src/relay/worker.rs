@@ -67,9 +67,24 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_minute));
     let config = Arc::new(config);
+    // A delivery cannot stay in flight longer than its request timeout; past this lease its
+    // result was lost (the store refused the write) and it is tried again.
+    let lease = config.timeout * 2 + Duration::from_secs(60);
+    let mut last_requeue = Instant::now();
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if last_requeue.elapsed() >= Duration::from_secs(60) {
+            last_requeue = Instant::now();
+            match store.requeue_stale(lease).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    events = n,
+                    "requeued deliveries whose result was not recorded"
+                ),
+                Err(e) => tracing::error!(error = %e, "cannot requeue stale deliveries"),
+            }
         }
         let free = slots.available_permits();
         if free == 0 {

@@ -169,6 +169,9 @@ pub trait Store: Send {
     fn record(&mut self, results: &[(String, Recorded)], now: i64) -> Result<(), StoreError>;
     /// Returns events left in flight by a crash to pending; returns how many.
     fn recover(&mut self, now: i64) -> Result<u64, StoreError>;
+    /// Returns events in flight since before `before` (ms) to pending: a delivery whose result
+    /// could not be recorded is tried again without waiting for a restart. Returns how many.
+    fn requeue_stale(&mut self, before: i64, now: i64) -> Result<u64, StoreError>;
     /// When the next pending event is due (ms), if any.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
     /// Counts by state.
@@ -193,6 +196,7 @@ enum Command {
     NextDue(oneshot::Sender<Result<Option<i64>, StoreError>>),
     Counts(oneshot::Sender<Result<Counts, StoreError>>),
     Ping(oneshot::Sender<Result<(), StoreError>>),
+    RequeueStale(i64, oneshot::Sender<Result<u64, StoreError>>),
 }
 
 /// Milliseconds since the epoch.
@@ -262,6 +266,12 @@ impl StoreHandle {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.call(Command::Ping).await
     }
+
+    /// Returns events in flight for longer than `lease` to pending.
+    pub async fn requeue_stale(&self, lease: Duration) -> Result<u64, StoreError> {
+        let before = now_ms() - lease.as_millis() as i64;
+        self.call(|r| Command::RequeueStale(before, r)).await
+    }
 }
 
 /// The store thread: takes every command waiting, runs all inserts and records in one
@@ -326,6 +336,9 @@ fn run(mut store: Box<dyn Store>, rx: mpsc::Receiver<Command>) {
                 }
                 Command::Ping(r) => {
                     let _ = r.send(store.ping());
+                }
+                Command::RequeueStale(before, r) => {
+                    let _ = r.send(store.requeue_stale(before, now_ms()));
                 }
                 Command::Insert(..) | Command::Record(..) => {}
             }
@@ -434,6 +447,10 @@ pub(crate) mod contract {
         let b = store.claim_due(100, 10).expect("claim");
         assert_eq!((b[0].id.as_str(), b[0].attempts), ("b", 1));
 
+        // In flight since 100: not stale before 100, stale before 150.
+        assert_eq!(store.requeue_stale(100, 120).expect("requeue"), 0);
+        assert_eq!(store.requeue_stale(150, 150).expect("requeue"), 1);
+        assert_eq!(store.claim_due(150, 10).expect("claim").len(), 1);
         // A crash leaves b in flight; recovery makes it pending again.
         assert_eq!(store.recover(200).expect("recover"), 1);
         assert_eq!(store.claim_due(200, 10).expect("claim").len(), 1);

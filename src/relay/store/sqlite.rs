@@ -302,6 +302,17 @@ impl Store for SqliteStore {
             .map_err(|e| self.fail(e))
     }
 
+    fn requeue_stale(&mut self, before: i64, now: i64) -> Result<u64, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE events SET state = 'pending', next_attempt_at = ?2, updated_at = ?2
+                 WHERE state = 'inflight' AND updated_at < ?1",
+                params![before, now],
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.fail(e))
+    }
+
     fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
