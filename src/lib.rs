@@ -23,6 +23,8 @@
 //! The `hookflow` binary is a thin command-line layer over [`run_event_file`],
 //! [`validate_dir`] and [`replay::replay_files`].
 
+#![warn(missing_docs)]
+
 pub mod event;
 pub mod github;
 pub mod matching;
