@@ -863,3 +863,41 @@ async fn a_sender_retrying_the_same_delivery_is_stored_once() {
     assert!(metrics.contains("hookflow_duplicates_total 2"), "{metrics}");
     r.stop().await;
 }
+
+#[tokio::test]
+async fn the_compatible_route_dispatches_only_to_allowed_repositories() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, "compat_repos: [octo/*]\n").await;
+    let (status, _) = json_of(
+        http()
+            .post(url(&r, "/octo/hooks/a/webhook?__token=t"))
+            .body("{}")
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, answer) = json_of(
+        http()
+            .post(url(&r, "/stranger/repo/a/webhook?__token=t"))
+            .body("{}")
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        answer["message"]
+            .as_str()
+            .expect("m")
+            .contains("compat_repos"),
+        "{answer}"
+    );
+    gh.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(gh.dispatches().len(), 1);
+    r.stop().await;
+}

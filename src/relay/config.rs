@@ -49,6 +49,9 @@ pub struct RelayConfig {
     pub api_url: String,
     /// Whether the webhook2github-compatible route `/<owner>/<repo>/…` is on.
     pub compat_route: bool,
+    /// Repositories the compatible route may dispatch to (`owner/name` or `owner/*`); empty
+    /// means any.
+    pub compat_repos: Vec<String>,
     /// Request limits.
     pub limits: Limits,
     /// How long a graceful shutdown waits for requests and deliveries in flight.
@@ -160,6 +163,8 @@ struct RawConfig {
     data: Option<PathBuf>,
     api_url: Option<String>,
     compat_route: Option<bool>,
+    #[serde(default)]
+    compat_repos: Vec<String>,
     limits: Option<RawLimits>,
     shutdown_timeout: Option<Value>,
     delivery: Option<RawDelivery>,
@@ -215,6 +220,18 @@ pub struct Overrides {
 }
 
 impl RelayConfig {
+    /// Whether the compatible route may dispatch to `repo` (`compat_repos`, case-insensitive).
+    pub fn compat_allows(&self, repo: &Repo) -> bool {
+        self.compat_repos.is_empty()
+            || self
+                .compat_repos
+                .iter()
+                .any(|pattern| match pattern.split_once('/') {
+                    Some((owner, "*")) => owner.eq_ignore_ascii_case(&repo.owner),
+                    _ => pattern.eq_ignore_ascii_case(&repo.to_string()),
+                })
+    }
+
     /// The embedded default plus flags.
     pub fn from_flags(o: &Overrides) -> Result<RelayConfig, ConfigError> {
         Self::build(None, "flags", None, o)
@@ -270,6 +287,7 @@ impl RelayConfig {
             data: None,
             api_url: None,
             compat_route: None,
+            compat_repos: Vec::new(),
             limits: None,
             shutdown_timeout: None,
             delivery: None,
@@ -463,6 +481,7 @@ impl RelayConfig {
                 .unwrap_or_else(|| PathBuf::from("hookflow-data")),
             api_url,
             compat_route: raw.compat_route.unwrap_or(true),
+            compat_repos: raw.compat_repos,
             limits,
             shutdown_timeout,
             delivery,
@@ -500,6 +519,23 @@ mod tests {
         );
         assert_eq!(c.endpoints[0].path, "/gh/webhook");
         assert!(c.endpoints[0].verify.is_some());
+    }
+
+    #[test]
+    fn compat_repos_allow_list() {
+        let open = RelayConfig::from_flags(&Overrides::default()).expect("defaults");
+        let repo = |s: &str| Repo::parse(s).expect("repo");
+        assert!(open.compat_allows(&repo("any/thing")));
+        let c = RelayConfig::parse(
+            "compat_repos: [octo-org/*, me/hooks]\n",
+            "r.yml",
+            &Overrides::default(),
+        )
+        .expect("parses");
+        assert!(c.compat_allows(&repo("Octo-Org/anything")));
+        assert!(c.compat_allows(&repo("me/hooks")));
+        assert!(!c.compat_allows(&repo("me/other")));
+        assert!(!c.compat_allows(&repo("stranger/hooks")));
     }
 
     #[test]

@@ -352,6 +352,12 @@ async fn compat(
         Ok(r) => r,
         Err(e) => return refuse(StatusCode::NOT_FOUND, e),
     };
+    if !state.config.compat_allows(&repo) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("this relay does not dispatch to {repo} (compat_repos)"),
+        );
+    }
 
     // Split the relay's own parameters from the query the workflow sees.
     let mut relay = Map::new();
