@@ -222,7 +222,11 @@ fn mac_matches(expected: &[u8], written: &str, encoding: Encoding) -> bool {
             .map_err(|_| hex::FromHexError::InvalidStringLength),
     };
     match decoded {
-        Ok(bytes) => bytes.len() == expected.len() && bool::from(bytes.ct_eq(expected)),
+        Ok(bytes) => {
+            !expected.is_empty()
+                && bytes.len() == expected.len()
+                && bool::from(bytes.ct_eq(expected))
+        }
         Err(_) => false,
     }
 }
