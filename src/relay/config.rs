@@ -251,6 +251,9 @@ impl RelayConfig {
 
     /// Parses YAML text; `name` is used in messages.
     pub fn parse(text: &str, name: &str, o: &Overrides) -> Result<RelayConfig, ConfigError> {
+        if let Some(e) = unknown_keys(text, name) {
+            return Err(e);
+        }
         let raw: RawConfig = if text.trim().is_empty() {
             serde_yaml::from_str("{}")
         } else {
@@ -490,6 +493,105 @@ impl RelayConfig {
     }
 }
 
+/// The keys each section accepts (the `Raw*` structs refuse any other).
+const TOP_KEYS: [&str; 9] = [
+    "listen",
+    "data",
+    "api_url",
+    "compat_route",
+    "compat_repos",
+    "limits",
+    "shutdown_timeout",
+    "delivery",
+    "endpoints",
+];
+const LIMIT_KEYS: [&str; 7] = [
+    "max_body_bytes",
+    "max_headers",
+    "max_header_bytes",
+    "header_timeout",
+    "body_timeout",
+    "max_concurrent_requests",
+    "max_store_bytes",
+];
+const DELIVERY_KEYS: [&str; 6] = [
+    "concurrency",
+    "max_attempts",
+    "initial_backoff",
+    "max_backoff",
+    "timeout",
+    "rate_limit_per_minute",
+];
+const ENDPOINT_KEYS: [&str; 8] = [
+    "slug",
+    "repo",
+    "token_env",
+    "event_type",
+    "event_type_path",
+    "path",
+    "verify",
+    "api_keys_env",
+];
+
+/// Every unknown key in the file at once (typed parsing would stop at the first), each with
+/// its line. `None` when all keys are known or the text is not a YAML mapping (the typed parse
+/// then says what is wrong).
+fn unknown_keys(text: &str, name: &str) -> Option<ConfigError> {
+    let Ok(serde_yaml::Value::Mapping(top)) = serde_yaml::from_str::<serde_yaml::Value>(text)
+    else {
+        return None;
+    };
+    let mut problems = Vec::new();
+    let mut check = |map: &serde_yaml::Mapping, known: &[&str], section: &str| {
+        for key in map.keys().filter_map(|k| k.as_str()) {
+            if !known.contains(&key) {
+                let line = text.lines().position(|l| {
+                    let t = l
+                        .trim_start()
+                        .trim_start_matches("- ")
+                        .trim_start_matches('{');
+                    t.starts_with(&format!("{key}:")) || l.contains(&format!(" {key}:"))
+                });
+                problems.push(ConfigError {
+                    file: name.to_string(),
+                    line: line.map(|l| l + 1),
+                    message: format!(
+                        "unknown key `{key}` in {section}; known keys: {}",
+                        known.join(", ")
+                    ),
+                    more: Vec::new(),
+                });
+            }
+        }
+    };
+    check(&top, &TOP_KEYS, "the relay configuration");
+    for (section, known) in [
+        ("limits", &LIMIT_KEYS[..]),
+        ("delivery", &DELIVERY_KEYS[..]),
+    ] {
+        if let Some(serde_yaml::Value::Mapping(m)) = top.get(section) {
+            check(m, known, section);
+        }
+    }
+    if let Some(serde_yaml::Value::Sequence(endpoints)) = top.get("endpoints") {
+        for e in endpoints {
+            if let serde_yaml::Value::Mapping(m) = e {
+                let slug = m
+                    .get("slug")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?")
+                    .to_string();
+                check(m, &ENDPOINT_KEYS, &format!("endpoint `{slug}`"));
+            }
+        }
+    }
+    let first = problems.first().cloned()?;
+    Some(ConfigError {
+        more: problems.split_off(1),
+        ..first
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,6 +641,21 @@ mod tests {
     }
 
     #[test]
+    fn every_unknown_key_is_reported_with_its_line() {
+        let text = "listen: 127.0.0.1:1\nlisen: x\nlimits:\n  max_body: 5\ndelivery:\n  retries: 3\nendpoints:\n  - slug: gh\n    repo: o/r\n    token_env: T\n    secret: x\n";
+        let e = RelayConfig::parse(text, "r.yml", &Overrides::default()).unwrap_err();
+        let all = e.to_string();
+        for expected in [
+            "r.yml:2: unknown key `lisen` in the relay configuration",
+            "r.yml:4: unknown key `max_body` in limits",
+            "r.yml:6: unknown key `retries` in delivery",
+            "r.yml:11: unknown key `secret` in endpoint `gh`",
+        ] {
+            assert!(all.contains(expected), "{expected:?} not in:\n{all}");
+        }
+    }
+
+    #[test]
     fn every_endpoint_problem_is_reported() {
         let text = "endpoints:\n  - {slug: a, repo: nope, token_env: T}\n  - {slug: b, repo: o/r, token_env: T, verify: {preset: x, secret_env: S}}\n  - {slug: c, repo: o/r, token_env: T}\n";
         let e = RelayConfig::parse(text, "r.yml", &Overrides::default()).unwrap_err();
@@ -559,7 +676,7 @@ mod tests {
         assert_eq!(e.line, Some(2));
         assert!(
             e.to_string()
-                .starts_with("relay.yml:2: unknown field `bogus`"),
+                .starts_with("relay.yml:2: unknown key `bogus`"),
             "{e}"
         );
         let e = RelayConfig::parse(
