@@ -17,9 +17,20 @@ use super::store::{backoff, now_ms, DueEvent, Recorded, StoreHandle, TokenSource
 use crate::github::{Client, Outcome, Repo};
 
 /// Dispatches per minute per repository, as token buckets (burst: one minute's worth).
+///
+/// An event refused a token is deferred to its own slot: slots are handed out one refill
+/// interval apart, so a backlog of N events waits N intervals once instead of every event
+/// coming back at the same moment and being deferred again.
 pub struct RateLimiter {
     per_minute: u32,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    /// The last slot handed to a deferred event.
+    last_slot: Instant,
 }
 
 impl RateLimiter {
@@ -31,24 +42,31 @@ impl RateLimiter {
         }
     }
 
-    /// Takes a token for `repo`, or says how long until one is free.
+    /// Takes a token for `repo`, or gives the wait until this event's slot.
     pub fn take(&self, repo: &str) -> Result<(), Duration> {
         if self.per_minute == 0 {
             return Ok(());
         }
         let capacity = f64::from(self.per_minute);
-        let per_sec = capacity / 60.0;
+        let interval = Duration::from_secs_f64(60.0 / capacity);
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = buckets.entry(repo.to_string()).or_insert((capacity, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_sec).min(capacity);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / per_sec))
+        let b = buckets.entry(repo.to_string()).or_insert(Bucket {
+            tokens: capacity,
+            last: now,
+            last_slot: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() / interval.as_secs_f64())
+            .min(capacity);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            return Ok(());
         }
+        let next_token = now + interval.mul_f64(1.0 - b.tokens);
+        let slot = next_token.max(b.last_slot + interval);
+        b.last_slot = slot;
+        Err(slot - now)
     }
 }
 
@@ -207,5 +225,29 @@ pub async fn deliver(
                 error: reason,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backlog_gets_one_slot_each() {
+        let limiter = RateLimiter::new(60);
+        for _ in 0..60 {
+            assert_eq!(limiter.take("o/r"), Ok(()), "a minute's worth at once");
+        }
+        let waits: Vec<Duration> = (0..5).map(|_| limiter.take("o/r").unwrap_err()).collect();
+        for (i, w) in waits.iter().enumerate() {
+            let expected = (i + 1) as f64;
+            assert!((w.as_secs_f64() - expected).abs() < 0.05, "slot {i}: {w:?}");
+        }
+        assert_eq!(
+            limiter.take("other/repo"),
+            Ok(()),
+            "each repository has its own bucket"
+        );
+        assert_eq!(RateLimiter::new(0).take("o/r"), Ok(()));
     }
 }
