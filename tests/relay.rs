@@ -40,6 +40,19 @@ fn url(r: &Running, path: &str) -> String {
     format!("http://{}{path}", r.addr)
 }
 
+/// POSTs `body` to the relay and returns the status and the JSON answer.
+async fn post(r: &Running, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    json_of(
+        http()
+            .post(url(r, path))
+            .body(body)
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await
+}
+
 async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
@@ -192,15 +205,7 @@ async fn requests_without_a_token_are_refused_and_not_stored() {
     let gh = FakeGithub::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let r = start(dir.path(), &gh, "").await;
-    let (status, answer) = json_of(
-        http()
-            .post(url(&r, "/octo/hooks/x"))
-            .body("{}")
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, answer) = post(&r, "/octo/hooks/x", "{}").await;
     assert_eq!(status, 401);
     assert!(answer["message"]
         .as_str()
@@ -217,15 +222,7 @@ async fn requests_without_a_token_are_refused_and_not_stored() {
 }
 
 async fn send_one(r: &Running) -> String {
-    let (status, answer) = json_of(
-        http()
-            .post(url(r, "/octo/hooks/a/webhook?__token=t"))
-            .body("{}")
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, answer) = post(r, "/octo/hooks/a/webhook?__token=t", "{}").await;
     assert_eq!(status, 200, "{answer}");
     answer["event_id"].as_str().expect("id").to_string()
 }
@@ -567,15 +564,7 @@ async fn large_bodies_are_compressed_or_refused_at_the_door() {
     let r = start(dir.path(), &gh, "limits:\n  max_body_bytes: 600000\n").await;
     let push = large_push();
     assert!(push.len() > 60_000, "{}", push.len());
-    let (status, _) = json_of(
-        http()
-            .post(url(&r, "/octo/hooks/github/webhook?__token=t"))
-            .body(push.clone())
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, _) = post(&r, "/octo/hooks/github/webhook?__token=t", push.clone()).await;
     assert_eq!(status, 200);
     let d = gh.wait_for(1, WAIT).await.remove(0);
     let p = &d.body["client_payload"];
@@ -600,15 +589,7 @@ async fn large_bodies_are_compressed_or_refused_at_the_door() {
             x as u8
         })
         .collect();
-    let (status, answer) = json_of(
-        http()
-            .post(url(&r, "/octo/hooks/a/webhook?__token=t"))
-            .body(noise)
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, answer) = post(&r, "/octo/hooks/a/webhook?__token=t", noise).await;
     assert_eq!(status, 413);
     assert!(
         answer["message"]
@@ -617,15 +598,7 @@ async fn large_bodies_are_compressed_or_refused_at_the_door() {
             .contains("200000 bytes"),
         "{answer}"
     );
-    let (status, _) = json_of(
-        http()
-            .post(url(&r, "/octo/hooks/a/webhook?__token=t"))
-            .body(vec![b'a'; 700_000])
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, _) = post(&r, "/octo/hooks/a/webhook?__token=t", vec![b'a'; 700_000]).await;
     assert_eq!(status, 413);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(gh.dispatches().len(), 1, "refused bodies are never stored");
@@ -869,25 +842,9 @@ async fn the_compatible_route_dispatches_only_to_allowed_repositories() {
     let gh = FakeGithub::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let r = start(dir.path(), &gh, "compat_repos: [octo/*]\n").await;
-    let (status, _) = json_of(
-        http()
-            .post(url(&r, "/octo/hooks/a/webhook?__token=t"))
-            .body("{}")
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, _) = post(&r, "/octo/hooks/a/webhook?__token=t", "{}").await;
     assert_eq!(status, 200);
-    let (status, answer) = json_of(
-        http()
-            .post(url(&r, "/stranger/repo/a/webhook?__token=t"))
-            .body("{}")
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let (status, answer) = post(&r, "/stranger/repo/a/webhook?__token=t", "{}").await;
     assert_eq!(status, 403);
     assert!(
         answer["message"]

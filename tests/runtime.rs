@@ -51,6 +51,16 @@ fn examples() -> PathBuf {
     root().join("examples/workflows")
 }
 
+/// `hookflow run --json` on an event file.
+fn run_json(workflows: impl AsRef<Path>, event: impl AsRef<Path>) -> Command {
+    let mut cmd = hookflow();
+    cmd.args(["run", "--json", "--workflows"])
+        .arg(workflows.as_ref())
+        .arg("--event")
+        .arg(event.as_ref());
+    cmd
+}
+
 /// Reads `name<<DELIM` blocks back, checking each delimiter closes its block.
 fn parse_github_output(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -298,12 +308,7 @@ fn run_reads_only_the_files_the_url_names() {
         r#"{"action":"webhook","client_payload":{"path":"/hook/webhook"}}"#,
     )
     .expect("write");
-    hookflow()
-        .args(["run", "--json"])
-        .arg("--workflows")
-        .arg(&wf)
-        .arg("--event")
-        .arg(&event)
+    run_json(&wf, &event)
         .assert()
         .success()
         .stdout(predicate::str::contains(r#""matched":true"#));
@@ -313,17 +318,9 @@ fn run_reads_only_the_files_the_url_names() {
         r#"{"action":"webhook","client_payload":{"path":"/broken/webhook"}}"#,
     )
     .expect("write");
-    hookflow()
-        .args(["run", "--json"])
-        .arg("--workflows")
-        .arg(&wf)
-        .arg("--event")
-        .arg(&event)
-        .assert()
-        .code(2)
-        .stderr(
-            predicate::str::contains("broken.yml:").and(predicate::str::contains("invalid YAML")),
-        );
+    run_json(&wf, &event).assert().code(2).stderr(
+        predicate::str::contains("broken.yml:").and(predicate::str::contains("invalid YAML")),
+    );
 }
 
 #[test]
@@ -343,12 +340,7 @@ fn paths_cannot_leave_the_workflows_directory() {
             json!({"action": "webhook", "client_payload": {"path": path}}).to_string(),
         )
         .expect("write");
-        hookflow()
-            .args(["run", "--json"])
-            .arg("--workflows")
-            .arg(tmp.path().join("wf"))
-            .arg("--event")
-            .arg(&event)
+        run_json(tmp.path().join("wf"), &event)
             .assert()
             .success()
             .stdout(predicate::str::contains(r#""matched":false"#));
@@ -367,14 +359,7 @@ fn several_matching_triggers_are_all_listed() {
         r#"{"action":"webhook","client_payload":{"path":"/a/webhook/b/webhook"}}"#,
     )
     .expect("write");
-    let assert = hookflow()
-        .args(["run", "--json"])
-        .arg("--workflows")
-        .arg(&wf)
-        .arg("--event")
-        .arg(&event)
-        .assert()
-        .success();
+    let assert = run_json(&wf, &event).assert().success();
     let v: Value = serde_json::from_slice(&assert.get_output().stdout).expect("JSON");
     assert_eq!(v["workflow"], json!("a/webhook/b.yml"));
     assert_eq!(
@@ -393,12 +378,7 @@ fn trigger_base_must_end_at_a_segment() {
         r#"{"action":"webhook","client_payload":{"path":"/ci/webhookx"}}"#,
     )
     .expect("write");
-    hookflow()
-        .args(["run", "--json"])
-        .arg("--workflows")
-        .arg(tmp.path().join("wf"))
-        .arg("--event")
-        .arg(&event)
+    run_json(tmp.path().join("wf"), &event)
         .assert()
         .success()
         .stdout(predicate::str::contains(r#""matched":false"#));
@@ -454,15 +434,7 @@ fn bad_input_is_one_clear_line_and_exit_2() {
     for (text, _, expected) in cases {
         let event = tmp.path().join("event.json");
         fs::write(&event, &text).expect("write");
-        let assert = hookflow()
-            .args(["run", "--json"])
-            .arg("--workflows")
-            .arg(&wf)
-            .arg("--event")
-            .arg(&event)
-            .assert()
-            .code(2)
-            .stdout("");
+        let assert = run_json(&wf, &event).assert().code(2).stdout("");
         let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
         assert!(
             stderr.contains(expected),
