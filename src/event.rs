@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::request::{unpack_body, BodyEncoding, BodyError, RawBody, RawRequest, WebhookRequest};
+use crate::request::{
+    unpack_body_owned, BodyEncoding, BodyError, RawBody, RawRequest, WebhookRequest,
+};
 
 /// The event name of a dispatched webhook.
 pub const REPOSITORY_DISPATCH: &str = "repository_dispatch";
@@ -245,7 +247,7 @@ fn raw_request(
         Some(Value::String(s)) if s.is_empty() => RawBody::None,
         Some(Value::Number(n)) if n.as_f64() == Some(0.0) => RawBody::None,
         Some(Value::String(s)) => {
-            let bytes = unpack_body(&s, encoding).map_err(|cause| EventError::Body {
+            let bytes = unpack_body_owned(s, encoding).map_err(|cause| EventError::Body {
                 path: file.to_path_buf(),
                 cause,
             })?;

@@ -88,6 +88,21 @@ pub const MAX_DECODED_BODY: u64 = 64 * 1024 * 1024;
 pub fn unpack_body(text: &str, encoding: BodyEncoding) -> Result<Vec<u8>, BodyError> {
     match encoding {
         BodyEncoding::Text => Ok(text.as_bytes().to_vec()),
+        BodyEncoding::Base64 | BodyEncoding::GzipBase64 => unpack_encoded(text, encoding),
+    }
+}
+
+/// Like [`unpack_body`], taking the text: a plain body is moved, not copied.
+pub fn unpack_body_owned(text: String, encoding: BodyEncoding) -> Result<Vec<u8>, BodyError> {
+    match encoding {
+        BodyEncoding::Text => Ok(text.into_bytes()),
+        _ => unpack_encoded(&text, encoding),
+    }
+}
+
+fn unpack_encoded(text: &str, encoding: BodyEncoding) -> Result<Vec<u8>, BodyError> {
+    match encoding {
+        BodyEncoding::Text => Ok(text.as_bytes().to_vec()),
         BodyEncoding::Base64 => decode_base64(text),
         BodyEncoding::GzipBase64 => {
             use std::io::Read as _;
@@ -168,13 +183,14 @@ impl WebhookRequest {
         let (body, raw_body, body_encoding) = match raw.body {
             RawBody::None => (None, None, None),
             RawBody::Json(v) => (Some(v), None, None),
-            RawBody::Bytes(bytes) => match std::str::from_utf8(&bytes) {
+            RawBody::Bytes(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => (
-                    Some(parse_body_text(text, media_type.as_deref())),
-                    Some(bytes.clone()),
+                    Some(parse_body_text(&text, media_type.as_deref())),
+                    Some(text.into_bytes()),
                     None,
                 ),
-                Err(_) => {
+                Err(not_utf8) => {
+                    let bytes = not_utf8.into_bytes();
                     let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
                     (Some(Value::String(b64)), Some(bytes), Some("base64"))
                 }
@@ -242,22 +258,17 @@ fn media_type(content_type: &str) -> String {
 /// still a string is parsed as JSON if it parses. Unlike actionsflow, an invalid JSON body sent
 /// with a JSON content type stays text instead of failing the run.
 fn parse_body_text(text: &str, media_type: Option<&str>) -> Value {
-    let mut body = Value::String(text.to_string());
-    if let Some(mt) = media_type {
-        if JSON_TYPES.contains(&mt) {
-            if let Ok(v) = serde_json::from_str::<Value>(text) {
-                body = v;
-            }
-        } else if mt == FORM_TYPE {
-            return Value::Object(parse_querystring(text));
-        }
+    let json = |s: &str| serde_json::from_str::<Value>(s).ok();
+    match media_type {
+        Some(FORM_TYPE) => Value::Object(parse_querystring(text)),
+        // A JSON body that is itself a JSON string is parsed once more, as actionsflow does.
+        Some(mt) if JSON_TYPES.contains(&mt) => match json(text) {
+            Some(Value::String(inner)) => json(&inner).unwrap_or(Value::String(inner)),
+            Some(v) => v,
+            None => Value::String(text.to_string()),
+        },
+        _ => json(text).unwrap_or_else(|| Value::String(text.to_string())),
     }
-    if let Value::String(s) = &body {
-        if let Ok(v) = serde_json::from_str::<Value>(s) {
-            body = v;
-        }
-    }
-    body
 }
 
 struct UrlParts {
