@@ -232,26 +232,15 @@ async fn metrics_and_health_report_what_happened() {
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
-    assert_eq!(
-        client
-            .get(format!("http://{addr}/healthz"))
+    for probe in ["healthz", "readyz"] {
+        let status = client
+            .get(format!("http://{addr}/{probe}"))
             .send()
             .await
-            .expect("healthz")
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        client
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .expect("readyz")
-            .status()
-            .as_u16(),
-        200
-    );
+            .expect(probe)
+            .status();
+        assert_eq!(status.as_u16(), 200, "{probe}");
+    }
     relay.start_kill().expect("kill");
 }
 

@@ -73,6 +73,25 @@ struct Inner {
     dispatches: Vec<Dispatch>,
 }
 
+impl Inner {
+    /// Delivered event ids (`client_payload.id` of 2xx dispatches) with how often each arrived.
+    fn delivered_ids(&self) -> std::collections::HashMap<String, usize> {
+        let mut out = std::collections::HashMap::new();
+        for d in self
+            .dispatches
+            .iter()
+            .filter(|d| (200..300).contains(&d.status))
+        {
+            let id = d.body["client_payload"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            *out.entry(id).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
 /// A running fake GitHub.
 #[derive(Clone)]
 pub struct FakeGithub {
@@ -132,15 +151,7 @@ impl FakeGithub {
 
     /// Delivered event ids (`client_payload.id`) with how often each arrived.
     pub fn delivered_ids(&self) -> std::collections::HashMap<String, usize> {
-        let mut out = std::collections::HashMap::new();
-        for d in self.delivered() {
-            let id = d.body["client_payload"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            *out.entry(id).or_insert(0) += 1;
-        }
-        out
+        self.inner.lock().expect("lock").delivered_ids()
     }
 
     /// Waits until at least `n` dispatches arrived; panics after `timeout`.
@@ -164,23 +175,10 @@ impl FakeGithub {
 /// `GET /_stats`: counts, for load scripts.
 async fn stats(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
     let i = inner.lock().expect("lock");
-    let delivered: Vec<&Dispatch> = i
-        .dispatches
-        .iter()
-        .filter(|d| (200..300).contains(&d.status))
-        .collect();
-    let mut ids = std::collections::HashSet::new();
-    for d in &delivered {
-        ids.insert(
-            d.body["client_payload"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
-    }
+    let ids = i.delivered_ids();
     axum::Json(serde_json::json!({
         "dispatches": i.dispatches.len(),
-        "delivered": delivered.len(),
+        "delivered": ids.values().sum::<usize>(),
         "unique_ids": ids.len(),
     }))
     .into_response()
