@@ -4,9 +4,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY examples ./examples
-RUN cargo build --release --locked --bin hookflow \
+COPY crates ./crates
+RUN cargo build --release --locked -p hookflow --bin hookflow \
  && mkdir -p /data
 
 FROM gcr.io/distroless/cc-debian12:nonroot

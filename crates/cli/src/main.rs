@@ -1,0 +1,710 @@
+//! The `hookflow` command line: parses arguments, calls the library, maps results to exit codes.
+//!
+//! Exit codes: 0 success (or no match), 1 no match with `--fail-on-no-match`, a failed golden
+//! comparison or validation problems, 2 invalid input.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hookflow_protocol::{signature, Environment};
+
+use hookflow_runtime::output;
+use hookflow_runtime::replay;
+
+#[derive(Parser)]
+#[command(
+    name = "hookflow",
+    version,
+    about = "Run GitHub Actions workflows from any HTTP webhook"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Match the dispatched webhook of this workflow run and write step outputs (the action).
+    Run(RunArgs),
+    /// Run fixture events through the same pipeline and print the JSON result.
+    Replay(ReplayArgs),
+    /// Check every workflow file and report each problem with file:line.
+    Validate(ValidateArgs),
+    /// Print the signature header(s) a sender adds to a body (for tests and senders' scripts).
+    Sign(SignArgs),
+    /// Run the relay: accept webhooks, store them durably, deliver them as repository_dispatch.
+    #[cfg(feature = "relay")]
+    Relay(RelayArgs),
+    /// Send one repository_dispatch event by hand.
+    #[cfg(feature = "relay")]
+    Dispatch(DispatchArgs),
+}
+
+#[cfg(feature = "relay")]
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct RelayArgs {
+    #[command(subcommand)]
+    action: Option<RelayAction>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "HOOKFLOW_LISTEN")]
+    listen: Option<String>,
+    /// GitHub API base (GitHub Enterprise Server: https://HOST/api/v3) [default: https://api.github.com].
+    #[arg(long, env = "GITHUB_API_URL")]
+    api_url: Option<String>,
+    /// Log format.
+    #[arg(long, env = "HOOKFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    /// Check the configuration, report every problem with file:line, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[cfg(feature = "relay")]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Where the relay's store is: the configuration file, overridden by --data.
+#[cfg(feature = "relay")]
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    /// YAML configuration file (optional: without one the relay runs the compatible route).
+    #[arg(long, env = "HOOKFLOW_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory for the event store [default: hookflow-data].
+    #[arg(long, env = "HOOKFLOW_DATA")]
+    data: Option<PathBuf>,
+}
+
+#[cfg(feature = "relay")]
+#[derive(Subcommand)]
+enum RelayAction {
+    /// Inspect and fix events that could not be delivered (works while the relay runs).
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLetterAction),
+}
+
+#[cfg(feature = "relay")]
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// List dead letters: id, repository, event type, attempts, age, last error.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Most letters to list.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Queue dead letters for delivery again.
+    Replay {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Event ids.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete dead letters.
+    Purge {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only those received longer ago than this (e.g. 7d, 12h); default: all.
+        #[arg(long)]
+        older_than: Option<String>,
+    },
+}
+
+#[cfg(feature = "relay")]
+#[derive(clap::Args)]
+struct DispatchArgs {
+    /// Target repository, OWNER/REPO.
+    #[arg(long)]
+    repo: String,
+    /// The event type (repository_dispatch `action`), at most 100 characters.
+    #[arg(long)]
+    event_type: String,
+    /// client_payload: inline JSON, @FILE, or - for stdin.
+    #[arg(long, default_value = "{}")]
+    payload: String,
+    /// GitHub API base.
+    #[arg(long, env = "GITHUB_API_URL", default_value = hookflow_relay::github::DEFAULT_API_URL)]
+    api_url: String,
+    /// Environment variable holding the token.
+    #[arg(long, default_value = "GITHUB_TOKEN")]
+    token_env: String,
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// Signature preset.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(signature::PRESETS), required_unless_present = "header")]
+    preset: Option<String>,
+    /// Custom scheme: the header to write (instead of --preset).
+    #[arg(long, conflicts_with = "preset")]
+    header: Option<String>,
+    /// Custom scheme: HMAC hash.
+    #[arg(long, value_enum, default_value_t = AlgorithmArg::Sha256, requires = "header")]
+    algorithm: AlgorithmArg,
+    /// Custom scheme: how the MAC is written.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Hex, requires = "header")]
+    encoding: EncodingArg,
+    /// Custom scheme: text before the MAC (e.g. "sha256=").
+    #[arg(long, default_value = "", requires = "header")]
+    prefix: String,
+    /// Environment variable holding the secret (never pass secrets as arguments).
+    #[arg(long)]
+    secret_env: String,
+    /// Unix timestamp for timestamped schemes (default: now).
+    #[arg(long)]
+    timestamp: Option<i64>,
+    /// Message id for standard-webhooks (default: random).
+    #[arg(long)]
+    id: Option<String>,
+    /// The body file, or - for stdin.
+    #[arg(default_value = "-")]
+    file: PathBuf,
+}
+
+/// `--algorithm` of `hookflow sign`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AlgorithmArg {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl From<AlgorithmArg> for signature::Algorithm {
+    fn from(a: AlgorithmArg) -> Self {
+        match a {
+            AlgorithmArg::Sha1 => signature::Algorithm::Sha1,
+            AlgorithmArg::Sha256 => signature::Algorithm::Sha256,
+            AlgorithmArg::Sha512 => signature::Algorithm::Sha512,
+        }
+    }
+}
+
+/// `--encoding` of `hookflow sign`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EncodingArg {
+    Hex,
+    Base64,
+}
+
+impl From<EncodingArg> for signature::Encoding {
+    fn from(e: EncodingArg) -> Self {
+        match e {
+            EncodingArg::Hex => signature::Encoding::Hex,
+            EncodingArg::Base64 => signature::Encoding::Base64,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Folder of workflow files (*.yml, *.yaml; nested folders included).
+    #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "workflows")]
+    workflows: PathBuf,
+    /// The event file.
+    #[arg(long, env = "GITHUB_EVENT_PATH")]
+    event: Option<PathBuf>,
+    /// The event name.
+    #[arg(long, env = "GITHUB_EVENT_NAME")]
+    event_name: Option<String>,
+    /// Print one JSON object to stdout instead of writing $GITHUB_OUTPUT.
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 when no trigger matches.
+    #[arg(long, env = "HOOKFLOW_FAIL_ON_NO_MATCH", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    fail_on_no_match: bool,
+    /// File that receives the outputs.
+    #[arg(long, env = "GITHUB_OUTPUT")]
+    github_output: Option<PathBuf>,
+    /// File that receives the Markdown summary.
+    #[arg(long, env = "GITHUB_STEP_SUMMARY")]
+    step_summary: Option<PathBuf>,
+    /// Folder for bodies too large for an output (`body_file`).
+    #[arg(long, env = "RUNNER_TEMP")]
+    runner_temp: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Fixture files: full events, {"event_name","event"} wrappers, or bare client_payloads.
+    #[arg(required = true)]
+    fixtures: Vec<PathBuf>,
+    /// Folder of workflow files.
+    #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "workflows")]
+    workflows: PathBuf,
+    /// Golden file to compare the printed JSON with (an array when several fixtures are given).
+    #[arg(long, conflicts_with = "expect_dir")]
+    expect: Option<PathBuf>,
+    /// Folder of golden files, one per fixture, named like the fixture.
+    #[arg(long)]
+    expect_dir: Option<PathBuf>,
+    /// Write the golden files instead of comparing.
+    #[arg(long)]
+    update: bool,
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    /// Folder of workflow files.
+    #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "workflows")]
+    workflows: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Replay(args) => replay_cmd(args),
+        Command::Validate(args) => validate(args),
+        Command::Sign(args) => sign(args),
+        #[cfg(feature = "relay")]
+        Command::Relay(args) => relay(args),
+        #[cfg(feature = "relay")]
+        Command::Dispatch(args) => dispatch(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hookflow: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Notices go to stderr; inside GitHub Actions as annotations.
+fn notice(text: &str) {
+    if std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true") {
+        eprintln!(
+            "::notice::{}",
+            text.replace('%', "%25")
+                .replace('\r', "%0D")
+                .replace('\n', "%0A")
+        );
+    } else {
+        eprintln!("hookflow: notice: {text}");
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let event = args.event.context(
+        "no event file: GITHUB_EVENT_PATH is not set; run inside GitHub Actions or pass --event FILE",
+    )?;
+    let env = environment()?;
+    let result = hookflow_runtime::run_event_file(
+        &event,
+        args.event_name.as_deref(),
+        &args.workflows,
+        &env,
+    )?;
+    for n in &result.notices {
+        notice(n);
+    }
+    let outputs = output::outputs(&result);
+    if !args.json && args.github_output.is_some() {
+        // Masks first, so nothing printed later shows the values.
+        print_out(&output::mask_commands(&output::secrets(&result)))?;
+    }
+    if args.json {
+        print_out(&format!("{}\n", output::result_json(&result)))?;
+    } else {
+        match &args.github_output {
+            Some(file) => {
+                let spill = args.runner_temp.clone().unwrap_or_else(std::env::temp_dir);
+                output::write_github_output(file, &outputs, &spill)
+                    .with_context(|| format!("cannot write outputs to {}", file.display()))?;
+            }
+            None => {
+                notice("GITHUB_OUTPUT is not set; printing the result as JSON instead");
+                print_out(&format!("{}\n", output::result_json(&result)))?;
+            }
+        }
+        if let Some(file) = &args.step_summary {
+            append(file, &output::step_summary(&result, &outputs))
+                .with_context(|| format!("cannot write the step summary to {}", file.display()))?;
+        }
+    }
+    if let Some(refusal) = &result.refusal {
+        if !result.matched() {
+            eprintln!("hookflow: refused: {refusal}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    match (&result.reason, result.matched()) {
+        (_, true) => {
+            let m = &result.matches[0];
+            eprintln!("hookflow: matched {} trigger `{}`", m.workflow, m.trigger);
+            Ok(ExitCode::SUCCESS)
+        }
+        (reason, false) => {
+            eprintln!(
+                "hookflow: no match: {}",
+                reason.as_deref().unwrap_or("no trigger accepted the event")
+            );
+            Ok(if args.fail_on_no_match {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+/// The bytes of a file, or of stdin for `-`.
+fn read_input(path: &str) -> anyhow::Result<Vec<u8>> {
+    if path == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("cannot read stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {path}"))
+    }
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
+}
+
+fn append(file: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?
+        .write_all(text.as_bytes())
+}
+
+/// The clock and the variables of this process: read here, at the edge, and passed in.
+fn environment() -> anyhow::Result<Environment> {
+    Ok(Environment::from_process()?)
+}
+
+fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let env = environment()?;
+    if let Some(dir) = &args.expect_dir {
+        let mut failed = 0;
+        for fixture in &args.fixtures {
+            let actual = replay::replay_file(fixture, &args.workflows, &env)
+                .with_context(|| format!("replaying {}", fixture.display()))?;
+            let name = fixture
+                .file_name()
+                .context("fixture path has no file name")?;
+            let golden = dir.join(name);
+            if args.update {
+                replay::write_golden(&actual, &golden)?;
+                eprintln!("hookflow: wrote {}", golden.display());
+            } else if let Some(diff) = replay::compare_with_golden(&actual, &golden)? {
+                failed += 1;
+                eprintln!(
+                    "hookflow: {} differs from {}:\n{diff}",
+                    fixture.display(),
+                    golden.display()
+                );
+            } else {
+                eprintln!("hookflow: {} ok", fixture.display());
+            }
+        }
+        if !args.update {
+            eprintln!("{} passed, {} failed", args.fixtures.len() - failed, failed);
+        }
+        return Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let actual = replay::replay_files(&args.fixtures, &args.workflows, &env)?;
+    print_out(&replay::pretty(&actual))?;
+    if let Some(golden) = &args.expect {
+        if args.update {
+            replay::write_golden(&actual, golden)?;
+            eprintln!("hookflow: wrote {}", golden.display());
+        } else if let Some(diff) = replay::compare_with_golden(&actual, golden)? {
+            eprintln!(
+                "hookflow: result differs from {}:\n{diff}",
+                golden.display()
+            );
+            return Ok(ExitCode::from(1));
+        } else {
+            eprintln!("hookflow: result matches {}", golden.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
+    use signature::{Custom, Scheme};
+    let scheme = match (&args.preset, &args.header) {
+        (Some(p), _) => Scheme::preset(p).with_context(|| format!("unknown preset {p}"))?,
+        (None, Some(h)) => Scheme::Custom(Custom {
+            header: h.clone(),
+            algorithm: args.algorithm.into(),
+            encoding: args.encoding.into(),
+            prefix: args.prefix.clone(),
+        }),
+        (None, None) => anyhow::bail!("pass --preset or --header"),
+    };
+    let env = environment()?;
+    let secret = env.var(&args.secret_env).with_context(|| {
+        format!(
+            "--secret-env names {}, which is not set or empty",
+            args.secret_env
+        )
+    })?;
+    let body = read_input(&args.file.to_string_lossy())?;
+    let timestamp = args.timestamp.unwrap_or_else(|| env.now());
+    let id = args.id.clone().unwrap_or_else(|| {
+        format!(
+            "msg_{}",
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        )
+    });
+    let headers = signature::sign(&scheme, &body, secret.as_bytes(), timestamp, &id)?;
+    let text: String = headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+    print_out(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "relay")]
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+#[cfg(feature = "relay")]
+fn relay_config(
+    store: &StoreArgs,
+    listen: Option<String>,
+    api_url: Option<String>,
+) -> anyhow::Result<hookflow_relay::RelayConfig> {
+    use hookflow_relay::config::{Overrides, RelayConfig};
+    let overrides = Overrides {
+        listen,
+        data: store.data.clone(),
+        api_url,
+    };
+    Ok(match &store.config {
+        Some(file) => RelayConfig::load(file, &overrides)?,
+        None => RelayConfig::from_flags(&overrides)?,
+    })
+}
+
+#[cfg(feature = "relay")]
+fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
+    if let Some(RelayAction::DeadLetters(action)) = args.action {
+        return dead_letters(action);
+    }
+    let config = relay_config(&args.store, args.listen.clone(), args.api_url.clone())?;
+    let env = environment()?;
+    if args.check_config {
+        let name = args
+            .store
+            .config
+            .as_ref()
+            .map_or("the defaults".to_string(), |f| f.display().to_string());
+        let report = hookflow_relay::admin::check_config(&config, &name, &env);
+        println!("{}", report.summary);
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    runtime()?.block_on(async move {
+        let running = hookflow_relay::start(config, env).await?;
+        eprintln!("hookflow relay: listening on http://{}", running.addr);
+        shutdown_signal().await;
+        eprintln!("hookflow relay: stopping (a second signal forces exit)");
+        tokio::spawn(async {
+            shutdown_signal().await;
+            eprintln!("hookflow relay: forced exit");
+            std::process::exit(130);
+        });
+        running.stop().await;
+        eprintln!("hookflow relay: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(feature = "relay")]
+fn dead_letters(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
+    use hookflow_relay::admin;
+    use hookflow_relay::store::Store as _;
+    let store_args = match &action {
+        DeadLetterAction::List { store, .. }
+        | DeadLetterAction::Replay { store, .. }
+        | DeadLetterAction::Purge { store, .. } => store.clone(),
+    };
+    let config = relay_config(&store_args, None, None)?;
+    let mut store = admin::open_store(&config)?;
+    let now = environment()?.now_ms();
+    match action {
+        DeadLetterAction::List { json, limit, .. } => {
+            let letters = store.dead_letters(limit)?;
+            if json {
+                print_out(&format!("{}\n", admin::dead_letters_json(&letters, now)))?;
+            } else {
+                print_out(&admin::dead_letters_table(&letters, now))?;
+            }
+        }
+        DeadLetterAction::Replay { ids, all, .. } => {
+            let n = store.replay_dead(if all { &[] } else { &ids }, now)?;
+            eprintln!("hookflow: {n} dead letter(s) queued for delivery again");
+            if !all && (n as usize) < ids.len() {
+                eprintln!(
+                    "hookflow: {} id(s) were not dead letters",
+                    ids.len() - n as usize
+                );
+                return Ok(ExitCode::from(1));
+            }
+        }
+        DeadLetterAction::Purge { older_than, .. } => {
+            let before = match older_than {
+                None => i64::MAX,
+                Some(text) => {
+                    let ms = hookflow_protocol::options::parse_duration_ms(
+                        &serde_json::Value::String(text.clone()),
+                    )
+                    .with_context(|| {
+                        format!("--older-than {text:?} is not a duration such as 7d, 12h, 30m")
+                    })?;
+                    now - ms
+                }
+            };
+            let n = store.purge_dead(before)?;
+            eprintln!("hookflow: {n} dead letter(s) deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT or SIGTERM.
+#[cfg(feature = "relay")]
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(feature = "relay")]
+fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
+    use hookflow_protocol::dispatch::{check_limits, Repo};
+    use hookflow_relay::github::{Client, Outcome};
+    let repo = Repo::parse(&args.repo)?;
+    let text = match args.payload.strip_prefix('@') {
+        Some(file) => {
+            String::from_utf8(read_input(file)?).context("the payload file is not UTF-8")?
+        }
+        None if args.payload == "-" => {
+            String::from_utf8(read_input("-")?).context("the payload is not UTF-8")?
+        }
+        None => args.payload.clone(),
+    };
+    let payload: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("--payload is not valid JSON ({} bytes)", text.len()))?;
+    let body =
+        check_limits(&args.event_type, &payload).context("GitHub would refuse this dispatch")?;
+    let token = environment()?.var(&args.token_env).with_context(|| {
+        format!(
+            "no token: {} is not set (pass --token-env VAR to use another variable)",
+            args.token_env
+        )
+    })?;
+    let client = Client::new(&args.api_url, std::time::Duration::from_secs(30))?;
+    eprintln!(
+        "hookflow: POST {}/repos/{repo}/dispatches event_type={} ({} bytes)",
+        client.api_url(),
+        args.event_type,
+        body.len()
+    );
+    let outcome = runtime()?.block_on(client.dispatch(&repo, &token, body));
+    match outcome {
+        Outcome::Delivered => {
+            eprintln!("hookflow: GitHub accepted the dispatch (204)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Retry { reason, after } => {
+            let wait = after
+                .map(|d| format!("; retry in {} s", d.as_secs()))
+                .unwrap_or_default();
+            eprintln!("hookflow: not delivered: {reason}{wait}");
+            Ok(ExitCode::from(1))
+        }
+        Outcome::Failed { reason, .. } => {
+            eprintln!("hookflow: not delivered: {reason}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let v = hookflow_runtime::validate_dir(&args.workflows)?;
+    for p in &v.problems {
+        eprintln!("error: {p}");
+    }
+    for n in &v.notices {
+        eprintln!("warning: {n}");
+    }
+    let summary = format!(
+        "{}: {} workflow files, {} webhook triggers, {} problems, {} warnings",
+        args.workflows.display(),
+        v.files.len(),
+        v.webhook_triggers,
+        v.problems.len(),
+        v.notices.len()
+    );
+    if v.problems.is_empty() {
+        println!("{summary}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{summary}");
+        Ok(ExitCode::from(1))
+    }
+}

@@ -1,0 +1,22 @@
+//! The contract between hookflow's two halves: what the relay writes and the trigger runtime
+//! reads, and what both need to agree on. No I/O, no async.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`payload`] | the `client_payload` of a dispatched webhook, encoded and decoded by one type |
+//! | [`dispatch`] | a `repository_dispatch` request: target repository and GitHub's limits |
+//! | [`signature`] | webhook signature schemes (presets and custom HMAC): verify and sign |
+//! | [`options`] | option values both config files use: durations, times, problems, lines |
+//! | [`dotpath`] | lodash-style dot paths into JSON |
+//! | [`environment`] | the clock and the secrets, passed in rather than read from globals |
+
+#![warn(missing_docs)]
+
+pub mod dispatch;
+pub mod dotpath;
+pub mod environment;
+pub mod options;
+pub mod payload;
+pub mod signature;
+
+pub use environment::{Clock, Environment, ManualClock, SystemClock};

@@ -1,0 +1,614 @@
+//! The `client_payload` of a dispatched webhook (DESIGN §2): one definition, written by the relay
+//! and read by the runtime.
+//!
+//! Fields: `path`, `method`, `headers`, `body` (always a string, so actionsflow still reads it),
+//! `body_encoding` when the body is not plain text (`base64` for bytes that are not UTF-8,
+//! `gzip+base64` when the dispatch would otherwise reach GitHub's 64 KB limit), and hookflow's
+//! `id`, `received_at`, `source`. [`ClientPayload::encode_request`] builds it from the exact bytes a
+//! relay received; [`ClientPayload::decode`] reads any sender's payload back, and
+//! [`PayloadBody::unpack`] gives the exact bytes again.
+//!
+//! What the runtime then makes of the request (actionsflow's decoding rules) is not this
+//! module's concern.
+
+use std::io::{Read as _, Write as _};
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+use crate::dispatch::{check_limits, LimitError, MAX_REQUEST_BYTES};
+
+/// The names of the payload's fields, in the order the relay writes them.
+pub mod field {
+    /// The request path with its query string.
+    pub const PATH: &str = "path";
+    /// The HTTP method as sent.
+    pub const METHOD: &str = "method";
+    /// The request headers.
+    pub const HEADERS: &str = "headers";
+    /// The body, as a string.
+    pub const BODY: &str = "body";
+    /// How `body` is carried when it is not plain text.
+    pub const BODY_ENCODING: &str = "body_encoding";
+    /// The relay's event id.
+    pub const ID: &str = "id";
+    /// When the relay received the request (RFC 3339).
+    pub const RECEIVED_AT: &str = "received_at";
+    /// The relay route or endpoint slug that received it.
+    pub const SOURCE: &str = "source";
+}
+
+/// How `client_payload.body` is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEncoding {
+    /// The body string is the body.
+    Text,
+    /// The body string is base64 of the bytes.
+    Base64,
+    /// The body string is base64 of the gzip-compressed bytes.
+    GzipBase64,
+}
+
+impl BodyEncoding {
+    /// Reads a `body_encoding` value; `None` for an unknown one.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "" | "text" | "utf-8" | "utf8" => Some(BodyEncoding::Text),
+            "base64" => Some(BodyEncoding::Base64),
+            "gzip+base64" => Some(BodyEncoding::GzipBase64),
+            _ => None,
+        }
+    }
+
+    /// The `body_encoding` value; `None` for plain text, which is written without one.
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            BodyEncoding::Text => None,
+            BodyEncoding::Base64 => Some("base64"),
+            BodyEncoding::GzipBase64 => Some("gzip+base64"),
+        }
+    }
+}
+
+/// Why a body could not be unpacked from its `body_encoding`.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The base64 text is not valid.
+    #[error("client_payload.body is not valid base64 ({0}); body_encoding says it should be")]
+    Base64(base64::DecodeError),
+    /// The gzip stream is corrupt.
+    #[error("client_payload.body is not a valid gzip stream after base64 decoding ({0})")]
+    Gzip(std::io::Error),
+    /// The gzip stream unpacks to more than the reader accepts.
+    #[error(
+        "client_payload.body unpacks to more than {limit} bytes; a gzip bomb, or raise the limit"
+    )]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+}
+
+/// Largest body, after decompression, that [`PayloadBody::unpack`] accepts (a guard against gzip
+/// bombs).
+pub const MAX_DECODED_BODY: u64 = 64 * 1024 * 1024;
+
+/// A body as found in a payload.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum PayloadBody {
+    /// No `body` field, or `null`.
+    #[default]
+    None,
+    /// A string, carried as its `body_encoding` says.
+    Text {
+        /// The string as it stands in the payload.
+        text: String,
+        /// How it is carried.
+        encoding: BodyEncoding,
+    },
+    /// A JSON value that is not a string (some senders put the object in directly).
+    Json(Value),
+}
+
+impl PayloadBody {
+    /// The body of `bytes`: plain text when they are UTF-8, else base64. Empty bytes are no body.
+    pub fn carry(bytes: &[u8]) -> PayloadBody {
+        if bytes.is_empty() {
+            return PayloadBody::None;
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(text) => PayloadBody::Text {
+                text: text.to_string(),
+                encoding: BodyEncoding::Text,
+            },
+            Err(_) => PayloadBody::Text {
+                text: base64_encode(bytes),
+                encoding: BodyEncoding::Base64,
+            },
+        }
+    }
+
+    /// `bytes` gzip-compressed, then base64.
+    pub fn compressed(bytes: &[u8]) -> PayloadBody {
+        PayloadBody::Text {
+            text: base64_encode(&gzip(bytes)),
+            encoding: BodyEncoding::GzipBase64,
+        }
+    }
+
+    /// The exact bytes of a text body (a plain body is moved, not copied); `None` for no body
+    /// or a JSON value.
+    pub fn unpack(self) -> Result<Option<Vec<u8>>, BodyError> {
+        match self {
+            PayloadBody::None | PayloadBody::Json(_) => Ok(None),
+            PayloadBody::Text { text, encoding } => unpack_text(text, encoding).map(Some),
+        }
+    }
+}
+
+/// Unpacks a carried body string into its exact bytes.
+pub fn unpack_text(text: String, encoding: BodyEncoding) -> Result<Vec<u8>, BodyError> {
+    match encoding {
+        BodyEncoding::Text => Ok(text.into_bytes()),
+        BodyEncoding::Base64 => decode_base64(&text),
+        BodyEncoding::GzipBase64 => {
+            let compressed = decode_base64(&text)?;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(compressed.as_slice())
+                .take(MAX_DECODED_BODY + 1)
+                .read_to_end(&mut out)
+                .map_err(BodyError::Gzip)?;
+            if out.len() as u64 > MAX_DECODED_BODY {
+                return Err(BodyError::TooLarge {
+                    limit: MAX_DECODED_BODY,
+                });
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// A payload field with the wrong JSON type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    /// A field has the wrong type.
+    #[error("`{field}` must be {expected}, found {found}")]
+    Field {
+        /// The field's name (see [`field`]).
+        field: &'static str,
+        /// What was expected.
+        expected: &'static str,
+        /// What was there.
+        found: &'static str,
+    },
+    /// `body_encoding` names an encoding no reader knows.
+    #[error("`body_encoding` is {0:?}; expected \"base64\" or \"gzip+base64\"")]
+    UnknownEncoding(String),
+}
+
+/// A `client_payload`, typed. Missing fields are `None`; unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClientPayload {
+    /// The request path with the query string to keep (`/ci/webhook?x=1`).
+    pub path: Option<String>,
+    /// The HTTP method as sent (`POST`).
+    pub method: Option<String>,
+    /// Header names to values.
+    pub headers: Map<String, Value>,
+    /// The body.
+    pub body: PayloadBody,
+    /// The relay's event id.
+    pub id: Option<String>,
+    /// When the relay received the request (RFC 3339).
+    pub received_at: Option<String>,
+    /// The relay route or endpoint slug.
+    pub source: Option<String>,
+}
+
+impl ClientPayload {
+    /// Reads a payload object, checking the type of each request field.
+    pub fn decode(mut map: Map<String, Value>) -> Result<ClientPayload, ShapeError> {
+        let shape =
+            |field: &'static str, expected: &'static str, found: &Value| ShapeError::Field {
+                field,
+                expected,
+                found: json_type_name(found),
+            };
+        let mut text = |field: &'static str| -> Result<Option<String>, ShapeError> {
+            match map.remove(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(other) => Err(shape(field, "a string", &other)),
+            }
+        };
+        let path = text(field::PATH)?;
+        let method = text(field::METHOD)?;
+        let encoding_name = text(field::BODY_ENCODING)?;
+        // hookflow's own optional fields: another sender may use these names for something
+        // else, so they are read when they are strings and otherwise left alone.
+        let own = |field: &'static str| match map.get(field) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let id = own(field::ID);
+        let received_at = own(field::RECEIVED_AT);
+        let source = own(field::SOURCE);
+        let headers = match map.remove(field::HEADERS) {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(h)) => h,
+            Some(other) => {
+                return Err(shape(
+                    field::HEADERS,
+                    "an object of header names to values",
+                    &other,
+                ))
+            }
+        };
+        let encoding = match encoding_name.as_deref() {
+            None => BodyEncoding::Text,
+            Some(e) => {
+                BodyEncoding::parse(e).ok_or_else(|| ShapeError::UnknownEncoding(e.to_string()))?
+            }
+        };
+        let body = match map.remove(field::BODY) {
+            None | Some(Value::Null) => PayloadBody::None,
+            Some(Value::String(text)) => PayloadBody::Text { text, encoding },
+            Some(other) => PayloadBody::Json(other),
+        };
+        Ok(ClientPayload {
+            path,
+            method,
+            headers,
+            body,
+            id,
+            received_at,
+            source,
+        })
+    }
+
+    /// The payload as JSON, fields in [`field`] order, absent ones left out.
+    pub fn to_value(&self) -> Value {
+        let mut p = Map::new();
+        let mut put = |name: &str, v: Option<&String>| {
+            if let Some(v) = v {
+                p.insert(name.into(), Value::String(v.clone()));
+            }
+        };
+        put(field::PATH, self.path.as_ref());
+        put(field::METHOD, self.method.as_ref());
+        p.insert(field::HEADERS.into(), Value::Object(self.headers.clone()));
+        match &self.body {
+            PayloadBody::None => {}
+            PayloadBody::Text { text, encoding } => {
+                p.insert(field::BODY.into(), Value::String(text.clone()));
+                if let Some(e) = encoding.as_str() {
+                    p.insert(field::BODY_ENCODING.into(), Value::String(e.into()));
+                }
+            }
+            PayloadBody::Json(v) => {
+                p.insert(field::BODY.into(), v.clone());
+            }
+        }
+        let mut put = |name: &str, v: Option<&String>| {
+            if let Some(v) = v {
+                p.insert(name.into(), Value::String(v.clone()));
+            }
+        };
+        put(field::ID, self.id.as_ref());
+        put(field::RECEIVED_AT, self.received_at.as_ref());
+        put(field::SOURCE, self.source.as_ref());
+        Value::Object(p)
+    }
+}
+
+/// A request as a relay received it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// HTTP method as sent (`POST`).
+    pub method: String,
+    /// The path for the payload, with the query string to keep (`/ci/webhook?x=1`).
+    pub path: String,
+    /// Headers to forward, lowercase names, credentials already removed.
+    pub headers: Map<String, Value>,
+    /// The exact body bytes.
+    pub body: Vec<u8>,
+}
+
+/// Why a request cannot be dispatched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// Too large for GitHub, even compressed.
+    #[error("the webhook is too large to dispatch: the body is {body} bytes and the dispatch would be {dispatch} bytes even gzip-compressed ({compressed} bytes of body); GitHub accepts dispatches under {MAX_REQUEST_BYTES} bytes")]
+    TooLarge {
+        /// Body bytes received.
+        body: usize,
+        /// Body bytes after gzip.
+        compressed: usize,
+        /// Dispatch request bytes with the compressed body.
+        dispatch: usize,
+    },
+    /// Another GitHub limit (event type length).
+    #[error("{0}")]
+    Limit(LimitError),
+}
+
+/// A dispatch ready to store: the request body GitHub will receive.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The JSON body of `POST /repos/{o}/{r}/dispatches`.
+    pub dispatch_body: Vec<u8>,
+    /// How the body was carried.
+    pub body_encoding: BodyEncoding,
+}
+
+/// Where a relay event came from: its id, when, and which route or endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The relay's event id.
+    pub id: &'a str,
+    /// RFC 3339 receive time.
+    pub received_at: &'a str,
+    /// Route or endpoint slug.
+    pub source: &'a str,
+}
+
+impl ClientPayload {
+    /// Builds the dispatch of a received request and checks it against GitHub's limits:
+    /// the exact body as text, base64 when not UTF-8, gzip+base64 when it would not fit
+    /// otherwise, and refused when it does not fit even then.
+    pub fn encode_request(
+        incoming: &Incoming,
+        event_type: &str,
+        origin: Origin<'_>,
+    ) -> Result<Prepared, PayloadError> {
+        let mut payload = ClientPayload {
+            path: Some(incoming.path.clone()),
+            method: Some(incoming.method.clone()),
+            headers: incoming.headers.clone(),
+            body: PayloadBody::carry(&incoming.body),
+            id: Some(origin.id.into()),
+            received_at: Some(origin.received_at.into()),
+            source: Some(origin.source.into()),
+        };
+        let encoding_of = |p: &ClientPayload| match &p.body {
+            PayloadBody::Text { encoding, .. } => *encoding,
+            _ => BodyEncoding::Text,
+        };
+        match check_limits(event_type, &payload.to_value()) {
+            Ok(dispatch_body) => {
+                return Ok(Prepared {
+                    dispatch_body,
+                    body_encoding: encoding_of(&payload),
+                })
+            }
+            Err(LimitError::TooLarge(_)) => {}
+            Err(other) => return Err(PayloadError::Limit(other)),
+        }
+        let compressed = gzip(&incoming.body);
+        payload.body = PayloadBody::Text {
+            text: base64_encode(&compressed),
+            encoding: BodyEncoding::GzipBase64,
+        };
+        match check_limits(event_type, &payload.to_value()) {
+            Ok(dispatch_body) => Ok(Prepared {
+                dispatch_body,
+                body_encoding: BodyEncoding::GzipBase64,
+            }),
+            Err(LimitError::TooLarge(dispatch)) => Err(PayloadError::TooLarge {
+                body: incoming.body.len(),
+                compressed: compressed.len(),
+                dispatch,
+            }),
+            Err(other) => Err(PayloadError::Limit(other)),
+        }
+    }
+}
+
+/// A JSON type's name for messages ("an object", "a string").
+pub fn json_type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn decode_base64(text: &str) -> Result<Vec<u8>, BodyError> {
+    let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .map_err(BodyError::Base64)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::best(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(bytes);
+    enc.finish().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn incoming(body: Vec<u8>) -> Incoming {
+        Incoming {
+            method: "POST".into(),
+            path: "/ci/webhook?x=1".into(),
+            headers: serde_json::json!({"content-type": "application/json"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            body,
+        }
+    }
+
+    const ORIGIN: Origin<'static> = Origin {
+        id: "i",
+        received_at: "t",
+        source: "s",
+    };
+
+    fn payload(p: &Prepared) -> Value {
+        let v: Value = serde_json::from_slice(&p.dispatch_body).expect("json");
+        v["client_payload"].clone()
+    }
+
+    /// What a reader gets back from a prepared dispatch.
+    fn read_back(p: &Prepared) -> Vec<u8> {
+        let Value::Object(map) = payload(p) else {
+            panic!("payload is an object")
+        };
+        ClientPayload::decode(map)
+            .expect("decodes")
+            .body
+            .unpack()
+            .expect("unpacks")
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn text_binary_and_compressed_bodies_round_trip() {
+        let raw = b"{ \"pretty\": true }".to_vec();
+        let origin = Origin {
+            id: "01J",
+            received_at: "2026-11-28T00:00:00Z",
+            source: "compat",
+        };
+        let p =
+            ClientPayload::encode_request(&incoming(raw.clone()), "webhook", origin).expect("fits");
+        let v = payload(&p);
+        assert_eq!(
+            v["body"],
+            Value::String("{ \"pretty\": true }".into()),
+            "exact bytes, not re-serialised"
+        );
+        assert_eq!(v.get("body_encoding"), None);
+        assert_eq!(v["id"], "01J");
+        assert_eq!(read_back(&p), raw);
+
+        let bin = vec![0xff, 0xfe, 0x00, 0x01];
+        let p =
+            ClientPayload::encode_request(&incoming(bin.clone()), "webhook", ORIGIN).expect("fits");
+        assert_eq!(payload(&p)["body_encoding"], "base64");
+        assert_eq!(read_back(&p), bin);
+
+        let big: Vec<u8> = (0..300_000).map(|i| b"abcdefghij{}\":,"[i % 15]).collect();
+        let p = ClientPayload::encode_request(&incoming(big.clone()), "webhook", ORIGIN)
+            .expect("compresses");
+        assert_eq!(p.body_encoding, BodyEncoding::GzipBase64);
+        assert!(p.dispatch_body.len() < MAX_REQUEST_BYTES);
+        assert_eq!(read_back(&p), big);
+    }
+
+    #[test]
+    fn incompressible_bodies_are_refused_with_sizes() {
+        // Pseudo-random bytes do not compress.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let noise: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x & 0xff) as u8
+            })
+            .collect();
+        let err = ClientPayload::encode_request(&incoming(noise), "webhook", ORIGIN).unwrap_err();
+        assert!(
+            matches!(err, PayloadError::TooLarge { body: 100_000, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("100000 bytes"), "{err}");
+    }
+
+    #[test]
+    fn empty_bodies_are_omitted() {
+        let p =
+            ClientPayload::encode_request(&incoming(Vec::new()), "webhook", ORIGIN).expect("fits");
+        let v = payload(&p);
+        assert_eq!(v.get("body"), None);
+        assert_eq!(v.as_object().map(|m| m.len()), Some(6));
+    }
+
+    #[test]
+    fn decoding_names_the_field() {
+        let map = |v: Value| v.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            ClientPayload::decode(map(serde_json::json!({"headers": ["a"]}))),
+            Err(ShapeError::Field {
+                field: "headers",
+                expected: "an object of header names to values",
+                found: "an array"
+            })
+        );
+        assert_eq!(
+            ClientPayload::decode(map(
+                serde_json::json!({"body": "x", "body_encoding": "rot13"})
+            )),
+            Err(ShapeError::UnknownEncoding("rot13".into()))
+        );
+        assert!(matches!(
+            PayloadBody::Text {
+                text: "!!".into(),
+                encoding: BodyEncoding::Base64
+            }
+            .unpack(),
+            Err(BodyError::Base64(_))
+        ));
+        assert!(matches!(
+            PayloadBody::Text {
+                text: "aGVsbG8=".into(),
+                encoding: BodyEncoding::GzipBase64
+            }
+            .unpack(),
+            Err(BodyError::Gzip(_))
+        ));
+    }
+
+    #[test]
+    fn gzip_bombs_are_refused() {
+        let zeros = vec![0u8; (MAX_DECODED_BODY + 1) as usize];
+        let bomb = PayloadBody::compressed(&zeros);
+        assert!(matches!(bomb.unpack(), Err(BodyError::TooLarge { .. })));
+    }
+
+    proptest! {
+        /// Relay encode, then reader decode, gives the exact bytes back: text, binary, and
+        /// (with a repetitive tail that pushes it past 64 KB) gzip.
+        #[test]
+        fn encode_then_decode_gives_the_exact_bytes(
+            head in proptest::collection::vec(any::<u8>(), 0..2048),
+            text in "[ -~\\n\\té€😀]{0,512}",
+            repeat in 0usize..200,
+        ) {
+            let mut body = head;
+            body.extend_from_slice(text.as_bytes());
+            for _ in 0..repeat {
+                body.extend_from_slice(b"{\"padding\":\"0123456789abcdef0123456789abcdef\"},");
+            }
+            if let Ok(p) = ClientPayload::encode_request(&incoming(body.clone()), "webhook", ORIGIN) {
+                prop_assert_eq!(read_back(&p), body);
+            }
+        }
+
+        #[test]
+        fn text_bodies_are_never_reencoded(text in "[ -~\\n\\té€😀]{1,2048}") {
+            let p = ClientPayload::encode_request(&incoming(text.clone().into_bytes()), "webhook", ORIGIN)
+                .expect("small text fits");
+            prop_assert_eq!(p.body_encoding, BodyEncoding::Text);
+            let v = payload(&p);
+            prop_assert_eq!(v["body"].as_str(), Some(text.as_str()));
+        }
+    }
+}

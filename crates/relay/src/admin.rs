@@ -1,0 +1,161 @@
+//! The operator's side of the relay, as the `hookflow relay` subcommands show it: opening the
+//! store of a relay that may be running, the dead-letter list as a table or JSON, and the report
+//! of `--check-config`. Printing is the caller's; this module only makes the text.
+
+use serde_json::{json, Value};
+
+use crate::config::RelayConfig;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{DeadLetter, StoreError};
+use hookflow_protocol::Environment;
+
+/// Why an operator's command cannot reach the store.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No store in the data directory.
+    #[error("no event store in {0} (pass --data DIR or --config FILE)")]
+    NoStore(std::path::PathBuf),
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opens the store of the relay `config` describes, without creating one (the relay may be
+/// running; SQLite's WAL lets both work at once).
+pub fn open_store(config: &RelayConfig) -> Result<SqliteStore, AdminError> {
+    if !config.data.join(crate::store::sqlite::DB_FILE).exists() {
+        return Err(AdminError::NoStore(config.data.clone()));
+    }
+    Ok(SqliteStore::open(&config.data)?)
+}
+
+/// Dead letters as a JSON array: id, repo, event type, attempts, last error, age in seconds.
+pub fn dead_letters_json(letters: &[DeadLetter], now_ms: i64) -> Value {
+    Value::Array(
+        letters
+            .iter()
+            .map(|l| {
+                json!({"id": l.id, "repo": l.repo, "event_type": l.event_type, "attempts": l.attempts,
+                       "last_error": l.error, "age_seconds": (now_ms - l.received_at) / 1000})
+            })
+            .collect(),
+    )
+}
+
+/// Dead letters as a table with a count line.
+pub fn dead_letters_table(letters: &[DeadLetter], now_ms: i64) -> String {
+    let mut text = format!(
+        "{:<26}  {:<30}  {:<16}  {:>8}  {:>8}  last error\n",
+        "id", "repo", "event type", "attempts", "age"
+    );
+    for l in letters {
+        text.push_str(&format!(
+            "{:<26}  {:<30}  {:<16}  {:>8}  {:>8}  {}\n",
+            l.id,
+            l.repo,
+            l.event_type,
+            l.attempts,
+            human_age(now_ms - l.received_at),
+            l.error
+        ));
+    }
+    text.push_str(&format!("{} dead letter(s)\n", letters.len()));
+    text
+}
+
+/// An age as `42s`, `5m`, `3h`, `2d`.
+pub fn human_age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// What `--check-config` says of a configuration that parsed: one summary line, and a warning
+/// for each variable an endpoint names that `env` does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigReport {
+    /// `NAME: ok: listen …, data …, compatible route on|off, N endpoint(s)`.
+    pub summary: String,
+    /// `endpoint `slug`: token_env names VAR, which is not set here`.
+    pub warnings: Vec<String>,
+}
+
+/// Checks a parsed configuration against the variables it names; `name` is the file (or "the
+/// defaults").
+pub fn check_config(config: &RelayConfig, name: &str, env: &Environment) -> ConfigReport {
+    let summary = format!(
+        "{name}: ok: listen {}, data {}, compatible route {}, {} endpoint(s)",
+        config.listen,
+        config.data.display(),
+        if config.compat_route { "on" } else { "off" },
+        config.endpoints.len()
+    );
+    let mut warnings = Vec::new();
+    for ep in &config.endpoints {
+        let mut vars = vec![("token_env", ep.token_env.as_str())];
+        if let Some(v) = &ep.verify {
+            vars.push(("verify.secret_env", v.secret_env.as_str()));
+        }
+        if let Some(k) = &ep.api_keys_env {
+            vars.push(("api_keys_env", k.as_str()));
+        }
+        for (key, var) in vars {
+            if env.var(var).is_none() {
+                warnings.push(format!(
+                    "endpoint `{}`: {key} names {var}, which is not set here",
+                    ep.slug
+                ));
+            }
+        }
+    }
+    ConfigReport { summary, warnings }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(age_ms: i64) -> DeadLetter {
+        DeadLetter {
+            id: "01J".into(),
+            repo: "octo/hooks".into(),
+            event_type: "webhook".into(),
+            attempts: 7,
+            error: "404".into(),
+            received_at: 1_000_000 - age_ms,
+        }
+    }
+
+    #[test]
+    fn ages_and_tables() {
+        assert_eq!(human_age(-5), "0s");
+        assert_eq!(human_age(59_999), "59s");
+        assert_eq!(human_age(3_600_000), "1h");
+        assert_eq!(human_age(2 * 86_400_000), "2d");
+        let table = dead_letters_table(&[letter(90_000)], 1_000_000);
+        assert!(table.contains("octo/hooks"), "{table}");
+        assert!(table.contains(" 1m "), "{table}");
+        assert!(table.ends_with("1 dead letter(s)\n"), "{table}");
+        let json = dead_letters_json(&[letter(90_000)], 1_000_000);
+        assert_eq!(json[0]["age_seconds"], 90);
+        assert_eq!(json[0]["last_error"], "404");
+    }
+
+    #[test]
+    fn the_report_names_unset_variables() {
+        let text = "endpoints:\n  - slug: gh\n    repo: octo/hooks\n    token_env: GH_TOKEN\n    verify: {preset: github, secret_env: GH_SECRET}\n";
+        let config = RelayConfig::parse(text, "relay.yml", &Default::default()).expect("parses");
+        let env = Environment::fixed(0, vec![("GH_TOKEN".into(), "t".into())]);
+        let report = check_config(&config, "relay.yml", &env);
+        assert!(report.summary.starts_with("relay.yml: ok:"), "{report:?}");
+        assert!(report.summary.ends_with("1 endpoint(s)"), "{report:?}");
+        assert_eq!(
+            report.warnings,
+            vec!["endpoint `gh`: verify.secret_env names GH_SECRET, which is not set here"]
+        );
+    }
+}

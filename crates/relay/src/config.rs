@@ -1,0 +1,696 @@
+//! The relay's configuration: a YAML file (`hookflow relay --config FILE`) and flags that
+//! override it. With no file at all the relay runs on the embedded default: the compatible route
+//! on, SQLite in `--data`, `https://api.github.com`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use hookflow_protocol::dispatch::{Repo, MAX_EVENT_TYPE_CHARS, WEBHOOK_EVENT_TYPE};
+use hookflow_protocol::options::{locate, locate_anywhere, parse_duration_ms};
+use hookflow_protocol::signature::{parse_verify, VerifyRule};
+
+/// A configuration problem, with where it is, and any further ones found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file (or `flags`).
+    pub file: String,
+    /// 1-based line when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// Other problems found in the same pass.
+    pub more: Vec<ConfigError>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.file, self.message)?,
+            None => write!(f, "{}: {}", self.file, self.message)?,
+        }
+        for m in &self.more {
+            write!(f, "\n{m}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The relay's settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory (the SQLite store).
+    pub data: PathBuf,
+    /// GitHub API base.
+    pub api_url: String,
+    /// Whether the webhook2github-compatible route `/<owner>/<repo>/…` is on.
+    pub compat_route: bool,
+    /// Repositories the compatible route may dispatch to (`owner/name` or `owner/*`); empty
+    /// means any.
+    pub compat_repos: Vec<String>,
+    /// Request limits.
+    pub limits: Limits,
+    /// How long a graceful shutdown waits for requests and deliveries in flight.
+    pub shutdown_timeout: Duration,
+    /// Delivery settings.
+    pub delivery: DeliveryConfig,
+    /// Configured endpoints (`/hooks/<slug>`).
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Limits that protect the relay from clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body (413 above).
+    pub max_body_bytes: usize,
+    /// Most request headers (431 above).
+    pub max_headers: usize,
+    /// Largest total size of the request headers (431 above).
+    pub max_header_bytes: usize,
+    /// Time allowed to send the request headers (the connection is closed after).
+    pub header_timeout: Duration,
+    /// Time allowed to send the body (408 after).
+    pub body_timeout: Duration,
+    /// Requests handled at once (503 above).
+    pub max_concurrent_requests: usize,
+    /// Cap on the event store's size (503 above); none by default.
+    pub max_store_bytes: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1024 * 1024,
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 1024,
+            max_store_bytes: None,
+        }
+    }
+}
+
+/// How events are delivered to GitHub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// Dispatches in flight at once.
+    pub concurrency: usize,
+    /// Attempts before an event becomes a dead letter.
+    pub max_attempts: u32,
+    /// First retry delay.
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Timeout of one dispatch request.
+    pub timeout: Duration,
+    /// Dispatches per minute to one repository (0: no limit). GitHub's secondary rate limits
+    /// allow about 80 content-creating requests a minute.
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            concurrency: 16,
+            max_attempts: 7,
+            initial_backoff: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(3600),
+            timeout: Duration::from_secs(30),
+            rate_limit_per_minute: 80,
+        }
+    }
+}
+
+/// Where a configured endpoint takes its event type from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventTypeSource {
+    /// Always this type.
+    Fixed(String),
+    /// The value at this dot path of the JSON body (`action`, `data.type`).
+    BodyPath(String),
+}
+
+/// A configured endpoint, `POST /hooks/<slug>`.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// URL slug.
+    pub slug: String,
+    /// Target repository.
+    pub repo: Repo,
+    /// Environment variable with the GitHub token.
+    pub token_env: String,
+    /// The dispatch `event_type`.
+    pub event_type: EventTypeSource,
+    /// The `path` put in the payload (default `/<slug>/webhook`); what follows the slug in the
+    /// request URL is appended.
+    pub path: String,
+    /// Signature check, with the runtime's presets.
+    pub verify: Option<VerifyRule>,
+    /// Environment variable holding accepted API keys (comma-separated) for
+    /// `Authorization: Bearer <key>`.
+    pub api_keys_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    data: Option<PathBuf>,
+    api_url: Option<String>,
+    compat_route: Option<bool>,
+    #[serde(default)]
+    compat_repos: Vec<String>,
+    limits: Option<RawLimits>,
+    shutdown_timeout: Option<Value>,
+    delivery: Option<RawDelivery>,
+    #[serde(default)]
+    endpoints: Vec<RawEndpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    max_header_bytes: Option<usize>,
+    header_timeout: Option<Value>,
+    body_timeout: Option<Value>,
+    max_concurrent_requests: Option<usize>,
+    max_store_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    rate_limit_per_minute: Option<u32>,
+    concurrency: Option<usize>,
+    max_attempts: Option<u32>,
+    initial_backoff: Option<Value>,
+    max_backoff: Option<Value>,
+    timeout: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    slug: String,
+    repo: String,
+    token_env: String,
+    event_type: Option<String>,
+    event_type_path: Option<String>,
+    path: Option<String>,
+    verify: Option<Value>,
+    api_keys_env: Option<String>,
+}
+
+/// Flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--api-url`.
+    pub api_url: Option<String>,
+}
+
+impl RelayConfig {
+    /// Whether the compatible route may dispatch to `repo` (`compat_repos`, case-insensitive).
+    pub fn compat_allows(&self, repo: &Repo) -> bool {
+        self.compat_repos.is_empty()
+            || self
+                .compat_repos
+                .iter()
+                .any(|pattern| match pattern.split_once('/') {
+                    Some((owner, "*")) => owner.eq_ignore_ascii_case(&repo.owner),
+                    _ => pattern.eq_ignore_ascii_case(&repo.to_string()),
+                })
+    }
+
+    /// The embedded default plus flags.
+    pub fn from_flags(o: &Overrides) -> Result<RelayConfig, ConfigError> {
+        Self::build(None, "flags", None, o)
+    }
+
+    /// Reads a YAML file, then applies the flags.
+    pub fn load(file: &Path, o: &Overrides) -> Result<RelayConfig, ConfigError> {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: name.clone(),
+            line: None,
+            message: format!("cannot read the relay configuration: {e}"),
+            more: Vec::new(),
+        })?;
+        Self::parse(&text, &name, o)
+    }
+
+    /// Parses YAML text; `name` is used in messages.
+    pub fn parse(text: &str, name: &str, o: &Overrides) -> Result<RelayConfig, ConfigError> {
+        if let Some(e) = unknown_keys(text, name) {
+            return Err(e);
+        }
+        let raw: RawConfig = if text.trim().is_empty() {
+            serde_yaml::from_str("{}")
+        } else {
+            serde_yaml::from_str(text)
+        }
+        .map_err(|e| ConfigError {
+            file: name.to_string(),
+            line: e.location().map(|l| l.line()),
+            message: e
+                .to_string()
+                .split(" at line ")
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            more: Vec::new(),
+        })?;
+        Self::build(Some(raw), name, Some(text), o)
+    }
+
+    fn build(
+        raw: Option<RawConfig>,
+        name: &str,
+        text: Option<&str>,
+        o: &Overrides,
+    ) -> Result<RelayConfig, ConfigError> {
+        let err = |key: &[&str], message: String| ConfigError {
+            file: name.to_string(),
+            line: text.and_then(|t| locate(t, key)),
+            message,
+            more: Vec::new(),
+        };
+        let raw = raw.unwrap_or(RawConfig {
+            listen: None,
+            data: None,
+            api_url: None,
+            compat_route: None,
+            compat_repos: Vec::new(),
+            limits: None,
+            shutdown_timeout: None,
+            delivery: None,
+            endpoints: Vec::new(),
+        });
+        let listen_text = o
+            .listen
+            .clone()
+            .or(raw.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            err(
+                &["listen"],
+                format!("listen address {listen_text:?} is not HOST:PORT such as 0.0.0.0:8080"),
+            )
+        })?;
+        let api_url = o
+            .api_url
+            .clone()
+            .or(raw.api_url)
+            .unwrap_or_else(|| crate::github::DEFAULT_API_URL.into());
+        if url::Url::parse(&api_url).is_err() {
+            return Err(err(
+                &["api_url"],
+                format!("api_url {api_url:?} is not a URL"),
+            ));
+        }
+        let dur = |section: &str,
+                   key: &str,
+                   v: Option<Value>,
+                   default: Duration|
+         -> Result<Duration, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(v) => parse_duration_ms(&v)
+                    .map(|ms| Duration::from_millis(ms as u64))
+                    .ok_or_else(|| {
+                        let dotted = if section.is_empty() {
+                            key.to_string()
+                        } else {
+                            format!("{section}.{key}")
+                        };
+                        let keys: Vec<&str> = [section, key]
+                            .into_iter()
+                            .filter(|k| !k.is_empty())
+                            .collect();
+                        err(
+                            &keys,
+                            format!(
+                                "{dotted} must be seconds or a duration such as 500ms, 10s, 5m"
+                            ),
+                        )
+                    }),
+            }
+        };
+        let mut limits = Limits::default();
+        if let Some(l) = raw.limits {
+            limits.max_body_bytes = l.max_body_bytes.unwrap_or(limits.max_body_bytes);
+            limits.max_headers = l.max_headers.unwrap_or(limits.max_headers);
+            limits.max_header_bytes = l.max_header_bytes.unwrap_or(limits.max_header_bytes);
+            limits.header_timeout = dur(
+                "limits",
+                "header_timeout",
+                l.header_timeout,
+                limits.header_timeout,
+            )?;
+            limits.body_timeout = dur(
+                "limits",
+                "body_timeout",
+                l.body_timeout,
+                limits.body_timeout,
+            )?;
+            limits.max_concurrent_requests = l
+                .max_concurrent_requests
+                .unwrap_or(limits.max_concurrent_requests);
+            limits.max_store_bytes = l.max_store_bytes;
+            if limits.max_body_bytes == 0
+                || limits.max_headers == 0
+                || limits.max_concurrent_requests == 0
+            {
+                return Err(err(&["limits"], "limits must be at least 1".into()));
+            }
+        }
+        let shutdown_timeout = dur(
+            "",
+            "shutdown_timeout",
+            raw.shutdown_timeout,
+            Duration::from_secs(30),
+        )?;
+        let mut delivery = DeliveryConfig::default();
+        if let Some(d) = raw.delivery {
+            delivery.initial_backoff = dur(
+                "delivery",
+                "initial_backoff",
+                d.initial_backoff,
+                delivery.initial_backoff,
+            )?;
+            delivery.max_backoff = dur(
+                "delivery",
+                "max_backoff",
+                d.max_backoff,
+                delivery.max_backoff,
+            )?;
+            delivery.timeout = dur("delivery", "timeout", d.timeout, delivery.timeout)?;
+            delivery.rate_limit_per_minute = d
+                .rate_limit_per_minute
+                .unwrap_or(delivery.rate_limit_per_minute);
+            delivery.concurrency = d.concurrency.unwrap_or(delivery.concurrency);
+            delivery.max_attempts = d.max_attempts.unwrap_or(delivery.max_attempts);
+            if delivery.concurrency == 0 || delivery.max_attempts == 0 {
+                return Err(err(
+                    &["delivery"],
+                    "delivery.concurrency and delivery.max_attempts must be at least 1".into(),
+                ));
+            }
+        }
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        let mut problems: Vec<ConfigError> = Vec::new();
+        for e in raw.endpoints {
+            let parsed = (|| -> Result<Endpoint, ConfigError> {
+                let at = |m: String| err(&["endpoints"], format!("endpoint `{}`: {m}", e.slug));
+                if e.slug.is_empty()
+                    || !e
+                        .slug
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    return Err(at(
+                        "the slug must be letters, digits, `-`, `_` or `.`".into()
+                    ));
+                }
+                if endpoints.iter().any(|x: &Endpoint| x.slug == e.slug) {
+                    return Err(at("another endpoint has the same slug".into()));
+                }
+                let repo = Repo::parse(&e.repo).map_err(|r| at(r.to_string()))?;
+                let event_type = match (e.event_type, e.event_type_path) {
+                    (Some(_), Some(_)) => {
+                        return Err(at(
+                            "use either event_type or event_type_path, not both".into()
+                        ))
+                    }
+                    (Some(t), None) => EventTypeSource::Fixed(t),
+                    (None, Some(p)) => EventTypeSource::BodyPath(p),
+                    (None, None) => EventTypeSource::Fixed(WEBHOOK_EVENT_TYPE.into()),
+                };
+                if let EventTypeSource::Fixed(t) = &event_type {
+                    if t.is_empty() || t.chars().count() > MAX_EVENT_TYPE_CHARS {
+                        return Err(at(format!(
+                            "event_type must be 1 to {} characters",
+                            MAX_EVENT_TYPE_CHARS
+                        )));
+                    }
+                }
+                let verify = match e.verify {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(m)) => Some(parse_verify(&m).map_err(|p| at(p.message))?),
+                    Some(_) => {
+                        return Err(at(
+                            "verify must be a mapping such as {preset: github, secret_env: SECRET}"
+                                .into(),
+                        ))
+                    }
+                };
+                Ok(Endpoint {
+                    path: e.path.unwrap_or_else(|| format!("/{}/webhook", e.slug)),
+                    slug: e.slug,
+                    repo,
+                    token_env: e.token_env,
+                    event_type,
+                    verify,
+                    api_keys_env: e.api_keys_env,
+                })
+            })();
+            match parsed {
+                Ok(ep) => endpoints.push(ep),
+                Err(p) => problems.push(p),
+            }
+        }
+        if let Some(first) = problems.first().cloned() {
+            return Err(ConfigError {
+                more: problems.split_off(1),
+                ..first
+            });
+        }
+        Ok(RelayConfig {
+            listen,
+            data: o
+                .data
+                .clone()
+                .or(raw.data)
+                .unwrap_or_else(|| PathBuf::from("hookflow-data")),
+            api_url,
+            compat_route: raw.compat_route.unwrap_or(true),
+            compat_repos: raw.compat_repos,
+            limits,
+            shutdown_timeout,
+            delivery,
+            endpoints,
+        })
+    }
+}
+
+/// The keys each section accepts (the `Raw*` structs refuse any other).
+const TOP_KEYS: [&str; 9] = [
+    "listen",
+    "data",
+    "api_url",
+    "compat_route",
+    "compat_repos",
+    "limits",
+    "shutdown_timeout",
+    "delivery",
+    "endpoints",
+];
+const LIMIT_KEYS: [&str; 7] = [
+    "max_body_bytes",
+    "max_headers",
+    "max_header_bytes",
+    "header_timeout",
+    "body_timeout",
+    "max_concurrent_requests",
+    "max_store_bytes",
+];
+const DELIVERY_KEYS: [&str; 6] = [
+    "concurrency",
+    "max_attempts",
+    "initial_backoff",
+    "max_backoff",
+    "timeout",
+    "rate_limit_per_minute",
+];
+const ENDPOINT_KEYS: [&str; 8] = [
+    "slug",
+    "repo",
+    "token_env",
+    "event_type",
+    "event_type_path",
+    "path",
+    "verify",
+    "api_keys_env",
+];
+
+/// Every unknown key in the file at once (typed parsing would stop at the first), each with
+/// its line. `None` when all keys are known or the text is not a YAML mapping (the typed parse
+/// then says what is wrong).
+fn unknown_keys(text: &str, name: &str) -> Option<ConfigError> {
+    let Ok(serde_yaml::Value::Mapping(top)) = serde_yaml::from_str::<serde_yaml::Value>(text)
+    else {
+        return None;
+    };
+    let mut problems = Vec::new();
+    let mut check = |map: &serde_yaml::Mapping, known: &[&str], section: &str| {
+        for key in map.keys().filter_map(|k| k.as_str()) {
+            if !known.contains(&key) {
+                let line = locate_anywhere(text, key);
+                problems.push(ConfigError {
+                    file: name.to_string(),
+                    line,
+                    message: format!(
+                        "unknown key `{key}` in {section}; known keys: {}",
+                        known.join(", ")
+                    ),
+                    more: Vec::new(),
+                });
+            }
+        }
+    };
+    check(&top, &TOP_KEYS, "the relay configuration");
+    for (section, known) in [
+        ("limits", &LIMIT_KEYS[..]),
+        ("delivery", &DELIVERY_KEYS[..]),
+    ] {
+        if let Some(serde_yaml::Value::Mapping(m)) = top.get(section) {
+            check(m, known, section);
+        }
+    }
+    if let Some(serde_yaml::Value::Sequence(endpoints)) = top.get("endpoints") {
+        for e in endpoints {
+            if let serde_yaml::Value::Mapping(m) = e {
+                let slug = m
+                    .get("slug")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?")
+                    .to_string();
+                check(m, &ENDPOINT_KEYS, &format!("endpoint `{slug}`"));
+            }
+        }
+    }
+    let first = problems.first().cloned()?;
+    Some(ConfigError {
+        more: problems.split_off(1),
+        ..first
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_a_file() {
+        let c = RelayConfig::from_flags(&Overrides::default()).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.compat_route);
+        assert_eq!(c.api_url, "https://api.github.com");
+        assert_eq!(c.delivery.max_attempts, 7);
+    }
+
+    #[test]
+    fn reads_endpoints_and_overrides() {
+        let text = "listen: 0.0.0.0:9000\ndelivery:\n  initial_backoff: 250ms\n  concurrency: 4\nendpoints:\n  - slug: gh\n    repo: octo/hooks\n    token_env: GH_TOKEN\n    event_type_path: action\n    verify: {preset: github, secret_env: GH_SECRET}\n";
+        let o = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let c = RelayConfig::parse(text, "relay.yml", &o).expect("parses");
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.delivery.initial_backoff, Duration::from_millis(250));
+        assert_eq!(
+            c.endpoints[0].event_type,
+            EventTypeSource::BodyPath("action".into())
+        );
+        assert_eq!(c.endpoints[0].path, "/gh/webhook");
+        assert!(c.endpoints[0].verify.is_some());
+    }
+
+    #[test]
+    fn compat_repos_allow_list() {
+        let open = RelayConfig::from_flags(&Overrides::default()).expect("defaults");
+        let repo = |s: &str| Repo::parse(s).expect("repo");
+        assert!(open.compat_allows(&repo("any/thing")));
+        let c = RelayConfig::parse(
+            "compat_repos: [octo-org/*, me/hooks]\n",
+            "r.yml",
+            &Overrides::default(),
+        )
+        .expect("parses");
+        assert!(c.compat_allows(&repo("Octo-Org/anything")));
+        assert!(c.compat_allows(&repo("me/hooks")));
+        assert!(!c.compat_allows(&repo("me/other")));
+        assert!(!c.compat_allows(&repo("stranger/hooks")));
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_with_its_line() {
+        let text = "listen: 127.0.0.1:1\nlisen: x\nlimits:\n  max_body: 5\ndelivery:\n  retries: 3\nendpoints:\n  - slug: gh\n    repo: o/r\n    token_env: T\n    secret: x\n";
+        let e = RelayConfig::parse(text, "r.yml", &Overrides::default()).unwrap_err();
+        let all = e.to_string();
+        for expected in [
+            "r.yml:2: unknown key `lisen` in the relay configuration",
+            "r.yml:4: unknown key `max_body` in limits",
+            "r.yml:6: unknown key `retries` in delivery",
+            "r.yml:11: unknown key `secret` in endpoint `gh`",
+        ] {
+            assert!(all.contains(expected), "{expected:?} not in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn every_endpoint_problem_is_reported() {
+        let text = "endpoints:\n  - {slug: a, repo: nope, token_env: T}\n  - {slug: b, repo: o/r, token_env: T, verify: {preset: x, secret_env: S}}\n  - {slug: c, repo: o/r, token_env: T}\n";
+        let e = RelayConfig::parse(text, "r.yml", &Overrides::default()).unwrap_err();
+        assert_eq!(e.more.len(), 1);
+        let all = e.to_string();
+        assert!(
+            all.contains("endpoint `a`")
+                && all.contains("endpoint `b`")
+                && !all.contains("endpoint `c`"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn problems_name_file_and_line() {
+        let e = RelayConfig::parse("listen: 1\nbogus: 2\n", "relay.yml", &Overrides::default())
+            .unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.to_string()
+                .starts_with("relay.yml:2: unknown key `bogus`"),
+            "{e}"
+        );
+        let e = RelayConfig::parse(
+            "endpoints:\n  - slug: x\n    repo: nope\n    token_env: T\n",
+            "r.yml",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("endpoint `x`: \"nope\" is not a repository"),
+            "{e}"
+        );
+        let e = RelayConfig::parse("endpoints:\n  - {slug: x, repo: a/b, token_env: T, verify: {preset: nope, secret_env: S}}\n", "r.yml", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("unknown preset"), "{e}");
+        let e = RelayConfig::parse("listen: here\n", "r.yml", &Overrides::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r.yml:1: listen address \"here\" is not HOST:PORT such as 0.0.0.0:8080"
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! Delivery workers: claim due events from the store, dispatch them to GitHub with bounded
+//! concurrency, and record each outcome: delivered (deleted), retry later (exponential backoff
+//! with jitter, or GitHub's own `Retry-After` / rate-limit reset), or dead letter (a 4xx that
+//! retrying cannot fix, or attempts exhausted).
+//!
+//! HTTP handlers live in [`crate::http`]; this module never sees a request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::backoff::backoff;
+use crate::config::DeliveryConfig;
+use crate::github::{Client, Outcome};
+use crate::metrics::{DeadReason, Metrics};
+use crate::store::{DueEvent, Recorded, StoreHandle, TokenSource};
+use hookflow_protocol::dispatch::Repo;
+use hookflow_protocol::Environment;
+
+/// Dispatches per minute per repository, as token buckets (burst: one minute's worth).
+///
+/// An event refused a token is deferred to its own slot: slots are handed out one refill
+/// interval apart, so a backlog of N events waits N intervals once instead of every event
+/// coming back at the same moment and being deferred again.
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    /// The last slot handed to a deferred event.
+    last_slot: Instant,
+}
+
+impl RateLimiter {
+    /// `per_minute` 0 means no limit.
+    pub fn new(per_minute: u32) -> Self {
+        RateLimiter {
+            per_minute,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `repo`, or gives the wait until this event's slot.
+    pub fn take(&self, repo: &str) -> Result<(), Duration> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let capacity = f64::from(self.per_minute);
+        let interval = Duration::from_secs_f64(60.0 / capacity);
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = buckets.entry(repo.to_string()).or_insert(Bucket {
+            tokens: capacity,
+            last: now,
+            last_slot: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() / interval.as_secs_f64())
+            .min(capacity);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            return Ok(());
+        }
+        let next_token = now + interval.mul_f64(1.0 - b.tokens);
+        let slot = next_token.max(b.last_slot + interval);
+        b.last_slot = slot;
+        Err(slot - now)
+    }
+}
+
+/// Longest idle wait between looks at the store (retries that came due).
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// Runs until `shutdown` turns true, then waits for deliveries in flight.
+pub async fn run(
+    store: StoreHandle,
+    client: Client,
+    config: DeliveryConfig,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    env: Environment,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_minute));
+    let config = Arc::new(config);
+    // A delivery cannot stay in flight longer than its request timeout; past this lease its
+    // result was lost (the store refused the write) and it is tried again.
+    let lease = config.timeout * 2 + Duration::from_secs(60);
+    let mut last_requeue = Instant::now();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        if last_requeue.elapsed() >= Duration::from_secs(60) {
+            last_requeue = Instant::now();
+            match store.requeue_stale(lease).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    events = n,
+                    "requeued deliveries whose result was not recorded"
+                ),
+                Err(e) => tracing::error!(error = %e, "cannot requeue stale deliveries"),
+            }
+        }
+        let free = slots.available_permits();
+        if free == 0 {
+            // Wait for a delivery to finish.
+            tokio::select! {
+                permit = slots.clone().acquire_owned() => drop(permit),
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let due = match store.claim_due(free).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read due events; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if due.is_empty() {
+            let wait = match store.next_due().await {
+                Ok(Some(at)) => Duration::from_millis(
+                    (at - env.now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
+                ),
+                _ => IDLE_POLL,
+            };
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for event in due {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let (store, client, config) = (store.clone(), client.clone(), config.clone());
+            let (limiter, metrics, env) = (limiter.clone(), metrics.clone(), env.clone());
+            tokio::spawn(async move {
+                let id = event.id.clone();
+                let result = match limiter.take(&event.repo) {
+                    Ok(()) => deliver(&client, &config, &metrics, &env, event).await,
+                    Err(wait) => Recorded::Defer {
+                        at: env.now_ms() + wait.as_millis() as i64 + 1,
+                    },
+                };
+                if let Err(e) = store.record(vec![(id.clone(), result)]).await {
+                    // The event stays in flight and is delivered again after a restart.
+                    tracing::error!(event_id = %id, error = %e, "cannot record a delivery result");
+                }
+                drop(permit);
+            });
+        }
+    }
+    // Let deliveries in flight finish and record their results.
+    let _ = slots.acquire_many(config.concurrency as u32).await;
+}
+
+/// Delivers one event and decides what to record.
+pub async fn deliver(
+    client: &Client,
+    config: &DeliveryConfig,
+    metrics: &Metrics,
+    env: &Environment,
+    event: DueEvent,
+) -> Recorded {
+    let attempt = event.attempts + 1;
+    let dead = |error: String, status: Option<u16>, reason: DeadReason| {
+        tracing::warn!(event_id = %event.id, attempt, %error, "dead letter");
+        metrics.dead(reason);
+        Recorded::Dead { error, status }
+    };
+    let repo = match Repo::parse(&event.repo) {
+        Ok(r) => r,
+        Err(e) => return dead(e.to_string(), None, DeadReason::Setup),
+    };
+    let token = match &event.token {
+        TokenSource::Inline(t) if !t.is_empty() => t.clone(),
+        TokenSource::Inline(_) => {
+            return dead(
+                "the event has no GitHub token".into(),
+                None,
+                DeadReason::Setup,
+            )
+        }
+        TokenSource::Env(name) => match env.var(name) {
+            Some(t) => t,
+            None => {
+                return dead(
+                    format!("the token variable {name} is not set in the relay's environment"),
+                    None,
+                    DeadReason::Setup,
+                )
+            }
+        },
+    };
+    let started = Instant::now();
+    let outcome = client.dispatch(&repo, &token, event.body).await;
+    let took = started.elapsed();
+    match outcome {
+        Outcome::Delivered => {
+            metrics.delivered(took);
+            tracing::info!(event_id = %event.id, %repo, attempt, ms = took.as_millis() as u64, "delivered");
+            Recorded::Delivered
+        }
+        Outcome::Failed { status, reason } => dead(reason, Some(status), DeadReason::Refused),
+        Outcome::Retry { reason, after } => {
+            if attempt >= config.max_attempts {
+                return dead(
+                    format!("{reason} (gave up after {attempt} attempts)"),
+                    None,
+                    DeadReason::Exhausted,
+                );
+            }
+            metrics.retried(took);
+            let wait = after
+                .unwrap_or_else(|| backoff(attempt, config.initial_backoff, config.max_backoff));
+            tracing::info!(event_id = %event.id, attempt, retry_in_ms = wait.as_millis() as u64, %reason, "retry");
+            Recorded::RetryAt {
+                at: env.now_ms() + wait.as_millis() as i64,
+                error: reason,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backlog_gets_one_slot_each() {
+        let limiter = RateLimiter::new(60);
+        for _ in 0..60 {
+            assert_eq!(limiter.take("o/r"), Ok(()), "a minute's worth at once");
+        }
+        let waits: Vec<Duration> = (0..5).map(|_| limiter.take("o/r").unwrap_err()).collect();
+        for (i, w) in waits.iter().enumerate() {
+            let expected = (i + 1) as f64;
+            assert!((w.as_secs_f64() - expected).abs() < 0.05, "slot {i}: {w:?}");
+        }
+        assert_eq!(
+            limiter.take("other/repo"),
+            Ok(()),
+            "each repository has its own bucket"
+        );
+        assert_eq!(RateLimiter::new(0).take("o/r"), Ok(()));
+    }
+}

@@ -1,0 +1,694 @@
+//! The relay's HTTP side (axum): routes, authentication, and the answer. A webhook is answered
+//! only after its event is committed to the store; anything that would not be delivered (too
+//! large, bad signature, no token) is refused before it is stored.
+//!
+//! Routes, top to bottom:
+//! - `GET /healthz`: 200 while the process serves (liveness).
+//! - `GET /readyz`: 200 when the store takes writes and the relay is not shutting down.
+//! - `GET /metrics`: Prometheus text.
+//! - `POST /hooks/<slug>[/<rest>]`: configured endpoints, `202 {"event_id"}`.
+//! - `ANY /<owner>/<repo>[/<rest>]`: the webhook2github-compatible route (unless disabled).
+//!
+//! Every answer carries CORS headers; `OPTIONS` is answered 204.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use serde_json::{json, Map, Value};
+use subtle::ConstantTimeEq;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::{Endpoint, EventTypeSource, Limits, RelayConfig};
+use crate::metrics::{Metrics, Rejected};
+use crate::store::{Inserted, NewEvent, StoreHandle, TokenSource};
+use hookflow_protocol::dispatch::{Repo, WEBHOOK_EVENT_TYPE};
+use hookflow_protocol::payload::{ClientPayload, Incoming, Origin, PayloadError};
+use hookflow_protocol::signature as verify;
+use hookflow_protocol::Environment;
+
+/// Query parameters of the compatible route that configure the relay, never forwarded.
+const RELAY_PARAMS: [&str; 4] = [
+    "__token",
+    "__response_code",
+    "__response_content_type",
+    "__response_body",
+];
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The event store.
+    pub store: StoreHandle,
+    /// The configuration.
+    pub config: Arc<RelayConfig>,
+    /// Wakes the delivery workers when an event is stored.
+    pub wake: Arc<Notify>,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// Set when a shutdown began (`/readyz` turns 503).
+    pub shutting_down: Arc<AtomicBool>,
+    /// Requests in flight, bounded by `limits.max_concurrent_requests`.
+    pub in_flight: Arc<Semaphore>,
+    /// The clock and the secrets (API keys, signature secrets).
+    pub env: Environment,
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    let mut webhooks = Router::new()
+        .route("/hooks/{slug}", any(endpoint))
+        .route("/hooks/{slug}/{*rest}", any(endpoint));
+    if state.config.compat_route {
+        webhooks = webhooks
+            .route("/{owner}/{repo}", any(compat))
+            .route("/{owner}/{repo}/{*rest}", any(compat));
+    }
+    let webhooks = webhooks
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(webhooks)
+        .layer(middleware::from_fn(cors))
+        .with_state(state)
+}
+
+/// Limits and bookkeeping of webhook requests: concurrency and header limits, the received and
+/// rejected counters, the request latency histogram.
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let m = &state.metrics;
+    m.received();
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        m.rejected(Rejected::Overload);
+        tracing::warn!("too many requests in flight; answering 503");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the relay is busy; retry shortly",
+        );
+    };
+    let limits = &state.config.limits;
+    let headers = request.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers.len() > limits.max_headers || header_bytes > limits.max_header_bytes {
+        m.rejected(Rejected::Size);
+        return refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "{} headers of {header_bytes} bytes; the relay accepts {} headers and {} bytes",
+                headers.len(),
+                limits.max_headers,
+                limits.max_header_bytes
+            ),
+        );
+    }
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let reason = match status {
+        401 | 403 => Some(Rejected::Auth),
+        408 => Some(Rejected::Timeout),
+        413 | 431 => Some(Rejected::Size),
+        405 => Some(Rejected::Method),
+        404 => Some(Rejected::NotFound),
+        400 => Some(Rejected::BadRequest),
+        500..=599 => Some(Rejected::Store),
+        _ => None,
+    };
+    if let Some(r) = reason {
+        m.rejected(r);
+    }
+    m.request_took(started.elapsed());
+    response
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.shutting_down.load(Ordering::SeqCst) {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match state.store.ping().await {
+        Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "not ready: the store cannot take writes");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the event store cannot take writes",
+            )
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let counts = state.store.counts().await.ok();
+    let text = state.metrics.render(counts.as_ref(), state.env.now_ms());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// An error answer: `{"success": false, "message": …}`.
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    Refused(status, message.into()).into_response()
+}
+
+/// A refused request, before it is turned into an answer.
+struct Refused(StatusCode, String);
+
+impl Refused {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refused(status, message.into())
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            axum::Json(json!({"success": false, "message": self.1})),
+        )
+            .into_response()
+    }
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    refuse(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route for {}; send webhooks to /<owner>/<repo>/<path> or /hooks/<slug>",
+            uri.path()
+        ),
+    )
+}
+
+/// CORS on every answer; preflight `OPTIONS` answered here.
+async fn cors(request: Request, next: Next) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let wanted = request
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned();
+    let mut response = if request.method() == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(request).await
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        origin.unwrap_or(HeaderValue::from_static("*")),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        wanted.unwrap_or(HeaderValue::from_static("*")),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    response
+}
+
+/// Reads the body up to the configured limit.
+async fn read_body(body: Body, limits: &Limits) -> Result<Vec<u8>, Response> {
+    let limit = limits.max_body_bytes;
+    let Ok(read) =
+        tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit)).await
+    else {
+        return Err(refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {:?} (limits.body_timeout)",
+                limits.body_timeout
+            ),
+        ));
+    };
+    read.map(|b| b.to_vec()).map_err(|_| {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the relay's limit of {limit} bytes (limits.max_body_bytes)"),
+        )
+    })
+}
+
+/// Request headers as the payload carries them: lowercase names, repeated values joined, and
+/// without `drop` (credentials).
+fn forwarded_headers(headers: &HeaderMap, drop: &[&str]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for name in headers.keys() {
+        let n = name.as_str();
+        if drop.contains(&n) {
+            continue;
+        }
+        let values: Vec<String> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        out.insert(n.to_string(), Value::String(values.join(", ")));
+    }
+    out
+}
+
+/// Headers that carry a sender's own id for one delivery, repeated when the sender retries.
+const DELIVERY_ID_HEADERS: [&str; 6] = [
+    "idempotency-key",
+    "x-github-delivery",
+    "webhook-id",
+    "svix-id",
+    "x-gitlab-event-uuid",
+    "x-shopify-webhook-id",
+];
+
+/// The sender's delivery id, when it sends one (`X-GitHub-Delivery`, `webhook-id`, …).
+fn delivery_id(headers: &HeaderMap) -> Option<String> {
+    DELIVERY_ID_HEADERS.iter().find_map(|h| {
+        let v = headers.get(*h)?.to_str().ok()?.trim();
+        (!v.is_empty() && v.len() <= 200).then(|| format!("{h}:{v}"))
+    })
+}
+
+/// A token from `scheme token` or a bare `token`.
+fn bearer(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?.trim();
+    let token = text.split_whitespace().last()?;
+    (!token.is_empty()).then(|| token.to_string())
+}
+
+/// RFC 3339 with milliseconds, UTC.
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Stores the event and wakes the workers; 503 when the store cannot take it. Returns the id
+/// the sender should see, and whether the event is a repeat of one already stored.
+async fn store_event(state: &AppState, event: NewEvent) -> Result<(String, bool), Refused> {
+    let id = event.id.clone();
+    match state.store.insert(event).await {
+        Ok(Inserted::New) => {
+            state.metrics.stored();
+            state.wake.notify_one();
+            tracing::info!(event_id = %id, "stored");
+            Ok((id, false))
+        }
+        Ok(Inserted::Duplicate(first)) => {
+            state.metrics.duplicate();
+            tracing::info!(event_id = %first, "repeat of a stored event; not stored again");
+            Ok((first, true))
+        }
+        Err(e) => {
+            tracing::error!(event_id = %id, error = %e, "EVENT NOT STORED: answering 503");
+            Err(Refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the relay cannot store events right now; retry later".into(),
+            ))
+        }
+    }
+}
+
+fn payload_error(e: PayloadError) -> Response {
+    match e {
+        PayloadError::TooLarge { .. } => refuse(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        PayloadError::Limit(_) => refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// `ANY /<owner>/<repo>/<path…>`: the webhook2github-compatible route.
+async fn compat(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let raw_path = uri.path();
+    let mut segments = raw_path.trim_start_matches('/').splitn(3, '/');
+    let owner = segments.next().unwrap_or_default();
+    let name = segments.next().unwrap_or_default();
+    let rest = segments
+        .next()
+        .map(|r| format!("/{r}"))
+        .unwrap_or_else(|| "/".into());
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let repo = match Repo::parse(&format!("{}/{}", decode(owner), decode(name))) {
+        Ok(r) => r,
+        Err(e) => return refuse(StatusCode::NOT_FOUND, e.to_string()),
+    };
+    if !state.config.compat_allows(&repo) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("this relay does not dispatch to {repo} (compat_repos)"),
+        );
+    }
+
+    // Split the relay's own parameters from the query the workflow sees.
+    let mut relay = Map::new();
+    let mut kept = Vec::new();
+    for pair in uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let key = pair.split('=').next().unwrap_or_default();
+        let key = form_urlencoded::parse(key.as_bytes())
+            .next()
+            .map(|(k, _)| k.into_owned())
+            .unwrap_or_default();
+        if RELAY_PARAMS.contains(&key.as_str()) {
+            let value = form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            relay.insert(key, Value::String(value));
+        } else {
+            kept.push(pair);
+        }
+    }
+    let token = relay
+        .get("__token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .or_else(|| headers.get("x-github-authorization").and_then(bearer))
+        .or_else(|| headers.get(header::AUTHORIZATION).and_then(bearer));
+    let Some(token) = token else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "no GitHub token: pass ?__token=…, an X-Github-Authorization header, or an Authorization header",
+        );
+    };
+    let body = match read_body(body, &state.config.limits).await {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    let path = if kept.is_empty() {
+        rest
+    } else {
+        format!("{rest}?{}", kept.join("&"))
+    };
+    let incoming = Incoming {
+        method: method.as_str().to_string(),
+        path,
+        headers: forwarded_headers(
+            &headers,
+            &[
+                "authorization",
+                "x-github-authorization",
+                "cookie",
+                "proxy-authorization",
+            ],
+        ),
+        body,
+    };
+    let id = ulid::Ulid::generate().to_string();
+    let now = state.env.now_ms();
+    let origin = Origin {
+        id: &id,
+        received_at: &rfc3339(now),
+        source: "compat",
+    };
+    let prepared = match ClientPayload::encode_request(&incoming, WEBHOOK_EVENT_TYPE, origin) {
+        Ok(p) => p,
+        Err(e) => return payload_error(e),
+    };
+    let event = NewEvent {
+        id: id.clone(),
+        received_at: now,
+        source: "compat".into(),
+        repo: repo.to_string(),
+        token: TokenSource::Inline(token),
+        event_type: WEBHOOK_EVENT_TYPE.into(),
+        body: prepared.dispatch_body,
+        dedupe_key: delivery_id(&headers).map(|d| format!("compat:{repo}:{d}")),
+    };
+    let (id, duplicate) = match store_event(&state, event).await {
+        Ok(stored) => stored,
+        Err(r) => return r.into_response(),
+    };
+
+    let status = relay
+        .get("__response_code")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .filter(|c| c.as_u16() >= 200)
+        .unwrap_or(StatusCode::OK);
+    let content_type = relay
+        .get("__response_content_type")
+        .and_then(Value::as_str)
+        .unwrap_or("application/json")
+        .to_string();
+    let body = match relay.get("__response_body").and_then(Value::as_str) {
+        Some(b) => b.to_string(),
+        None if duplicate => {
+            json!({"success": true, "event_id": id, "duplicate": true}).to_string()
+        }
+        None => json!({"success": true, "event_id": id}).to_string(),
+    };
+    let mut response = (status, body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    response
+}
+
+/// `POST /hooks/<slug>[/<rest>]`: a configured endpoint.
+async fn endpoint(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let after = uri.path().trim_start_matches("/hooks/");
+    let (slug, rest) = after.split_once('/').map_or((after, ""), |(s, r)| (s, r));
+    let Some(ep) = state.config.endpoints.iter().find(|e| e.slug == slug) else {
+        return refuse(StatusCode::NOT_FOUND, format!("no endpoint named `{slug}`"));
+    };
+    if method != Method::POST {
+        let mut r = refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("endpoint `{slug}` accepts POST, not {method}"),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+        return r;
+    }
+    let body = match read_body(body, &state.config.limits).await {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(r) = authenticate(ep, &state.env, &headers, &body) {
+        return r.into_response();
+    }
+    let event_type = match &ep.event_type {
+        EventTypeSource::Fixed(t) => t.clone(),
+        EventTypeSource::BodyPath(p) => {
+            let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+            match parsed.as_ref().and_then(|v| hookflow_protocol::dotpath::lookup(v, p)) {
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        format!("endpoint `{slug}` takes the event type from the JSON body at `{p}`, and this body has no text there"),
+                    )
+                }
+            }
+        }
+    };
+    let mut path = ep.path.clone();
+    if !rest.is_empty() {
+        path = format!("{}/{rest}", path.trim_end_matches('/'));
+    }
+    if let Some(q) = uri.query() {
+        path = format!("{path}?{q}");
+    }
+    let incoming = Incoming {
+        method: method.as_str().to_string(),
+        path,
+        headers: forwarded_headers(
+            &headers,
+            &["authorization", "cookie", "proxy-authorization"],
+        ),
+        body,
+    };
+    let id = ulid::Ulid::generate().to_string();
+    let now = state.env.now_ms();
+    let origin = Origin {
+        id: &id,
+        received_at: &rfc3339(now),
+        source: slug,
+    };
+    let prepared = match ClientPayload::encode_request(&incoming, &event_type, origin) {
+        Ok(p) => p,
+        Err(e) => return payload_error(e),
+    };
+    let event = NewEvent {
+        id: id.clone(),
+        received_at: now,
+        source: slug.to_string(),
+        repo: ep.repo.to_string(),
+        token: TokenSource::Env(ep.token_env.clone()),
+        event_type,
+        body: prepared.dispatch_body,
+        dedupe_key: delivery_id(&headers).map(|d| format!("hooks:{slug}:{d}")),
+    };
+    let (id, duplicate) = match store_event(&state, event).await {
+        Ok(stored) => stored,
+        Err(r) => return r.into_response(),
+    };
+    let answer = if duplicate {
+        json!({"event_id": id, "duplicate": true})
+    } else {
+        json!({"event_id": id})
+    };
+    (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
+}
+
+/// API key and signature checks of an endpoint; nothing is stored when they fail.
+fn authenticate(
+    ep: &Endpoint,
+    env: &Environment,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Refused> {
+    if let Some(var) = &ep.api_keys_env {
+        let keys = env.var(var).unwrap_or_default();
+        let keys: Vec<&str> = keys
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .collect();
+        if keys.is_empty() {
+            tracing::error!(endpoint = %ep.slug, variable = %var, "api_keys_env is not set; refusing requests");
+            return Err(Refused::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this endpoint is not configured correctly",
+            ));
+        }
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .trim();
+        // Compare with every key, so the time taken does not tell which one is close.
+        let ok = keys.iter().fold(false, |acc, k| {
+            acc | (k.len() == given.len() && bool::from(k.as_bytes().ct_eq(given.as_bytes())))
+        });
+        if !ok {
+            return Err(Refused::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong API key (Authorization: Bearer <key>)",
+            ));
+        }
+    }
+    if let Some(v) = &ep.verify {
+        let Some(secret) = env.var(&v.secret_env) else {
+            tracing::error!(endpoint = %ep.slug, variable = %v.secret_env, "verify.secret_env is not set; refusing requests");
+            return Err(Refused::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this endpoint is not configured correctly",
+            ));
+        };
+        let map = forwarded_headers(headers, &[]);
+        if let Err(e) = verify::verify(
+            &v.scheme,
+            &map,
+            body,
+            secret.as_bytes(),
+            env.now(),
+            v.tolerance,
+        ) {
+            tracing::warn!(endpoint = %ep.slug, error = %e, "signature check failed");
+            return Err(Refused::new(
+                StatusCode::UNAUTHORIZED,
+                format!("{} signature check failed: {e}", v.scheme),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Accepts connections until `stop` turns true, with the header limits HTTP/1 enforces while
+/// reading (`limits.header_timeout` against slow clients, `limits.max_headers`), then waits up
+/// to `drain` for the connections in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    drain: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(8192) * 2);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, _) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown timeout; closing them");
+    }
+}

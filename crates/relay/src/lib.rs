@@ -1,0 +1,175 @@
+//! The relay (`hookflow relay`): an HTTP server that accepts webhooks, stores them durably,
+//! answers at once, and delivers them to GitHub's dispatches API with retries.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`config`] | the YAML configuration and its defaults |
+//! | [`http`] | HTTP routes, authentication, answers |
+//! | [`store`] | the durable queue (SQLite), behind a small trait |
+//! | [`delivery`] | delivery to GitHub: concurrency, rate limits, dead letters |
+//! | [`backoff`] | when a failed delivery is tried again |
+//! | [`github`] | the GitHub API client |
+//! | [`metrics`] | counters and histograms for `/metrics` |
+//! | [`admin`] | what the operator's commands print: dead letters, the config check |
+//!
+//! The `client_payload` a request becomes is [`hookflow_protocol::payload`]'s; this crate never
+//! builds it by hand.
+
+pub mod admin;
+pub mod backoff;
+pub mod config;
+pub mod delivery;
+pub mod github;
+pub mod http;
+pub mod metrics;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+pub use config::RelayConfig;
+pub use hookflow_protocol::Environment;
+use store::{sqlite::SqliteStore, StoreError, StoreHandle};
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Another relay uses the data directory.
+    #[error("another hookflow relay is using {0}; stop it first, or give this one its own --data")]
+    Locked(std::path::PathBuf),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {cause}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The GitHub client could not be built.
+    #[error(transparent)]
+    Client(#[from] github::ClientError),
+}
+
+/// A running relay.
+pub struct Running {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    /// The store, for inspection.
+    pub store: StoreHandle,
+    /// The metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    shutdown: watch::Sender<bool>,
+    shutting_down: Arc<AtomicBool>,
+    server: JoinHandle<()>,
+    worker: JoinHandle<()>,
+    _lock: std::fs::File,
+}
+
+/// Takes the data directory's lock file, so two relays never deliver from one store.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, RelayError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "{}: cannot create the data directory: {e}",
+            dir.display()
+        ))
+    })?;
+    let path = dir.join("relay.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RelayError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Unavailable(format!("{}: cannot lock: {e}", path.display())).into())
+        }
+    }
+}
+
+/// Opens the store, binds the address, and starts serving and delivering. `env` gives the
+/// clock and every secret the configuration names (tokens, API keys, signature secrets);
+/// [`Environment::from_process`] for the real ones.
+pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, RelayError> {
+    let lock = lock_data_dir(&config.data)?;
+    let store = StoreHandle::start(
+        Box::new(SqliteStore::open_with_limit(
+            &config.data,
+            config.limits.max_store_bytes,
+        )?),
+        env.clock(),
+    )?;
+    let client = github::Client::new(&config.api_url, config.delivery.timeout)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|cause| RelayError::Listen {
+            addr: config.listen,
+            cause,
+        })?;
+    let addr = listener.local_addr().map_err(|cause| RelayError::Listen {
+        addr: config.listen,
+        cause,
+    })?;
+    let wake = Arc::new(Notify::new());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let (shutdown, stop) = watch::channel(false);
+
+    let worker = tokio::spawn(delivery::run(
+        store.clone(),
+        client,
+        config.delivery.clone(),
+        wake.clone(),
+        metrics.clone(),
+        env.clone(),
+        stop.clone(),
+    ));
+    let limits = config.limits.clone();
+    let drain = config.shutdown_timeout;
+    let state = http::AppState {
+        store: store.clone(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_concurrent_requests,
+        )),
+        config: Arc::new(config),
+        wake,
+        metrics: metrics.clone(),
+        shutting_down: shutting_down.clone(),
+        env,
+    };
+    let app = http::router(state);
+    let server = tokio::spawn(http::serve(listener, app, limits, drain, stop));
+    tracing::info!(%addr, "relay listening");
+    Ok(Running {
+        addr,
+        store,
+        metrics,
+        shutdown,
+        shutting_down,
+        server,
+        worker,
+        _lock: lock,
+    })
+}
+
+impl Running {
+    /// Stops accepting connections, finishes the requests in flight (up to
+    /// `shutdown_timeout`), lets deliveries in flight record their results, then returns.
+    pub async fn stop(self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.worker.await;
+        tracing::info!("relay stopped");
+    }
+}

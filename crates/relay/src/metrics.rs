@@ -1,0 +1,297 @@
+//! The relay's counters and histograms, rendered as Prometheus text at `GET /metrics`.
+//!
+//! Plain atomics: recording is a few relaxed increments on the request path, and rendering reads
+//! them without locks. Queue gauges come from the store when scraped.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::store::Counts;
+
+/// Why a request was refused (label values of `hookflow_rejected_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Bad signature, API key or missing GitHub token.
+    Auth,
+    /// Body or headers too large.
+    Size,
+    /// Method not allowed.
+    Method,
+    /// No such route or endpoint.
+    NotFound,
+    /// A field the endpoint needs is missing.
+    BadRequest,
+    /// The store could not take the event.
+    Store,
+    /// Too many requests at once.
+    Overload,
+    /// The client was too slow sending its body.
+    Timeout,
+}
+
+const REJECTED: [(Rejected, &str); 8] = [
+    (Rejected::Auth, "auth"),
+    (Rejected::Size, "size"),
+    (Rejected::Method, "method"),
+    (Rejected::NotFound, "not_found"),
+    (Rejected::BadRequest, "bad_request"),
+    (Rejected::Store, "store"),
+    (Rejected::Overload, "overload"),
+    (Rejected::Timeout, "timeout"),
+];
+
+/// Why an event became a dead letter (label values of `hookflow_dead_lettered_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    /// GitHub refused it (401, 403, 404, 422, …).
+    Refused,
+    /// Retries ran out.
+    Exhausted,
+    /// The relay's own setup (token variable unset).
+    Setup,
+}
+
+const DEAD: [(DeadReason, &str); 3] = [
+    (DeadReason::Refused, "github_refused"),
+    (DeadReason::Exhausted, "retries_exhausted"),
+    (DeadReason::Setup, "setup"),
+];
+
+struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (b, bound) in self.buckets.iter().zip(self.bounds) {
+            if secs <= *bound {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (b, bound) in self.buckets.iter().zip(self.bounds) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                b.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// All of the relay's metrics.
+pub struct Metrics {
+    received: AtomicU64,
+    stored: AtomicU64,
+    duplicates: AtomicU64,
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    rejected: [AtomicU64; 8],
+    dead: [AtomicU64; 3],
+    request: Histogram,
+    delivery: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            received: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            rejected: Default::default(),
+            dead: Default::default(),
+            request: Histogram::new(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            delivery: Histogram::new(&[
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+        }
+    }
+}
+
+impl Metrics {
+    /// A webhook request arrived.
+    pub fn received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+    /// An event was committed.
+    pub fn stored(&self) {
+        self.stored.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A sender repeated a delivery already stored.
+    pub fn duplicate(&self) {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+    /// GitHub accepted an event.
+    pub fn delivered(&self, took: Duration) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.delivery.observe(took);
+    }
+    /// A delivery will be retried.
+    pub fn retried(&self, took: Duration) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+        self.delivery.observe(took);
+    }
+    /// An event became a dead letter.
+    pub fn dead(&self, reason: DeadReason) {
+        if let Some(i) = DEAD.iter().position(|(r, _)| *r == reason) {
+            self.dead[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// A request was refused.
+    pub fn rejected(&self, reason: Rejected) {
+        if let Some(i) = REJECTED.iter().position(|(r, _)| *r == reason) {
+            self.rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// How long a webhook request took to answer.
+    pub fn request_took(&self, d: Duration) {
+        self.request.observe(d);
+    }
+
+    /// Prometheus text; `counts` are the store's, when it answered.
+    pub fn render(&self, counts: Option<&Counts>, now_ms: i64) -> String {
+        let mut out = String::with_capacity(4096);
+        let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        };
+        counter(
+            &mut out,
+            "hookflow_received_total",
+            "Webhook requests received.",
+            &self.received,
+        );
+        counter(
+            &mut out,
+            "hookflow_stored_total",
+            "Events committed to the store and acknowledged.",
+            &self.stored,
+        );
+        counter(
+            &mut out,
+            "hookflow_duplicates_total",
+            "Repeated deliveries (same sender delivery id) answered without storing again.",
+            &self.duplicates,
+        );
+        counter(
+            &mut out,
+            "hookflow_delivered_total",
+            "Events GitHub accepted.",
+            &self.delivered,
+        );
+        counter(
+            &mut out,
+            "hookflow_retried_total",
+            "Delivery attempts that will be retried.",
+            &self.retried,
+        );
+        let _ = writeln!(out, "# HELP hookflow_dead_lettered_total Events that became dead letters.\n# TYPE hookflow_dead_lettered_total counter");
+        for (i, (_, label)) in DEAD.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "hookflow_dead_lettered_total{{reason=\"{label}\"}} {}",
+                self.dead[i].load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP hookflow_rejected_total Requests refused before storing.\n# TYPE hookflow_rejected_total counter");
+        for (i, (_, label)) in REJECTED.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "hookflow_rejected_total{{reason=\"{label}\"}} {}",
+                self.rejected[i].load(Ordering::Relaxed)
+            );
+        }
+        if let Some(c) = counts {
+            let _ = writeln!(out, "# HELP hookflow_queue_depth Events in the store by state.\n# TYPE hookflow_queue_depth gauge");
+            for (state, n) in [
+                ("pending", c.pending),
+                ("inflight", c.inflight),
+                ("dead", c.dead),
+            ] {
+                let _ = writeln!(out, "hookflow_queue_depth{{state=\"{state}\"}} {n}");
+            }
+            let age = c
+                .oldest_pending
+                .map_or(0.0, |t| ((now_ms - t).max(0)) as f64 / 1000.0);
+            let _ = writeln!(out, "# HELP hookflow_oldest_pending_age_seconds Age of the oldest event waiting for delivery.\n# TYPE hookflow_oldest_pending_age_seconds gauge\nhookflow_oldest_pending_age_seconds {age}");
+        }
+        self.request.render(
+            &mut out,
+            "hookflow_request_duration_seconds",
+            "Time from request to answer on webhook routes.",
+        );
+        self.delivery.render(
+            &mut out,
+            "hookflow_delivery_duration_seconds",
+            "Time of one dispatch request to GitHub.",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.received();
+        m.stored();
+        m.rejected(Rejected::Size);
+        m.dead(DeadReason::Refused);
+        m.request_took(Duration::from_millis(3));
+        let text = m.render(
+            Some(&Counts {
+                pending: 2,
+                inflight: 1,
+                dead: 1,
+                oldest_pending: Some(1_000),
+            }),
+            3_500,
+        );
+        assert!(text.contains("hookflow_received_total 1\n"));
+        assert!(text.contains("hookflow_rejected_total{reason=\"size\"} 1\n"));
+        assert!(text.contains("hookflow_dead_lettered_total{reason=\"github_refused\"} 1\n"));
+        assert!(text.contains("hookflow_queue_depth{state=\"pending\"} 2\n"));
+        assert!(text.contains("hookflow_oldest_pending_age_seconds 2.5\n"));
+        assert!(text.contains("hookflow_request_duration_seconds_bucket{le=\"0.0025\"} 0\n"));
+        assert!(text.contains("hookflow_request_duration_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("hookflow_request_duration_seconds_count 1\n"));
+    }
+}

@@ -1,0 +1,352 @@
+//! Which webhook triggers a request reaches, and the outputs each match hands on (DESIGN §3–§4).
+//!
+//! The URL names the file: `/<workflow file without extension>/<trigger>[/rest]`. So instead of
+//! reading every workflow, the request path is split at each `/` and only the files it could name
+//! are looked up; the cost of a run does not grow with the number of workflow files. Each split
+//! that names an existing file with a webhook trigger of that name is a candidate; a candidate
+//! matches when the trigger is active, accepts the event type and method, and its `path` pattern
+//! matches the rest of the path.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::event::Event;
+use crate::request::{Location, WebhookRequest};
+use hookflow_protocol::Environment;
+
+use crate::result::{Match, RunResult};
+use crate::rules::Verdict;
+use crate::workflow::{load_workflow, Problem, Workflow, WorkflowError};
+
+/// Why a trigger did not take a request.
+enum Rejection {
+    /// It does not match; not an error.
+    Skip(String),
+    /// It is refused: the step should fail.
+    Refuse(String),
+    /// The setup is incomplete (a secret variable is unset).
+    Setup(Problem),
+}
+
+/// Matches an event against the workflows in `dir`. Errors only for workflow files the request
+/// reaches that are invalid, or a secret they need that is not set (the run cannot decide).
+pub fn match_event(
+    event: &Event,
+    dir: &Path,
+    env: &Environment,
+) -> Result<RunResult, WorkflowError> {
+    let mut notices = Vec::new();
+    if !event.is_dispatch() {
+        return Ok(RunResult::no_match(
+            None,
+            format!(
+                "event `{}` is not a repository_dispatch; nothing to match",
+                event.name
+            ),
+            notices,
+        ));
+    }
+    let event_type = event.event_type.clone().unwrap_or_default();
+    if let Some(n) = &event.payload_notice {
+        notices.push(format!(
+            "client_payload of event type `{event_type}` is not a webhook request: {n}"
+        ));
+    }
+    let Some(request) = &event.request else {
+        return Ok(RunResult::no_match(
+            Some(event_type),
+            "the event carries no webhook request".into(),
+            notices,
+        ));
+    };
+
+    let mut matches = Vec::new();
+    let mut reasons = Vec::new();
+    let mut refusals = Vec::new();
+    let mut problems = Vec::new();
+    for candidate in candidates(dir, &request.origin_path) {
+        let workflow = match load_workflow(&candidate.file, &candidate.relative_path) {
+            Ok(w) => w,
+            Err(e) => {
+                problems.extend(e.problems);
+                continue;
+            }
+        };
+        notices.extend(workflow.notices.iter().map(ToString::to_string));
+        match evaluate(&workflow, &candidate.trigger, &event_type, request, env) {
+            Ok(m) => matches.push(m),
+            Err(Rejection::Skip(reason)) => reasons.push(reason),
+            Err(Rejection::Refuse(reason)) => {
+                reasons.push(reason.clone());
+                refusals.push(reason);
+            }
+            Err(Rejection::Setup(p)) => problems.push(p),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(WorkflowError { problems });
+    }
+    if matches.is_empty() {
+        let reason = if reasons.is_empty() && event_type != crate::event::WEBHOOK_EVENT_TYPE {
+            format!(
+                "event type `{event_type}` names no trigger: its path {} reaches no workflow file",
+                request.origin_path
+            )
+        } else if reasons.is_empty() {
+            format!(
+                "no workflow file has a webhook trigger for path {} (expected /<workflow file>/<trigger>[/rest])",
+                request.origin_path
+            )
+        } else {
+            reasons.join("; ")
+        };
+        let mut result = RunResult::no_match(Some(event_type), reason, notices);
+        if !refusals.is_empty() {
+            result.refusal = Some(refusals.join("; "));
+        }
+        return Ok(result);
+    }
+    Ok(RunResult {
+        event_type: Some(event_type),
+        matches,
+        reason: None,
+        refusal: None,
+        notices,
+    })
+}
+
+struct Candidate {
+    file: PathBuf,
+    relative_path: String,
+    trigger: String,
+}
+
+/// The workflow files and trigger names a request path can name, most specific first.
+fn candidates(dir: &Path, origin_path: &str) -> Vec<Candidate> {
+    let path_only = origin_path.split(['?', '#']).next().unwrap_or_default();
+    let segments: Vec<&str> = path_only.trim_start_matches('/').split('/').collect();
+    let mut out = Vec::new();
+    for k in (1..segments.len()).rev() {
+        let (file_segments, trigger) = (&segments[..k], segments[k]);
+        let safe = |s: &&str| {
+            !s.is_empty() && *s != "." && *s != ".." && !s.contains('\\') && !s.starts_with('.')
+        };
+        if !file_segments.iter().all(safe) || !safe(&trigger) {
+            continue;
+        }
+        let stem = file_segments.join("/");
+        for ext in ["yml", "yaml"] {
+            let relative_path = format!("{stem}.{ext}");
+            let file = dir.join(&relative_path);
+            if file.is_file() {
+                out.push(Candidate {
+                    file,
+                    relative_path,
+                    trigger: trigger.to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Decides whether one trigger of a workflow accepts the request.
+fn evaluate(
+    workflow: &Workflow,
+    trigger_name: &str,
+    event_type: &str,
+    request: &WebhookRequest,
+    env: &Environment,
+) -> Result<Match, Rejection> {
+    let who = format!("{} trigger `{trigger_name}`", workflow.relative_path);
+    let skip = |reason: String| Err(Rejection::Skip(reason));
+    let Some(trigger) = workflow.triggers.iter().find(|t| t.name == trigger_name) else {
+        return skip(format!(
+            "{} has no trigger `{trigger_name}`",
+            workflow.relative_path
+        ));
+    };
+    let Some(hook) = &trigger.webhook else {
+        return skip(format!("{who} is not a webhook trigger"));
+    };
+    let base = workflow.base_path(trigger_name);
+    let rest_origin = match request.origin_path.strip_prefix(&base) {
+        Some(rest) if rest.is_empty() || rest.starts_with(['/', '?', '#']) => rest,
+        _ => return skip(format!("{who}: path does not start with {base}")),
+    };
+    if !hook.active {
+        return skip(format!("{who} is disabled (config.active: false)"));
+    }
+    if !hook.event_types.iter().any(|t| t == event_type) {
+        return skip(format!(
+            "{who} does not accept event type `{event_type}` (event_types: [{}])",
+            hook.event_types.join(", ")
+        ));
+    }
+    if let Some(methods) = &hook.methods {
+        if !methods.contains(&request.method) {
+            return skip(format!(
+                "{who} does not accept method {} (method: [{}])",
+                request.method.to_uppercase(),
+                methods
+                    .iter()
+                    .map(|m| m.to_uppercase())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let below = Location::parse(rest_origin);
+    let rest_path = match request.path.strip_prefix(&base) {
+        Some(r) if r.is_empty() || r.starts_with('/') => r.to_string(),
+        _ => below.path,
+    };
+    let rest_path = if rest_path.is_empty() {
+        "/".to_string()
+    } else {
+        rest_path
+    };
+    let params = match &hook.path {
+        None => Map::new(),
+        Some(pattern) => match pattern.match_path(&rest_path) {
+            Some(p) => p,
+            None => {
+                return skip(format!(
+                    "{who}: path {rest_path} does not match pattern {}",
+                    pattern.as_str()
+                ))
+            }
+        },
+    };
+
+    let mut item = Map::new();
+    item.insert(
+        "request_id".into(),
+        request_id(request, hook.deduplication_key.as_deref()),
+    );
+    if let Some(body) = &request.body {
+        item.insert("body".into(), body.clone());
+    }
+    item.insert("headers".into(), Value::Object(request.headers.clone()));
+    item.insert("method".into(), Value::String(request.method.clone()));
+    item.insert("query".into(), Value::Object(below.query));
+    item.insert("querystring".into(), Value::String(below.querystring));
+    item.insert("search".into(), Value::String(below.search));
+    item.insert("params".into(), Value::Object(params));
+    item.insert("path".into(), Value::String(rest_path));
+    item.insert("verified".into(), Value::Bool(false));
+    if let Some(enc) = request.body_encoding.and_then(|e| e.as_str()) {
+        item.insert("body_encoding".into(), Value::String(enc.into()));
+    }
+
+    // The bytes a signature covers: exactly what was forwarded, or the JSON a sender put in.
+    let signed_bytes: std::borrow::Cow<[u8]> = match (&request.raw_body, &request.body) {
+        (Some(raw), _) => raw.as_slice().into(),
+        (None, Some(v)) => v.to_string().into_bytes().into(),
+        (None, None) => (&[][..]).into(),
+    };
+    let mut item_value = Value::Object(item);
+    let (verified, outputs, masked) = match hook.rules.apply(&item_value, &signed_bytes, env) {
+        Verdict::Pass {
+            verified,
+            outputs,
+            masked,
+        } => (verified, outputs, masked),
+        Verdict::Skip(reason) => return skip(format!("{who}: {reason}")),
+        Verdict::Refuse(reason) => return Err(Rejection::Refuse(format!("{who}: {reason}"))),
+        Verdict::Setup(message) => {
+            return Err(Rejection::Setup(Problem {
+                file: workflow.file.clone(),
+                line: hook.verify_line,
+                message,
+            }))
+        }
+    };
+    if let Some(fields) = item_value.as_object_mut() {
+        fields.insert("verified".into(), Value::Bool(verified));
+        fields.extend(outputs);
+    }
+    let item = match item_value {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    Ok(Match {
+        workflow: workflow.relative_path.clone(),
+        trigger: trigger_name.to_string(),
+        item,
+        masked,
+    })
+}
+
+/// actionsflow's `request_id`: the body's `deduplicationKey` path, else `id`, else `key` (falsy
+/// values skipped); else the SHA-256 (hex) of the body's exact bytes, of its compact JSON when it
+/// was sent as JSON, or of `{}` when there is no body.
+pub fn request_id(request: &WebhookRequest, deduplication_key: Option<&str>) -> Value {
+    let body = request.body.as_ref();
+    let keys: Vec<&str> = match deduplication_key {
+        Some(k) => vec![k],
+        None => vec!["id", "key"],
+    };
+    for key in keys {
+        if let Some(v) = body.and_then(|b| hookflow_protocol::dotpath::lookup(b, key)) {
+            if crate::js::truthy(v) {
+                return v.clone();
+            }
+        }
+    }
+    let digest = match (&request.raw_body, body) {
+        (Some(raw), _) => Sha256::digest(raw),
+        (None, Some(v)) => Sha256::digest(v.to_string().as_bytes()),
+        (None, None) => Sha256::digest(b"{}"),
+    };
+    Value::String(hex::encode(digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(body: Option<Value>, raw: Option<&[u8]>) -> WebhookRequest {
+        let mut r = WebhookRequest::decode(crate::request::RawRequest::default());
+        r.body = body;
+        r.raw_body = raw.map(<[u8]>::to_vec);
+        r
+    }
+
+    #[test]
+    fn request_id_rules() {
+        assert_eq!(
+            request_id(&request(Some(json!({"id": 7, "key": "k"})), None), None),
+            json!(7)
+        );
+        assert_eq!(
+            request_id(&request(Some(json!({"id": 0, "key": "k"})), None), None),
+            json!("k")
+        );
+        assert_eq!(
+            request_id(
+                &request(Some(json!({"data": {"id": "x"}, "id": 1})), None),
+                Some("data.id")
+            ),
+            json!("x")
+        );
+        let none = request(None, None);
+        assert_eq!(
+            request_id(&none, None),
+            json!(hex::encode(Sha256::digest(b"{}")))
+        );
+        let raw = request(Some(json!({"a": 1})), Some(b"{ \"a\": 1 }"));
+        assert_eq!(
+            request_id(&raw, None),
+            json!(hex::encode(Sha256::digest(b"{ \"a\": 1 }")))
+        );
+        // a missing deduplicationKey falls back to the digest
+        assert_eq!(
+            request_id(&raw, Some("nope")),
+            json!(hex::encode(Sha256::digest(b"{ \"a\": 1 }")))
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! What `hookflow run` hands to the next steps (DESIGN §4): the outputs map, written to
+//! `$GITHUB_OUTPUT` as `name<<DELIMITER` blocks, a table for `$GITHUB_STEP_SUMMARY`, and the
+//! single JSON object of `--json` / `replay`.
+//!
+//! Deciding *what* matched is [`crate::matching`]'s job; this module only renders a result.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use crate::result::{RunResult, BUILTIN_OUTPUTS};
+
+/// A body longer than this (bytes of its output text) goes to a file named by `body_file`.
+pub const MAX_BODY_OUTPUT: usize = 1024 * 1024;
+
+/// The outputs of a run, in the order they are written. Values are JSON; [`output_text`] gives
+/// the text an output holds.
+pub fn outputs(result: &RunResult) -> Map<String, Value> {
+    let first = result.matches.first();
+    let mut out = Map::new();
+    out.insert("matched".into(), Value::Bool(result.matched()));
+    out.insert(
+        "workflow".into(),
+        first.map_or(Value::String(String::new()), |m| {
+            Value::String(m.workflow.clone())
+        }),
+    );
+    out.insert(
+        "trigger".into(),
+        first.map_or(Value::String(String::new()), |m| {
+            Value::String(m.trigger.clone())
+        }),
+    );
+    out.insert(
+        "event_type".into(),
+        Value::String(result.event_type.clone().unwrap_or_default()),
+    );
+    if let Some(m) = first {
+        for (k, v) in &m.item {
+            out.insert(k.clone(), v.clone());
+        }
+        // The trigger's own outputs again as one object, for `fromJSON()` where outputs must be
+        // declared in advance (a composite action's).
+        let own: Map<String, Value> = m
+            .item
+            .iter()
+            .filter(|(k, _)| !BUILTIN_OUTPUTS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.insert("trigger_outputs".into(), Value::Object(own));
+    }
+    out.insert("matches".into(), matches_json(result));
+    out
+}
+
+fn matches_json(result: &RunResult) -> Value {
+    Value::Array(
+        result
+            .matches
+            .iter()
+            .map(|m| json!({"workflow": m.workflow, "trigger": m.trigger}))
+            .collect(),
+    )
+}
+
+/// The one JSON object `--json` and `replay` print.
+pub fn result_json(result: &RunResult) -> Value {
+    let first = result.matches.first();
+    json!({
+        "matched": result.matched(),
+        "workflow": first.map(|m| m.workflow.clone()),
+        "trigger": first.map(|m| m.trigger.clone()),
+        "event_type": result.event_type,
+        "outputs": outputs(result),
+        "matches": matches_json(result),
+        "reason": result.reason,
+        "refusal": result.refusal,
+    })
+}
+
+/// The text an output holds: strings as they are, everything else as compact JSON.
+pub fn output_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Appends the outputs to a `$GITHUB_OUTPUT` file. A body over [`MAX_BODY_OUTPUT`] is written to
+/// a file under `spill_dir` instead, and its path given as `body_file`.
+pub fn write_github_output(
+    file: &Path,
+    outputs: &Map<String, Value>,
+    spill_dir: &Path,
+) -> std::io::Result<()> {
+    let mut text = String::new();
+    for (name, value) in outputs {
+        let mut value_text = output_text(value);
+        if name == "body" && value_text.len() > MAX_BODY_OUTPUT {
+            let path = spill_body(spill_dir, &value_text)?;
+            append_block(&mut text, "body_file", &path.display().to_string());
+            value_text = String::new();
+        }
+        append_block(&mut text, name, &value_text);
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?;
+    f.write_all(text.as_bytes())
+}
+
+fn spill_body(dir: &Path, body: &str) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("hookflow-body-{}.txt", random_hex(8)));
+    std::fs::write(&path, body)?;
+    Ok(path)
+}
+
+/// One `name<<DELIM` block, with a random delimiter that does not occur in the value.
+fn append_block(out: &mut String, name: &str, value: &str) {
+    let delimiter = loop {
+        let d = format!("ghadelimiter_{}", random_hex(16));
+        if !value.contains(&d) {
+            break d;
+        }
+    };
+    out.push_str(name);
+    out.push_str("<<");
+    out.push_str(&delimiter);
+    out.push('\n');
+    out.push_str(value);
+    out.push('\n');
+    out.push_str(&delimiter);
+    out.push('\n');
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if getrandom::fill(&mut buf).is_err() {
+        // No OS randomness: fall back to time and process id; uniqueness is still checked.
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(seed.as_bytes());
+        buf.copy_from_slice(&digest[..bytes.min(32)]);
+    }
+    hex::encode(buf)
+}
+
+/// Whether a header carries a credential: `authorization`, `cookie`, `x-*-token`, or a name
+/// containing `signature`, `secret`, `token` or `api-key`.
+pub fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || (n.starts_with("x-") && n.ends_with("-token"))
+        || ["signature", "secret", "token", "api-key", "apikey"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
+/// The values to hide from logs: outputs marked `mask: true` and credential headers.
+pub fn secrets(result: &RunResult) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in &result.matches {
+        out.extend(m.masked.iter().cloned());
+        if let Some(Value::Object(headers)) = m.item.get("headers") {
+            for (name, value) in headers {
+                if is_credential_header(name) {
+                    match value {
+                        Value::String(s) => out.push(s.clone()),
+                        Value::Array(items) => {
+                            out.extend(items.iter().filter_map(Value::as_str).map(str::to_string))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    out.retain(|s| !s.trim().is_empty());
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `::add-mask::` commands for every secret line (a multi-line value is masked line by line).
+pub fn mask_commands(secrets: &[String]) -> String {
+    let mut out = String::new();
+    for secret in secrets {
+        for line in secret.lines().filter(|l| !l.trim().is_empty()) {
+            out.push_str("::add-mask::");
+            out.push_str(&line.replace('%', "%25").replace('\r', "%0D"));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The Markdown appended to `$GITHUB_STEP_SUMMARY`; `outs` is [`outputs`] of the same result.
+pub fn step_summary(result: &RunResult, outs: &Map<String, Value>) -> String {
+    let mut s = String::from("### hookflow\n\n");
+    match result.matches.first() {
+        Some(m) => s.push_str(&format!(
+            "Matched `{}` trigger `{}`.\n\n",
+            m.workflow, m.trigger
+        )),
+        None => s.push_str(&format!(
+            "No trigger matched: {}\n\n",
+            cell(result.reason.as_deref().unwrap_or("no reason given"))
+        )),
+    }
+    s.push_str("| output | value |\n|---|---|\n");
+    let hidden = secrets(result);
+    let shown = |v: &Value| {
+        let text = output_text(v);
+        if hidden.iter().any(|h| text.contains(h.as_str())) {
+            "***".to_string()
+        } else {
+            cell(&text)
+        }
+    };
+    let summary_rows = [
+        "matched",
+        "workflow",
+        "trigger",
+        "event_type",
+        "method",
+        "path",
+        "request_id",
+        "verified",
+    ];
+    for name in summary_rows {
+        if let Some(v) = outs.get(name) {
+            s.push_str(&format!("| `{name}` | {} |\n", shown(v)));
+        }
+    }
+    // The trigger's own `outputs:`.
+    for (name, v) in outs {
+        if !BUILTIN_OUTPUTS.contains(&name.as_str()) {
+            s.push_str(&format!("| `{name}` | {} |\n", shown(v)));
+        }
+    }
+    if result.matches.len() > 1 {
+        s.push_str(&format!("| `matches` | {} |\n", result.matches.len()));
+    }
+    s.push('\n');
+    s
+}
+
+/// A value made safe for one Markdown table cell, shortened to keep the table readable.
+fn cell(text: &str) -> String {
+    let mut short: String = text.chars().take(120).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_use_fresh_delimiters() {
+        let mut out = String::new();
+        append_block(&mut out, "body", "line1\nline2");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4);
+        let delim = lines[0].strip_prefix("body<<").expect("header");
+        assert!(delim.starts_with("ghadelimiter_") && delim.len() == 13 + 32);
+        assert_eq!(lines[1..3], ["line1", "line2"]);
+        assert_eq!(lines[3], delim);
+    }
+
+    #[test]
+    fn credential_headers() {
+        for name in [
+            "Authorization",
+            "cookie",
+            "x-gitlab-token",
+            "x-hub-signature-256",
+            "x-webhook-secret",
+            "x-api-key",
+        ] {
+            assert!(is_credential_header(name), "{name}");
+        }
+        for name in ["content-type", "x-github-event", "user-agent"] {
+            assert!(!is_credential_header(name), "{name}");
+        }
+        assert_eq!(
+            mask_commands(&["a%b\nc".into()]),
+            "::add-mask::a%25b\n::add-mask::c\n"
+        );
+    }
+
+    #[test]
+    fn cells_are_escaped() {
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert_eq!(cell(&"x".repeat(200)).chars().count(), 121);
+    }
+}
