@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the hookflow binary for the action: the release archive for this runner, checked
-# against its published SHA-256, or else a build of the action's own source with cargo.
+# Installs the action's hookflow binary (the trigger runtime alone: `hookflow run`, `replay`,
+# `validate`, `sign`): the release archive hookflow-action-<target>.tar.gz for this runner,
+# checked against its published SHA-256, or else a build of the action's own source with cargo
+# (scripts/build-action).
 #
 # Environment: HOOKFLOW_VERSION (auto|source|vX.Y.Z), HOOKFLOW_ACTION_PATH,
 # HOOKFLOW_ACTION_REPOSITORY, HOOKFLOW_ACTION_REF, RUNNER_OS, RUNNER_ARCH, RUNNER_TEMP, GITHUB_PATH,
@@ -39,7 +41,7 @@ sha256() {
 }
 
 install_release() {
-  local archive="hookflow-${target}.tar.gz"
+  local archive="hookflow-action-${target}.tar.gz"
   local base="${HOOKFLOW_RELEASES_URL:-https://github.com/${repository}/releases/download}"
   local url="${base}/${version}/${archive}"
   local work="$root/download"
@@ -68,7 +70,8 @@ else
     exit 1
   fi
   echo "hookflow: building from ${action_path}"
-  cargo install --locked --quiet --path "$action_path" --root "$root"
+  built="$(TARGET_DIR="$root/target" bash "$action_path/scripts/build-action")"
+  cp "$built" "$root/bin/"
 fi
 
 echo "$root/bin" >>"${GITHUB_PATH:-/dev/null}"

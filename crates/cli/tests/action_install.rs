@@ -13,7 +13,8 @@ fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-/// `hookflow-x86_64-unknown-linux-musl.tar.gz` holding this build's binary, and its `.sha256`.
+/// `hookflow-action-x86_64-unknown-linux-musl.tar.gz` holding this build's binary, and its
+/// `.sha256`.
 fn release(dir: &Path, corrupt_checksum: bool) -> (Vec<u8>, String) {
     let stage = dir.join("stage");
     std::fs::create_dir_all(&stage).expect("mkdir");
@@ -36,18 +37,18 @@ fn release(dir: &Path, corrupt_checksum: bool) -> (Vec<u8>, String) {
     };
     (
         bytes,
-        format!("{digest}  hookflow-x86_64-unknown-linux-musl.tar.gz\n"),
+        format!("{digest}  hookflow-action-x86_64-unknown-linux-musl.tar.gz\n"),
     )
 }
 
 async fn serve(archive: Vec<u8>, checksum: String) -> String {
     let app = Router::new()
         .route(
-            "/v9.9.9/hookflow-x86_64-unknown-linux-musl.tar.gz",
+            "/v9.9.9/hookflow-action-x86_64-unknown-linux-musl.tar.gz",
             get(move || async move { archive.clone() }),
         )
         .route(
-            "/v9.9.9/hookflow-x86_64-unknown-linux-musl.tar.gz.sha256",
+            "/v9.9.9/hookflow-action-x86_64-unknown-linux-musl.tar.gz.sha256",
             get(move || async move { checksum.clone() }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -95,14 +95,20 @@ pub fn write_github_output(
     spill_dir: &Path,
 ) -> std::io::Result<()> {
     let mut text = String::new();
+    let mut delimiters = Delimiters::new();
     for (name, value) in outputs {
         let mut value_text = output_text(value);
         if name == "body" && value_text.len() > MAX_BODY_OUTPUT {
             let path = spill_body(spill_dir, &value_text)?;
-            append_block(&mut text, "body_file", &path.display().to_string());
+            append_block(
+                &mut text,
+                &mut delimiters,
+                "body_file",
+                &path.display().to_string(),
+            );
             value_text = String::new();
         }
-        append_block(&mut text, name, &value_text);
+        append_block(&mut text, &mut delimiters, name, &value_text);
     }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -113,15 +119,18 @@ pub fn write_github_output(
 
 fn spill_body(dir: &Path, body: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("hookflow-body-{}.txt", random_hex(8)));
+    let path = dir.join(format!(
+        "hookflow-body-{}.txt",
+        Delimiters::new().next_hex(8)
+    ));
     std::fs::write(&path, body)?;
     Ok(path)
 }
 
 /// One `name<<DELIM` block, with a random delimiter that does not occur in the value.
-fn append_block(out: &mut String, name: &str, value: &str) {
+fn append_block(out: &mut String, delimiters: &mut Delimiters, name: &str, value: &str) {
     let delimiter = loop {
-        let d = format!("ghadelimiter_{}", random_hex(16));
+        let d = format!("ghadelimiter_{}", delimiters.next_hex(16));
         if !value.contains(&d) {
             break d;
         }
@@ -136,16 +145,35 @@ fn append_block(out: &mut String, name: &str, value: &str) {
     out.push('\n');
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if getrandom::fill(&mut buf).is_err() {
-        // No OS randomness: fall back to time and process id; uniqueness is still checked.
-        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-        use sha2::Digest as _;
-        let digest = sha2::Sha256::digest(seed.as_bytes());
-        buf.copy_from_slice(&digest[..bytes.min(32)]);
+/// Unpredictable delimiters: one seed from the OS, then SHA-256 of the seed and a counter, so a
+/// run asks the OS for randomness once rather than once per output.
+struct Delimiters {
+    seed: [u8; 32],
+    counter: u64,
+}
+
+impl Delimiters {
+    fn new() -> Self {
+        let mut seed = [0u8; 32];
+        if getrandom::fill(&mut seed).is_err() {
+            // No OS randomness: fall back to time and process id; uniqueness is still checked.
+            use sha2::Digest as _;
+            let fallback = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+            seed.copy_from_slice(&sha2::Sha256::digest(fallback.as_bytes()));
+        }
+        Delimiters { seed, counter: 0 }
     }
-    hex::encode(buf)
+
+    /// `bytes` (at most 32) fresh bytes as hex.
+    fn next_hex(&mut self, bytes: usize) -> String {
+        use sha2::Digest as _;
+        self.counter += 1;
+        let digest = sha2::Sha256::new()
+            .chain_update(self.seed)
+            .chain_update(self.counter.to_le_bytes())
+            .finalize();
+        hex::encode(&digest[..bytes.min(32)])
+    }
 }
 
 /// Whether a header carries a credential: `authorization`, `cookie`, `x-*-token`, or a name
@@ -266,13 +294,19 @@ mod tests {
     #[test]
     fn blocks_use_fresh_delimiters() {
         let mut out = String::new();
-        append_block(&mut out, "body", "line1\nline2");
+        let mut delimiters = Delimiters::new();
+        append_block(&mut out, &mut delimiters, "body", "line1\nline2");
+        append_block(&mut out, &mut delimiters, "path", "/x");
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 4);
+        assert_eq!(lines.len(), 7);
         let delim = lines[0].strip_prefix("body<<").expect("header");
         assert!(delim.starts_with("ghadelimiter_") && delim.len() == 13 + 32);
         assert_eq!(lines[1..3], ["line1", "line2"]);
         assert_eq!(lines[3], delim);
+        let second = lines[4].strip_prefix("path<<").expect("header");
+        assert_ne!(delim, second, "each block has its own delimiter");
+        let other_run = Delimiters::new().next_hex(16);
+        assert_ne!(&delim[13..], other_run, "each run has its own seed");
     }
 
     #[test]

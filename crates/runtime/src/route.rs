@@ -31,8 +31,35 @@ pub struct RouteError {
 #[derive(Debug, Clone)]
 pub struct RoutePattern {
     source: String,
-    regex: Regex,
+    matcher: Matcher,
     keys: Vec<Key>,
+}
+
+/// How a pattern is matched. Compiling a regular expression is most of the work of a run that
+/// reads one trigger, so a pattern without parameters (`/events`) is compared as text; the
+/// expression it stands for is compiled only for input the comparison cannot decide.
+#[derive(Debug, Clone)]
+enum Matcher {
+    /// `(?i)^TEXT[/#?]?$` for ASCII `TEXT`, compared directly on ASCII input.
+    Literal {
+        text: String,
+        source: String,
+        regex: std::sync::OnceLock<Result<Regex, String>>,
+    },
+    /// Everything else.
+    Regex(Regex),
+}
+
+impl Matcher {
+    fn regex(&self) -> Option<&Regex> {
+        match self {
+            Matcher::Regex(r) => Some(r),
+            Matcher::Literal { source, regex, .. } => regex
+                .get_or_init(|| Regex::new(source).map_err(|e| e.to_string()))
+                .as_ref()
+                .ok(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -85,11 +112,25 @@ impl RoutePattern {
         let tokens = lex(pattern).map_err(|(i, r)| fail(i, r))?;
         let parts = parse(&tokens).map_err(|(i, r)| fail(i, r))?;
         let (source, keys) = to_regex_source(&parts).map_err(|r| fail(0, r))?;
-        let regex = Regex::new(&source)
-            .map_err(|e| fail(0, format!("invalid regular expression ({e})")))?;
+        let literal = match parts.as_slice() {
+            [] => Some(String::new()),
+            [Part::Text(t)] if t.is_ascii() => Some(t.clone()),
+            _ => None,
+        };
+        let matcher = match literal {
+            Some(text) => Matcher::Literal {
+                text,
+                source,
+                regex: std::sync::OnceLock::new(),
+            },
+            None => Matcher::Regex(
+                Regex::new(&source)
+                    .map_err(|e| fail(0, format!("invalid regular expression ({e})")))?,
+            ),
+        };
         Ok(RoutePattern {
             source: pattern.to_string(),
-            regex,
+            matcher,
             keys,
         })
     }
@@ -102,7 +143,21 @@ impl RoutePattern {
     /// Matches a whole path (no query string). Returns the named parameters, percent-decoded;
     /// repeated parameters (`*`, `+`) are arrays. `None` when the path does not match.
     pub fn match_path(&self, path: &str) -> Option<Map<String, Value>> {
-        let caps = self.regex.captures(path).ok()??;
+        if let Matcher::Literal { text, .. } = &self.matcher {
+            // Outside ASCII, Unicode case folding (`K` and the Kelvin sign) is the regex's job.
+            if path.is_ascii() {
+                let rest = path
+                    .get(..text.len())
+                    .filter(|head| head.eq_ignore_ascii_case(text));
+                let tail = rest.map(|_| &path[text.len()..]);
+                return match tail {
+                    Some("") => Some(Map::new()),
+                    Some(t) if t.len() == 1 && DELIMITER.contains(t) => Some(Map::new()),
+                    _ => None,
+                };
+            }
+        }
+        let caps = self.matcher.regex()?.captures(path).ok()??;
         let mut params = Map::new();
         for (i, key) in self.keys.iter().enumerate() {
             let Some(m) = caps.get(i + 1) else { continue };
@@ -525,5 +580,32 @@ mod tests {
         assert!(e.to_string().contains("text between"), "{e}");
         let e = RoutePattern::compile("/x/:id([)").unwrap_err();
         assert!(e.to_string().contains("invalid regular expression"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// A pattern without parameters, compared as text, decides as its regular expression does.
+        #[test]
+        fn literal_patterns_match_as_their_regex(
+            text in "(/[a-zA-Z0-9._~k-]{0,6}){0,3}",
+            other in "(/[a-zA-Z0-9._~K\u{212A}ſ-]{0,6}){0,3}",
+            suffix in "[/#?x]?",
+            kind in 0..4u8,
+        ) {
+            let path = match kind {
+                0 => format!("{text}{suffix}"),
+                1 => format!("{}{suffix}", text.to_ascii_uppercase()),
+                2 => format!("{}{suffix}", text.replace('k', "\u{212A}")),
+                _ => format!("{other}{suffix}"),
+            };
+            let fast = RoutePattern::compile(&text).expect("compiles");
+            let is_literal = matches!(fast.matcher, Matcher::Literal { .. });
+            proptest::prop_assert!(is_literal);
+            let regex = Regex::new(&to_regex_source(&parse(&lex(&text).expect("lexes")).expect("parses"))
+                .expect("source").0).expect("regex");
+            let by_regex = regex.is_match(&path).expect("matches");
+            proptest::prop_assert_eq!(fast.match_path(&path).is_some(), by_regex, "{} vs {}", text, path);
+            let upper = path.to_ascii_uppercase();
+            proptest::prop_assert_eq!(fast.match_path(&upper).is_some(), regex.is_match(&upper).expect("matches"));
+        }
     }
 }
