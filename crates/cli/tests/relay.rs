@@ -73,6 +73,23 @@ async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     )
 }
 
+/// Waits until the store holds nothing pending or in flight: every event stored has been
+/// delivered or dead-lettered, so no further dispatch can happen.
+async fn settled(r: &Running) {
+    let start = Instant::now();
+    loop {
+        let c = r.store.counts().await.expect("counts");
+        if c.pending == 0 && c.inflight == 0 {
+            return;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out waiting for the queue to drain: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_until<F: Fn() -> bool>(what: &str, f: F) {
     let start = Instant::now();
     while !f() {
@@ -225,7 +242,6 @@ async fn requests_without_a_token_are_refused_and_not_stored() {
     let (status, _) = json_of(http().get(url(&r, "/nowhere")).send().await.expect("sent")).await;
     assert_eq!(status, 404);
     assert_eq!(r.store.counts().await.expect("counts").pending, 0);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(gh.dispatches().is_empty());
     let health = http().get(url(&r, "/healthz")).send().await.expect("sent");
     assert_eq!(health.status().as_u16(), 200);
@@ -265,7 +281,6 @@ async fn client_errors_become_dead_letters_without_retrying() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(dead, 1);
-        tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(gh.dispatches().len(), 1, "never retried blindly");
         r.stop().await;
         let mut s = hookflow_relay::store::sqlite::SqliteStore::open(dir.path()).expect("opens");
@@ -287,7 +302,7 @@ async fn server_errors_are_retried_with_growing_spacing_then_dead() {
     let r = start(dir.path(), &gh, "").await;
     send_one(&r).await;
     let ds = gh.wait_for(4, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    settled(&r).await;
     assert_eq!(gh.dispatches().len(), 4, "max_attempts is 4");
     let gaps: Vec<Duration> = ds.windows(2).map(|w| w[1].at - w[0].at).collect();
     // Backoff 50 ms doubling, with equal jitter: at least 25, 50, 100 ms.
@@ -494,7 +509,7 @@ async fn configured_endpoints_check_signatures_and_keys() {
     );
 
     let ds = gh.wait_for(2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    settled(&r).await;
     assert_eq!(gh.dispatches().len(), 2, "refused requests are not stored");
     let gh_event = ds
         .iter()
@@ -586,7 +601,7 @@ async fn large_bodies_are_compressed_or_refused_at_the_door() {
     );
     let (status, _) = post(&r, "/octo/hooks/a/webhook?__token=t", vec![b'a'; 700_000]).await;
     assert_eq!(status, 413);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    settled(&r).await;
     assert_eq!(gh.dispatches().len(), 1, "refused bodies are never stored");
     r.stop().await;
 }
@@ -811,7 +826,7 @@ async fn a_sender_retrying_the_same_delivery_is_stored_once() {
         assert_eq!(resp.status().as_u16(), 200);
     }
     gh.wait_for(3, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settled(&r).await;
     assert_eq!(
         gh.dispatches().len(),
         3,
@@ -839,7 +854,7 @@ async fn the_compatible_route_dispatches_only_to_allowed_repositories() {
         "{answer}"
     );
     gh.wait_for(1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    settled(&r).await;
     assert_eq!(gh.dispatches().len(), 1);
     r.stop().await;
 }

@@ -74,45 +74,53 @@ pub enum Encoding {
     Base64,
 }
 
-/// The preset names, for messages and `--help`.
-pub const PRESETS: [&str; 7] = [
-    "github",
-    "dispatch",
-    "stripe",
-    "slack",
-    "shopify",
-    "standard-webhooks",
-    "gitlab-token",
+/// Every preset with its name: the one list the names come from.
+const PRESET_SCHEMES: [(&str, Scheme); 7] = [
+    ("github", Scheme::Github),
+    ("dispatch", Scheme::Dispatch),
+    ("stripe", Scheme::Stripe),
+    ("slack", Scheme::Slack),
+    ("shopify", Scheme::Shopify),
+    ("standard-webhooks", Scheme::StandardWebhooks),
+    ("gitlab-token", Scheme::GitlabToken),
 ];
+
+/// The preset names, for messages and `--help`.
+pub const PRESETS: [&str; 7] = {
+    let mut names = [""; 7];
+    let mut i = 0;
+    while i < PRESET_SCHEMES.len() {
+        names[i] = PRESET_SCHEMES[i].0;
+        i += 1;
+    }
+    names
+};
 
 impl Scheme {
     /// A preset by name.
     pub fn preset(name: &str) -> Option<Scheme> {
-        Some(match name {
-            "github" => Scheme::Github,
-            "dispatch" => Scheme::Dispatch,
-            "stripe" => Scheme::Stripe,
-            "slack" => Scheme::Slack,
-            "shopify" => Scheme::Shopify,
-            "standard-webhooks" => Scheme::StandardWebhooks,
-            "gitlab-token" => Scheme::GitlabToken,
-            _ => return None,
-        })
+        PRESET_SCHEMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The preset's name; `None` for a custom scheme.
+    pub fn preset_name(&self) -> Option<&'static str> {
+        PRESET_SCHEMES
+            .iter()
+            .find(|(_, s)| s == self)
+            .map(|(n, _)| *n)
     }
 }
 
 impl fmt::Display for Scheme {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Scheme::Github => "github",
-            Scheme::Dispatch => "dispatch",
-            Scheme::Stripe => "stripe",
-            Scheme::Slack => "slack",
-            Scheme::Shopify => "shopify",
-            Scheme::StandardWebhooks => "standard-webhooks",
-            Scheme::GitlabToken => "gitlab-token",
-            Scheme::Custom(c) => return write!(f, "custom {}", c.header),
-        })
+        match (self, self.preset_name()) {
+            (Scheme::Custom(c), _) => write!(f, "custom {}", c.header),
+            (_, Some(name)) => f.write_str(name),
+            (_, None) => f.write_str("custom"),
+        }
     }
 }
 
@@ -932,5 +940,15 @@ mod tests {
             .to_string();
         assert!(err.contains("re-serialised"), "{err}");
         assert!(!err.contains("sha256="), "no signature in messages: {err}");
+    }
+
+    #[test]
+    fn preset_names_round_trip() {
+        for name in PRESETS {
+            let scheme = Scheme::preset(name).expect("a preset");
+            assert_eq!(scheme.preset_name(), Some(name));
+            assert_eq!(scheme.to_string(), name);
+        }
+        assert_eq!(Scheme::preset("nope"), None);
     }
 }

@@ -50,9 +50,8 @@ pub struct RelayConfig {
     pub api_url: String,
     /// Whether the webhook2github-compatible route `/<owner>/<repo>/…` is on.
     pub compat_route: bool,
-    /// Repositories the compatible route may dispatch to (`owner/name` or `owner/*`); empty
-    /// means any.
-    pub compat_repos: Vec<String>,
+    /// Repositories the compatible route may dispatch to; empty means any.
+    pub compat_repos: Vec<RepoPattern>,
     /// Request limits.
     pub limits: Limits,
     /// How long a graceful shutdown waits for requests and deliveries in flight.
@@ -220,17 +219,41 @@ pub struct Overrides {
     pub api_url: Option<String>,
 }
 
+/// An entry of `compat_repos`: `owner/name`, or `owner/*` for every repository of an owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoPattern {
+    /// One repository.
+    Exact(Repo),
+    /// Every repository of this owner.
+    Owner(String),
+}
+
+impl RepoPattern {
+    /// Reads `owner/name` or `owner/*`.
+    pub fn parse(text: &str) -> Result<RepoPattern, hookflow_protocol::dispatch::RepoError> {
+        match text.split_once('/') {
+            Some((owner, "*")) => {
+                Repo::parse(&format!("{owner}/x")).map(|r| RepoPattern::Owner(r.owner))
+            }
+            _ => Repo::parse(text).map(RepoPattern::Exact),
+        }
+    }
+
+    /// Whether `repo` is one of the pattern's, ignoring case as GitHub does.
+    pub fn matches(&self, repo: &Repo) -> bool {
+        match self {
+            RepoPattern::Owner(owner) => owner.eq_ignore_ascii_case(&repo.owner),
+            RepoPattern::Exact(r) => {
+                r.owner.eq_ignore_ascii_case(&repo.owner) && r.name.eq_ignore_ascii_case(&repo.name)
+            }
+        }
+    }
+}
+
 impl RelayConfig {
     /// Whether the compatible route may dispatch to `repo` (`compat_repos`, case-insensitive).
     pub fn compat_allows(&self, repo: &Repo) -> bool {
-        self.compat_repos.is_empty()
-            || self
-                .compat_repos
-                .iter()
-                .any(|pattern| match pattern.split_once('/') {
-                    Some((owner, "*")) => owner.eq_ignore_ascii_case(&repo.owner),
-                    _ => pattern.eq_ignore_ascii_case(&repo.to_string()),
-                })
+        self.compat_repos.is_empty() || self.compat_repos.iter().any(|p| p.matches(repo))
     }
 
     /// The embedded default plus flags.
@@ -297,6 +320,18 @@ impl RelayConfig {
             delivery: None,
             endpoints: Vec::new(),
         });
+        let compat_repos = raw
+            .compat_repos
+            .iter()
+            .map(|text| {
+                RepoPattern::parse(text).map_err(|_| {
+                    err(
+                        &["compat_repos"],
+                        format!("compat_repos entry {text:?} is neither OWNER/REPO nor OWNER/*, e.g. octo-org/hooks or octo-org/*"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let listen_text = o
             .listen
             .clone()
@@ -485,7 +520,7 @@ impl RelayConfig {
                 .unwrap_or_else(|| PathBuf::from("hookflow-data")),
             api_url,
             compat_route: raw.compat_route.unwrap_or(true),
-            compat_repos: raw.compat_repos,
+            compat_repos,
             limits,
             shutdown_timeout,
             delivery,
@@ -633,6 +668,11 @@ mod tests {
         assert!(c.compat_allows(&repo("me/hooks")));
         assert!(!c.compat_allows(&repo("me/other")));
         assert!(!c.compat_allows(&repo("stranger/hooks")));
+        let e = RelayConfig::parse("compat_repos: [octo]\n", "r.yml", &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.yml:1:"), "{e}");
+        assert!(e.contains("neither OWNER/REPO nor OWNER/*"), "{e}");
     }
 
     #[test]

@@ -35,12 +35,31 @@ use hookflow_protocol::signature as verify;
 use hookflow_protocol::Environment;
 
 /// Query parameters of the compatible route that configure the relay, never forwarded.
-const RELAY_PARAMS: [&str; 4] = [
-    "__token",
-    "__response_code",
-    "__response_content_type",
-    "__response_body",
-];
+/// The compatible route's own query parameters (webhook2github's): never forwarded.
+#[derive(Debug, Default)]
+struct RelayParams {
+    /// `__token`: the GitHub token.
+    token: Option<String>,
+    /// `__response_code`.
+    response_code: Option<String>,
+    /// `__response_content_type`.
+    response_content_type: Option<String>,
+    /// `__response_body`.
+    response_body: Option<String>,
+}
+
+impl RelayParams {
+    /// The slot of a relay parameter, `None` for a parameter the workflow should see.
+    fn slot(&mut self, key: &str) -> Option<&mut Option<String>> {
+        match key {
+            "__token" => Some(&mut self.token),
+            "__response_code" => Some(&mut self.response_code),
+            "__response_content_type" => Some(&mut self.response_content_type),
+            "__response_body" => Some(&mut self.response_body),
+            _ => None,
+        }
+    }
+}
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -366,7 +385,7 @@ async fn compat(
     }
 
     // Split the relay's own parameters from the query the workflow sees.
-    let mut relay = Map::new();
+    let mut relay = RelayParams::default();
     let mut kept = Vec::new();
     for pair in uri
         .query()
@@ -379,21 +398,20 @@ async fn compat(
             .next()
             .map(|(k, _)| k.into_owned())
             .unwrap_or_default();
-        if RELAY_PARAMS.contains(&key.as_str()) {
+        if let Some(slot) = relay.slot(&key) {
             let value = form_urlencoded::parse(pair.as_bytes())
                 .next()
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default();
-            relay.insert(key, Value::String(value));
+            *slot = Some(value);
         } else {
             kept.push(pair);
         }
     }
     let token = relay
-        .get("__token")
-        .and_then(Value::as_str)
+        .token
+        .take()
         .filter(|t| !t.is_empty())
-        .map(str::to_string)
         .or_else(|| headers.get("x-github-authorization").and_then(bearer))
         .or_else(|| headers.get(header::AUTHORIZATION).and_then(bearer));
     let Some(token) = token else {
@@ -452,19 +470,17 @@ async fn compat(
     };
 
     let status = relay
-        .get("__response_code")
-        .and_then(Value::as_str)
+        .response_code
+        .as_deref()
         .and_then(|c| c.parse::<u16>().ok())
         .and_then(|c| StatusCode::from_u16(c).ok())
         .filter(|c| c.as_u16() >= 200)
         .unwrap_or(StatusCode::OK);
     let content_type = relay
-        .get("__response_content_type")
-        .and_then(Value::as_str)
-        .unwrap_or("application/json")
-        .to_string();
-    let body = match relay.get("__response_body").and_then(Value::as_str) {
-        Some(b) => b.to_string(),
+        .response_content_type
+        .unwrap_or_else(|| "application/json".to_string());
+    let body = match relay.response_body {
+        Some(b) => b,
         None if duplicate => {
             json!({"success": true, "event_id": id, "duplicate": true}).to_string()
         }

@@ -73,7 +73,7 @@ impl Rules {
                 for (name, pattern) in map {
                     match HeaderRule::compile(name, pattern) {
                         Ok(r) => rules.headers.push(r),
-                        Err(e) => problems.push(problem(&["headers", name], e)),
+                        Err(e) => problems.push(problem(&["headers", name], e.to_string())),
                     }
                 }
             }
@@ -132,7 +132,7 @@ impl Rules {
             .unwrap_or(&empty);
         for rule in &self.headers {
             if let Err(reason) = rule.check(headers) {
-                return Verdict::Skip(reason);
+                return Verdict::Skip(reason.to_string());
             }
         }
         let mut verified = false;

@@ -31,6 +31,37 @@ pub struct MissingOutput {
     pub path: String,
 }
 
+/// An `outputs:` entry that cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputRuleError {
+    /// Not a step output name.
+    #[error("`{0}` is not a valid output name; use letters, digits, `_` and `-`, starting with a letter or `_`")]
+    InvalidName(String),
+    /// A built-in output's name.
+    #[error("`{0}` is a built-in output; choose another name")]
+    BuiltIn(String),
+    /// A key an output does not take.
+    #[error("unknown key `{0}`; an output takes `path`, `required` and `mask`")]
+    UnknownKey(String),
+    /// `required` or `mask` is not a boolean.
+    #[error("`{0}` must be true or false")]
+    NotABool(String),
+    /// No `path`.
+    #[error("needs `path`, a JSONPath such as `$.body.id`")]
+    NoPath,
+    /// Neither a string nor a mapping.
+    #[error("must be a JSONPath string such as `$.body.id`, or `{{path, required, mask}}`")]
+    Shape,
+    /// The JSONPath does not parse.
+    #[error("JSONPath {path} does not parse: {message}")]
+    JsonPath {
+        /// The path as written.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+}
+
 /// Whether `name` can be a step output name (letters, digits, `_` and `-`, not starting with a digit or `-`).
 pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -41,45 +72,39 @@ pub fn valid_name(name: &str) -> bool {
 impl OutputRule {
     /// Compiles one entry: a JSONPath string, or `{path, required, mask}`. `reserved` are the
     /// built-in output names.
-    pub fn compile(name: &str, spec: &Value, reserved: &[&str]) -> Result<Self, String> {
+    pub fn compile(name: &str, spec: &Value, reserved: &[&str]) -> Result<Self, OutputRuleError> {
         if !valid_name(name) {
-            return Err(format!(
-                "`{name}` is not a valid output name; use letters, digits, `_` and `-`, starting with a letter or `_`"
-            ));
+            return Err(OutputRuleError::InvalidName(name.to_string()));
         }
         if reserved.contains(&name) {
-            return Err(format!(
-                "`{name}` is a built-in output; choose another name"
-            ));
+            return Err(OutputRuleError::BuiltIn(name.to_string()));
         }
-        let (path, required, mask) =
-            match spec {
-                Value::String(p) => (p.clone(), false, false),
-                Value::Object(m) => {
-                    for key in m.keys() {
-                        if !["path", "required", "mask"].contains(&key.as_str()) {
-                            return Err(format!(
-                            "unknown key `{key}`; an output takes `path`, `required` and `mask`"
-                        ));
-                        }
+        let (path, required, mask) = match spec {
+            Value::String(p) => (p.clone(), false, false),
+            Value::Object(m) => {
+                for key in m.keys() {
+                    if !["path", "required", "mask"].contains(&key.as_str()) {
+                        return Err(OutputRuleError::UnknownKey(key.clone()));
                     }
-                    let flag = |k: &str| match m.get(k) {
-                        None | Some(Value::Null) => Ok(false),
-                        Some(Value::Bool(b)) => Ok(*b),
-                        Some(_) => Err(format!("`{k}` must be true or false")),
-                    };
-                    let Some(Value::String(p)) = m.get("path") else {
-                        return Err("needs `path`, a JSONPath such as `$.body.id`".into());
-                    };
-                    (p.clone(), flag("required")?, flag("mask")?)
                 }
-                _ => return Err(
-                    "must be a JSONPath string such as `$.body.id`, or `{path, required, mask}`"
-                        .into(),
-                ),
-            };
-        let query = jsonpath_rust::parser::parse_json_path(&path)
-            .map_err(|e| format!("JSONPath {path} does not parse: {e}"))?;
+                let flag = |k: &str| match m.get(k) {
+                    None | Some(Value::Null) => Ok(false),
+                    Some(Value::Bool(b)) => Ok(*b),
+                    Some(_) => Err(OutputRuleError::NotABool(k.to_string())),
+                };
+                let Some(Value::String(p)) = m.get("path") else {
+                    return Err(OutputRuleError::NoPath);
+                };
+                (p.clone(), flag("required")?, flag("mask")?)
+            }
+            _ => return Err(OutputRuleError::Shape),
+        };
+        let query = jsonpath_rust::parser::parse_json_path(&path).map_err(|e| {
+            OutputRuleError::JsonPath {
+                path: path.clone(),
+                message: e.to_string(),
+            }
+        })?;
         Ok(OutputRule {
             name: name.to_string(),
             path,
@@ -143,13 +168,21 @@ mod tests {
 
     #[test]
     fn bad_specs() {
-        let e = OutputRule::compile("n", &json!("$.[oops"), &[]).unwrap_err();
+        let e = OutputRule::compile("n", &json!("$.[oops"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not parse"), "{e}");
-        let e = OutputRule::compile("body", &json!("$.a"), &["body"]).unwrap_err();
+        let e = OutputRule::compile("body", &json!("$.a"), &["body"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("built-in"), "{e}");
-        let e = OutputRule::compile("9lives", &json!("$.a"), &[]).unwrap_err();
+        let e = OutputRule::compile("9lives", &json!("$.a"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a valid output name"), "{e}");
-        let e = OutputRule::compile("n", &json!({"path": "$.a", "secret": true}), &[]).unwrap_err();
+        let e = OutputRule::compile("n", &json!({"path": "$.a", "secret": true}), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown key"), "{e}");
         assert!(
             valid_name("pr_number") && valid_name("_x-1") && !valid_name("a b") && !valid_name("")
