@@ -228,6 +228,10 @@ struct RunArgs {
     /// Exit 1 when no trigger matches.
     #[arg(long, env = "HOOKFLOW_FAIL_ON_NO_MATCH", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     fail_on_no_match: bool,
+    /// With --json (or without GITHUB_OUTPUT): print secret values (credential headers,
+    /// `mask: true` outputs) in clear instead of `***`.
+    #[arg(long)]
+    show_secrets: bool,
     /// File that receives the outputs.
     #[arg(long, env = "GITHUB_OUTPUT")]
     github_output: Option<PathBuf>,
@@ -286,17 +290,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Notices go to stderr; inside GitHub Actions as annotations.
+/// Whether this process runs as a step of GitHub Actions (where stdout and stderr are parsed for
+/// workflow commands).
+fn in_github_actions() -> bool {
+    std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true")
+}
+
+/// Notices go to stderr; inside GitHub Actions as annotations. Request text in them is escaped,
+/// so it cannot start a line (a workflow command) of its own.
 fn notice(text: &str) {
-    if std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true") {
-        eprintln!(
-            "::notice::{}",
-            text.replace('%', "%25")
-                .replace('\r', "%0D")
-                .replace('\n', "%0A")
-        );
+    if in_github_actions() {
+        eprintln!("::notice::{}", output::log_safe(text));
     } else {
-        eprintln!("hookflow: notice: {text}");
+        eprintln!("hookflow: notice: {}", output::log_safe(text));
     }
 }
 
@@ -311,16 +317,30 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         &args.workflows,
         &env,
     )?;
+    let secrets = output::secrets(&result);
+    if in_github_actions() || (!args.json && args.github_output.is_some()) {
+        // Masks first, so nothing printed later (notices included) shows the values; with
+        // --json on stderr (the runner reads commands there too), so stdout stays one object.
+        let masks = output::mask_commands(&secrets);
+        if args.json {
+            eprint!("{masks}");
+        } else {
+            print_out(&masks)?;
+        }
+    }
     for n in &result.notices {
         notice(n);
     }
     let outputs = output::outputs(&result);
-    if !args.json && args.github_output.is_some() {
-        // Masks first, so nothing printed later shows the values.
-        print_out(&output::mask_commands(&output::secrets(&result)))?;
-    }
+    let json = || {
+        let mut json = output::result_json(&result);
+        if !args.show_secrets {
+            output::redact(&mut json, &secrets);
+        }
+        format!("{json}\n")
+    };
     if args.json {
-        print_out(&format!("{}\n", output::result_json(&result)))?;
+        print_out(&json())?;
     } else {
         match &args.github_output {
             Some(file) => {
@@ -330,7 +350,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             None => {
                 notice("GITHUB_OUTPUT is not set; printing the result as JSON instead");
-                print_out(&format!("{}\n", output::result_json(&result)))?;
+                print_out(&json())?;
             }
         }
         if let Some(file) = &args.step_summary {
@@ -340,20 +360,24 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(refusal) = &result.refusal {
         if !result.matched() {
-            eprintln!("hookflow: refused: {refusal}");
+            eprintln!("hookflow: refused: {}", output::log_safe(refusal));
             return Ok(ExitCode::from(1));
         }
     }
     match (&result.reason, result.matched()) {
         (_, true) => {
             let m = &result.matches[0];
-            eprintln!("hookflow: matched {} trigger `{}`", m.workflow, m.trigger);
+            eprintln!(
+                "hookflow: matched {} trigger `{}`",
+                output::log_safe(&m.workflow),
+                output::log_safe(&m.trigger)
+            );
             Ok(ExitCode::SUCCESS)
         }
         (reason, false) => {
             eprintln!(
                 "hookflow: no match: {}",
-                reason.as_deref().unwrap_or("no trigger accepted the event")
+                output::log_safe(reason.as_deref().unwrap_or("no trigger accepted the event"))
             );
             Ok(if args.fail_on_no_match {
                 ExitCode::from(1)

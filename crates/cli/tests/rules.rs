@@ -253,7 +253,14 @@ fn filters_outputs_and_masks_reach_the_step() {
     );
     let body =
         r#"{"env":"production","callback":"https://cb.example/abc123","services":["api","web"]}"#;
-    let headers = vec![("X-Deploy-Token".to_string(), "tok-9f8e7d".to_string())];
+    let headers = vec![
+        ("X-Deploy-Token".to_string(), "tok-9f8e7d".to_string()),
+        // webhook2github copies the token it used into the payload.
+        (
+            "Authorization".to_string(),
+            "token ghp_relaytoken123".to_string(),
+        ),
+    ];
     let ev = event(tmp.path(), "/deploy/webhook", &headers, body);
     let out_file = tmp.path().join("out");
     let summary = tmp.path().join("summary");
@@ -272,8 +279,12 @@ fn filters_outputs_and_masks_reach_the_step() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("::add-mask::tok-9f8e7d"),
+        stdout.contains("::add-mask::token ghp_relaytoken123"),
         "credential header masked: {stdout}"
+    );
+    assert!(
+        !stdout.contains("::add-mask::tok-9f8e7d"),
+        "a header the sender named `*-token` is not a credential the runner must hide: {stdout}"
     );
     let outputs = fs::read_to_string(&out_file).expect("outputs");
     assert!(outputs.contains("env<<") && outputs.contains("\nproduction\n"));

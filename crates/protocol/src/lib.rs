@@ -6,12 +6,14 @@
 //! | [`payload`] | the `client_payload` of a dispatched webhook, encoded and decoded by one type |
 //! | [`dispatch`] | a `repository_dispatch` request: target repository and GitHub's limits |
 //! | [`signature`] | webhook signature schemes (presets and custom HMAC): verify and sign |
+//! | [`credentials`] | which headers and parameters are credentials: stripped, or masked |
 //! | [`options`] | option values both config files use: durations, times, problems, lines |
 //! | [`dotpath`] | lodash-style dot paths into JSON |
 //! | [`environment`] | the clock and the secrets, passed in rather than read from globals |
 
 #![warn(missing_docs)]
 
+pub mod credentials;
 pub mod dispatch;
 pub mod dotpath;
 pub mod environment;

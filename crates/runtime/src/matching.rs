@@ -248,7 +248,7 @@ fn evaluate(
         (None, None) => (&[][..]).into(),
     };
     let mut item_value = Value::Object(item);
-    let (verified, outputs, masked) = match hook.rules.apply(&item_value, &signed_bytes, env) {
+    let (verified, outputs, masked) = match hook.rules.apply(&mut item_value, &signed_bytes, env) {
         Verdict::Pass {
             verified,
             outputs,

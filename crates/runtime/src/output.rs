@@ -176,20 +176,11 @@ impl Delimiters {
     }
 }
 
-/// Whether a header carries a credential: `authorization`, `cookie`, `x-*-token`, or a name
-/// containing `signature`, `secret`, `token` or `api-key`.
-pub fn is_credential_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    matches!(
-        n.as_str(),
-        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
-    ) || (n.starts_with("x-") && n.ends_with("-token"))
-        || ["signature", "secret", "token", "api-key", "apikey"]
-            .iter()
-            .any(|w| n.contains(w))
-}
+pub use hookflow_protocol::credentials::is_credential_header;
 
-/// The values to hide from logs: outputs marked `mask: true` and credential headers.
+/// The values to hide from logs: outputs marked `mask: true` and the values of credential
+/// headers ([`hookflow_protocol::credentials`]), each at least
+/// [`MIN_MASKED_CHARS`](hookflow_protocol::credentials::MIN_MASKED_CHARS) long.
 pub fn secrets(result: &RunResult) -> Vec<String> {
     let mut out = Vec::new();
     for m in &result.matches {
@@ -208,19 +199,48 @@ pub fn secrets(result: &RunResult) -> Vec<String> {
             }
         }
     }
-    out.retain(|s| !s.trim().is_empty());
+    out.retain(|s| hookflow_protocol::credentials::worth_masking(s));
     out.sort();
     out.dedup();
     out
+}
+
+/// `value` with every occurrence of a secret replaced by `***` (what `--json` prints unless told
+/// to show secrets).
+pub fn redact(value: &mut Value, secrets: &[String]) {
+    match value {
+        Value::String(s) => {
+            for secret in secrets {
+                if s.contains(secret.as_str()) {
+                    *s = s.replace(secret.as_str(), "***");
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact(v, secrets)),
+        Value::Object(map) => map.values_mut().for_each(|v| redact(v, secrets)),
+        _ => {}
+    }
+}
+
+/// Text made safe for one line of a runner's log: `%`, CR and LF escaped as GitHub's workflow
+/// commands escape them, so request text can never start a line of its own (a line starting
+/// `::` is a command to the runner).
+pub fn log_safe(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// `::add-mask::` commands for every secret line (a multi-line value is masked line by line).
 pub fn mask_commands(secrets: &[String]) -> String {
     let mut out = String::new();
     for secret in secrets {
-        for line in secret.lines().filter(|l| !l.trim().is_empty()) {
+        for line in secret
+            .lines()
+            .filter(|l| hookflow_protocol::credentials::worth_masking(l))
+        {
             out.push_str("::add-mask::");
-            out.push_str(&line.replace('%', "%25").replace('\r', "%0D"));
+            out.push_str(&log_safe(line));
             out.push('\n');
         }
     }
@@ -278,13 +298,25 @@ pub fn step_summary(result: &RunResult, outs: &Map<String, Value>) -> String {
     s
 }
 
-/// A value made safe for one Markdown table cell, shortened to keep the table readable.
+/// A value made safe for one Markdown table cell, shortened to keep the table readable: line
+/// breaks become spaces, and every character Markdown or HTML gives a meaning (`<`, `[`, `*`,
+/// `|`, …) becomes a character reference, so request text renders as text: no links, images,
+/// tags or table breaks.
 fn cell(text: &str) -> String {
-    let mut short: String = text.chars().take(120).collect();
-    if short.len() < text.len() {
-        short.push('…');
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == 120 {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\n' | '\r' => out.push(' '),
+            '<' | '>' | '&' | '|' | '[' | ']' | '(' | ')' | '!' | '*' | '_' | '`' | '~' | '\\'
+            | '#' | '"' | '\'' => out.push_str(&format!("&#{};", c as u32)),
+            c => out.push(c),
+        }
     }
-    short.replace('|', "\\|").replace(['\n', '\r'], " ")
+    out
 }
 
 #[cfg(test)]
@@ -315,24 +347,36 @@ mod tests {
             "Authorization",
             "cookie",
             "x-gitlab-token",
-            "x-hub-signature-256",
             "x-webhook-secret",
             "x-api-key",
+            "X-Github-Authorization",
         ] {
             assert!(is_credential_header(name), "{name}");
         }
-        for name in ["content-type", "x-github-event", "user-agent"] {
+        // A sender cannot choose what the runner masks by naming a header.
+        for name in [
+            "content-type",
+            "x-github-event",
+            "user-agent",
+            "x-a-token",
+            "x-hub-signature-256",
+        ] {
             assert!(!is_credential_header(name), "{name}");
         }
         assert_eq!(
-            mask_commands(&["a%b\nc".into()]),
-            "::add-mask::a%25b\n::add-mask::c\n"
+            mask_commands(&["a%bcdefgh\nshort\nijklmnop".into()]),
+            "::add-mask::a%25bcdefgh\n::add-mask::ijklmnop\n",
+            "lines too short to be secrets are not masked"
         );
     }
 
     #[test]
     fn cells_are_escaped() {
-        assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert_eq!(cell("a|b\nc"), "a&#124;b c");
         assert_eq!(cell(&"x".repeat(200)).chars().count(), 121);
+        assert_eq!(
+            cell("<img src=x onerror=alert(1)> [link](https://evil.example) **b**"),
+            "&#60;img src=x onerror=alert&#40;1&#41;&#62; &#91;link&#93;&#40;https://evil.example&#41; &#42;&#42;b&#42;&#42;"
+        );
     }
 }

@@ -124,7 +124,9 @@ impl Rules {
     }
 
     /// Applies the rules to a request: `item` is the output item, `body` the exact body bytes.
-    pub fn apply(&self, item: &Value, body: &[u8], env: &Environment) -> Verdict {
+    /// A verified signature sets the item's `verified` to `true` before the filter and the
+    /// outputs see it.
+    pub fn apply(&self, item: &mut Value, body: &[u8], env: &Environment) -> Verdict {
         let empty = Map::new();
         let headers = item
             .get("headers")
@@ -162,6 +164,12 @@ impl Rules {
                 }
             }
         }
+        if verified {
+            if let Some(fields) = item.as_object_mut() {
+                fields.insert("verified".into(), Value::Bool(true));
+            }
+        }
+        let item = &*item;
         if let Some(f) = &self.filter {
             if !f.matches(item) {
                 return Verdict::Skip("the request does not pass config.filter".into());
@@ -222,7 +230,7 @@ mod tests {
         }));
         let env = Environment::fixed(0, vec![("SECRET".into(), "s3cret".into())]);
         assert_eq!(
-            r.apply(&item, body, &env),
+            r.apply(&mut item.clone(), body, &env),
             Verdict::Pass {
                 verified: true,
                 outputs: json!({"number": 7, "token": "opened"})
@@ -234,15 +242,19 @@ mod tests {
         );
         let wrong = Environment::fixed(0, vec![("SECRET".into(), "nope".into())]);
         assert!(
-            matches!(r.apply(&item, body, &wrong), Verdict::Refuse(m) if m.contains("does not match"))
+            matches!(r.apply(&mut item.clone(), body, &wrong), Verdict::Refuse(m) if m.contains("does not match"))
         );
         let unset = Environment::fixed(0, vec![]);
         assert!(
-            matches!(r.apply(&item, body, &unset), Verdict::Setup(m) if m.contains("SECRET, which is not set"))
+            matches!(r.apply(&mut item.clone(), body, &unset), Verdict::Setup(m) if m.contains("SECRET, which is not set"))
         );
         assert!(
             matches!(
-                r.apply(&item, br#"{"action":"closed","number":7}"#, &env),
+                r.apply(
+                    &mut item.clone(),
+                    br#"{"action":"closed","number":7}"#,
+                    &env
+                ),
                 Verdict::Refuse(_)
             ),
             "changed bytes fail the signature"
@@ -250,9 +262,36 @@ mod tests {
         let mut other = item.clone();
         other["body"]["action"] = json!("closed");
         assert!(
-            matches!(r.apply(&other, body, &env), Verdict::Skip(m) if m.contains("config.filter")),
+            matches!(r.apply(&mut other.clone(), body, &env), Verdict::Skip(m) if m.contains("config.filter")),
             "a signed request the filter rejects is skipped"
         );
+    }
+
+    #[test]
+    fn filters_and_outputs_see_a_verified_signature() {
+        let body = br#"{"action":"opened"}"#;
+        let signed = verify::sign(&Scheme::Github, body, b"s3cret", 0, "").expect("signs");
+        let mut item = json!({
+            "headers": {"x-hub-signature-256": signed[0].1},
+            "body": {"action": "opened"},
+            "verified": false
+        });
+        let r = rules(json!({
+            "verify": {"preset": "github", "secret_env": "SECRET"},
+            "config": {"filter": {"verified": true}},
+            "outputs": {"checked": "$.verified"}
+        }));
+        let env = Environment::fixed(0, vec![("SECRET".into(), "s3cret".into())]);
+        match r.apply(&mut item, body, &env) {
+            Verdict::Pass { outputs, .. } => assert_eq!(outputs["checked"], json!(true)),
+            other => panic!("a signed request passes `verified: true`: {other:?}"),
+        }
+        let unsigned = rules(json!({"config": {"filter": {"verified": true}}}));
+        let mut item = json!({"headers": {}, "verified": false});
+        assert!(matches!(
+            unsigned.apply(&mut item, b"", &env),
+            Verdict::Skip(_)
+        ));
     }
 
     #[test]
@@ -261,7 +300,7 @@ mod tests {
             rules(json!({"verify": {"preset": "github", "secret_env": "S", "required": false}}));
         let env = Environment::fixed(0, vec![("S".into(), "x".into())]);
         assert!(
-            matches!(r.apply(&json!({"headers": {}}), b"", &env), Verdict::Skip(m) if m.contains("missing"))
+            matches!(r.apply(&mut json!({"headers": {}}), b"", &env), Verdict::Skip(m) if m.contains("missing"))
         );
     }
 
