@@ -14,14 +14,6 @@ pub const STRIPPED_HEADERS: [&str; 4] = [
     "x-github-authorization",
 ];
 
-/// Query parameters of the relay itself (webhook2github's): never put in `client_payload`.
-pub const RELAY_QUERY_PARAMS: [&str; 4] = [
-    "__token",
-    "__response_code",
-    "__response_content_type",
-    "__response_body",
-];
-
 /// Headers whose value is a secret the sender shares with the receiver (forwarded, so the
 /// workflow can check it, and masked in the runner's logs).
 pub const SHARED_SECRET_HEADERS: [&str; 8] = [
@@ -44,11 +36,6 @@ pub fn is_stripped_header(name: &str) -> bool {
     STRIPPED_HEADERS
         .iter()
         .any(|h| h.eq_ignore_ascii_case(name))
-}
-
-/// Whether this query parameter (as decoded) belongs to the relay.
-pub fn is_relay_query_param(name: &str) -> bool {
-    RELAY_QUERY_PARAMS.contains(&name)
 }
 
 /// Whether a header's value is a credential to mask wherever it appears.
@@ -86,8 +73,6 @@ mod tests {
             !is_credential_header("x-hub-signature-256"),
             "a signature is not a secret"
         );
-        assert!(is_relay_query_param("__token"));
-        assert!(!is_relay_query_param("token"));
         assert!(!worth_masking("true"));
         assert!(!worth_masking("  short  "));
         assert!(worth_masking("ghp_0123456789"));

@@ -72,6 +72,10 @@ pub enum LimitError {
     /// `event_type` is empty or too long.
     #[error("event_type must be 1 to {MAX_EVENT_TYPE_CHARS} characters, got {0}")]
     EventType(usize),
+    /// `event_type` holds a control character (a line break would let a sender write workflow
+    /// commands wherever the type is printed).
+    #[error("event_type must not contain control characters (found U+{0:04X})")]
+    EventTypeControl(u32),
     /// `client_payload` is not an object.
     #[error("client_payload must be a JSON object")]
     NotObject,
@@ -96,6 +100,9 @@ pub fn check_limits(event_type: &str, client_payload: &Value) -> Result<Vec<u8>,
     let chars = event_type.chars().count();
     if chars == 0 || chars > MAX_EVENT_TYPE_CHARS {
         return Err(LimitError::EventType(chars));
+    }
+    if let Some(c) = event_type.chars().find(|c| c.is_control()) {
+        return Err(LimitError::EventTypeControl(c as u32));
     }
     let Value::Object(map) = client_payload else {
         return Err(LimitError::NotObject);
@@ -138,6 +145,11 @@ mod tests {
             Err(LimitError::TooLarge(_))
         ));
         assert_eq!(check_limits("w", &json!([])), Err(LimitError::NotObject));
+        assert_eq!(
+            check_limits("order.paid\n::error::x", &json!({})),
+            Err(LimitError::EventTypeControl(0x0a))
+        );
+        assert!(check_limits("order.paid", &json!({})).is_ok());
     }
 
     #[test]

@@ -94,24 +94,11 @@ pub fn check_config(config: &RelayConfig, name: &str, env: &Environment) -> Conf
         if config.compat_route { "on" } else { "off" },
         config.endpoints.len()
     );
-    let mut warnings = Vec::new();
-    for ep in &config.endpoints {
-        let mut vars = vec![("token_env", ep.token_env.as_str())];
-        if let Some(v) = &ep.verify {
-            vars.push(("verify.secret_env", v.secret_env.as_str()));
-        }
-        if let Some(k) = &ep.api_keys_env {
-            vars.push(("api_keys_env", k.as_str()));
-        }
-        for (key, var) in vars {
-            if env.var(var).is_none() {
-                warnings.push(format!(
-                    "endpoint `{}`: {key} names {var}, which is not set here",
-                    ep.slug
-                ));
-            }
-        }
-    }
+    let warnings = config
+        .unset_variables(env)
+        .into_iter()
+        .map(|u| format!("{u} here"))
+        .collect();
     ConfigReport { summary, warnings }
 }
 

@@ -77,6 +77,12 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Requests handled at once (503 above).
     pub max_concurrent_requests: usize,
+    /// Requests one client address may have in flight (429 above; 0: no limit).
+    pub max_requests_per_client: usize,
+    /// Open connections; more wait in the kernel's queue until one closes.
+    pub max_connections: usize,
+    /// How long a connection may go without a byte read or written, its first byte included.
+    pub idle_timeout: Duration,
     /// Cap on the event store's size (503 above); none by default.
     pub max_store_bytes: Option<u64>,
 }
@@ -90,6 +96,9 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_concurrent_requests: 1024,
+            max_requests_per_client: 64,
+            max_connections: 768,
+            idle_timeout: Duration::from_secs(10),
             max_store_bytes: None,
         }
     }
@@ -181,6 +190,9 @@ struct RawLimits {
     header_timeout: Option<Value>,
     body_timeout: Option<Value>,
     max_concurrent_requests: Option<usize>,
+    max_requests_per_client: Option<usize>,
+    max_connections: Option<usize>,
+    idle_timeout: Option<Value>,
     max_store_bytes: Option<u64>,
 }
 
@@ -254,6 +266,30 @@ impl RelayConfig {
     /// Whether the compatible route may dispatch to `repo` (`compat_repos`, case-insensitive).
     pub fn compat_allows(&self, repo: &Repo) -> bool {
         self.compat_repos.is_empty() || self.compat_repos.iter().any(|p| p.matches(repo))
+    }
+
+    /// Every variable an endpoint names that `env` does not have, as
+    /// `endpoint `slug`: token_env names VAR, which is not set`.
+    pub fn unset_variables(&self, env: &hookflow_protocol::Environment) -> Vec<String> {
+        let mut unset = Vec::new();
+        for ep in &self.endpoints {
+            let mut vars = vec![("token_env", ep.token_env.as_str())];
+            if let Some(v) = &ep.verify {
+                vars.push(("verify.secret_env", v.secret_env.as_str()));
+            }
+            if let Some(k) = &ep.api_keys_env {
+                vars.push(("api_keys_env", k.as_str()));
+            }
+            for (key, var) in vars {
+                if env.var(var).is_none() {
+                    unset.push(format!(
+                        "endpoint `{}`: {key} names {var}, which is not set",
+                        ep.slug
+                    ));
+                }
+            }
+        }
+        unset
     }
 
     /// The embedded default plus flags.
@@ -402,10 +438,22 @@ impl RelayConfig {
             limits.max_concurrent_requests = l
                 .max_concurrent_requests
                 .unwrap_or(limits.max_concurrent_requests);
+            limits.max_requests_per_client = l
+                .max_requests_per_client
+                .unwrap_or(limits.max_requests_per_client);
+            limits.max_connections = l.max_connections.unwrap_or(limits.max_connections);
+            limits.idle_timeout = dur(
+                "limits",
+                "idle_timeout",
+                l.idle_timeout,
+                limits.idle_timeout,
+            )?;
             limits.max_store_bytes = l.max_store_bytes;
             if limits.max_body_bytes == 0
                 || limits.max_headers == 0
                 || limits.max_concurrent_requests == 0
+                || limits.max_connections == 0
+                || limits.idle_timeout.is_zero()
             {
                 return Err(err(&["limits"], "limits must be at least 1".into()));
             }
@@ -541,13 +589,16 @@ const TOP_KEYS: [&str; 9] = [
     "delivery",
     "endpoints",
 ];
-const LIMIT_KEYS: [&str; 7] = [
+const LIMIT_KEYS: [&str; 10] = [
     "max_body_bytes",
     "max_headers",
     "max_header_bytes",
     "header_timeout",
     "body_timeout",
     "max_concurrent_requests",
+    "max_requests_per_client",
+    "max_connections",
+    "idle_timeout",
     "max_store_bytes",
 ];
 const DELIVERY_KEYS: [&str; 6] = [

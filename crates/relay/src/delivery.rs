@@ -24,9 +24,20 @@ use hookflow_protocol::Environment;
 /// An event refused a token is deferred to its own slot: slots are handed out one refill
 /// interval apart, so a backlog of N events waits N intervals once instead of every event
 /// coming back at the same moment and being deferred again.
+///
+/// A bucket that has refilled and has no slot ahead is the same as no bucket, so such buckets are
+/// dropped whenever the map has doubled since the last sweep: made-up repository names cannot
+/// grow the relay's memory without end.
 pub struct RateLimiter {
     per_minute: u32,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    by_repo: HashMap<String, Bucket>,
+    /// Sweep when the map reaches this size.
+    sweep_at: usize,
 }
 
 struct Bucket {
@@ -41,20 +52,41 @@ impl RateLimiter {
     pub fn new(per_minute: u32) -> Self {
         RateLimiter {
             per_minute,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                by_repo: HashMap::new(),
+                sweep_at: 1024,
+            }),
         }
     }
 
     /// Takes a token for `repo`, or gives the wait until this event's slot.
     pub fn take(&self, repo: &str) -> Result<(), Duration> {
+        self.take_at(repo, Instant::now())
+    }
+
+    /// Repositories with a bucket.
+    pub fn tracked(&self) -> usize {
+        self.buckets.lock().map_or(0, |b| b.by_repo.len())
+    }
+
+    /// [`RateLimiter::take`] at a given time.
+    pub fn take_at(&self, repo: &str, now: Instant) -> Result<(), Duration> {
         if self.per_minute == 0 {
             return Ok(());
         }
         let capacity = f64::from(self.per_minute);
         let interval = Duration::from_secs_f64(60.0 / capacity);
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let b = buckets.entry(repo.to_string()).or_insert(Bucket {
+        let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let buckets = &mut *guard;
+        if buckets.by_repo.len() >= buckets.sweep_at {
+            // Full again and nothing booked ahead: forgetting it changes nothing.
+            let refill = interval.mul_f64(capacity);
+            buckets
+                .by_repo
+                .retain(|_, b| now.duration_since(b.last) < refill || b.last_slot > now);
+            buckets.sweep_at = (buckets.by_repo.len() * 2).max(1024);
+        }
+        let b = buckets.by_repo.entry(repo.to_string()).or_insert(Bucket {
             tokens: capacity,
             last: now,
             last_slot: now,
@@ -203,6 +235,14 @@ pub async fn deliver(
             }
         },
     };
+    if !crate::http::is_token_text(&token) {
+        // A header cannot carry it: no retry can succeed.
+        return dead(
+            "the GitHub token holds characters no token has (spaces, line breaks, control characters)".into(),
+            None,
+            DeadReason::Setup,
+        );
+    }
     let started = Instant::now();
     let outcome = client.dispatch(&repo, &token, event.body).await;
     let took = started.elapsed();
@@ -254,5 +294,33 @@ mod tests {
             "each repository has its own bucket"
         );
         assert_eq!(RateLimiter::new(0).take("o/r"), Ok(()));
+    }
+
+    #[test]
+    fn idle_buckets_are_forgotten() {
+        let limiter = RateLimiter::new(60);
+        let start = Instant::now();
+        for i in 0..10_000 {
+            let _ = limiter.take_at(&format!("junk/{i}"), start);
+        }
+        assert!(limiter.tracked() <= 10_000);
+        // One busy repository with a slot booked ahead.
+        for _ in 0..61 {
+            let _ = limiter.take_at("real/repo", start);
+        }
+        let later = start + Duration::from_secs(61);
+        for i in 0..20_000 {
+            let _ = limiter.take_at(&format!("more/{i}"), later);
+        }
+        // Without sweeping 30,001 buckets; the 10,000 refilled ones are gone.
+        assert!(
+            limiter.tracked() <= 20_001,
+            "refilled buckets are swept: {} left",
+            limiter.tracked()
+        );
+        assert!(
+            limiter.take_at("real/repo", later).is_ok(),
+            "a repository's own state is kept right"
+        );
     }
 }

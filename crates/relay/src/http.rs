@@ -23,12 +23,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use serde_json::{json, Map, Value};
+use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
+
+use axum::extract::ConnectInfo;
 use tokio::sync::{Notify, Semaphore};
+
+use crate::connection::{ClientLimiter, IdleTimeout};
 
 use crate::config::{Endpoint, EventTypeSource, Limits, RelayConfig};
 use crate::metrics::{Metrics, Rejected};
 use crate::store::{Inserted, NewEvent, StoreHandle, TokenSource};
+use hookflow_protocol::credentials;
 use hookflow_protocol::dispatch::{Repo, WEBHOOK_EVENT_TYPE};
 use hookflow_protocol::payload::{ClientPayload, Incoming, Origin, PayloadError};
 use hookflow_protocol::signature as verify;
@@ -49,6 +55,34 @@ struct RelayParams {
 }
 
 impl RelayParams {
+    /// Splits a query string into the relay's own parameters and the rest (raw `k=v` pairs,
+    /// as sent), which is what the workflow sees: the same rule on every route.
+    fn split(query: Option<&str>) -> (RelayParams, Vec<&str>) {
+        let mut relay = RelayParams::default();
+        let mut kept = Vec::new();
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let key = pair.split('=').next().unwrap_or_default();
+            let key = form_urlencoded::parse(key.as_bytes())
+                .next()
+                .map(|(k, _)| k.into_owned())
+                .unwrap_or_default();
+            if let Some(slot) = relay.slot(&key) {
+                let value = form_urlencoded::parse(pair.as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                *slot = Some(value);
+            } else {
+                kept.push(pair);
+            }
+        }
+        (relay, kept)
+    }
+
     /// The slot of a relay parameter, `None` for a parameter the workflow should see.
     fn slot(&mut self, key: &str) -> Option<&mut Option<String>> {
         match key {
@@ -76,6 +110,8 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     /// Requests in flight, bounded by `limits.max_concurrent_requests`.
     pub in_flight: Arc<Semaphore>,
+    /// Requests in flight per client address, bounded by `limits.max_requests_per_client`.
+    pub per_client: ClientLimiter,
     /// The clock and the secrets (API keys, signature secrets).
     pub env: Environment,
 }
@@ -108,6 +144,25 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     let started = Instant::now();
     let m = &state.metrics;
     m.received();
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let _client_permit = match client.map(|ip| (ip, state.per_client.try_acquire(ip))) {
+        Some((ip, None)) => {
+            m.rejected(Rejected::Overload);
+            tracing::warn!(client = %ip, "too many requests in flight from one address; answering 429");
+            let mut r = refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests in flight from your address (limits.max_requests_per_client); retry shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+        Some((_, permit)) => permit,
+        None => None,
+    };
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         m.rejected(Rejected::Overload);
         tracing::warn!("too many requests in flight; answering 503");
@@ -243,6 +298,17 @@ async fn cors(request: Request, next: Next) -> Response {
         HeaderValue::from_static("86400"),
     );
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    // The compatible route answers with a caller-chosen type and body
+    // (`__response_content_type=text/html`): a browser must never sniff it into something else
+    // or run script from it, whoever's page sent the request.
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'; frame-ancestors 'none'"),
+    );
     response
 }
 
@@ -269,12 +335,19 @@ async fn read_body(body: Body, limits: &Limits) -> Result<Vec<u8>, Response> {
 }
 
 /// Request headers as the payload carries them: lowercase names, repeated values joined, and
-/// without `drop` (credentials).
-fn forwarded_headers(headers: &HeaderMap, drop: &[&str]) -> Map<String, Value> {
+/// never a credential meant for the relay or GitHub ([`credentials::STRIPPED_HEADERS`]), on
+/// every route.
+fn forwarded_headers(headers: &HeaderMap) -> Map<String, Value> {
+    header_object(headers, credentials::is_stripped_header)
+}
+
+/// Request headers as a JSON object (lowercase names, repeated values joined), without those
+/// `drop` names.
+fn header_object(headers: &HeaderMap, drop: impl Fn(&str) -> bool) -> Map<String, Value> {
     let mut out = Map::new();
     for name in headers.keys() {
         let n = name.as_str();
-        if drop.contains(&n) {
+        if drop(n) {
             continue;
         }
         let values: Vec<String> = headers
@@ -285,6 +358,19 @@ fn forwarded_headers(headers: &HeaderMap, drop: &[&str]) -> Map<String, Value> {
         out.insert(n.to_string(), Value::String(values.join(", ")));
     }
     out
+}
+
+/// A short, one-way name for a token (SHA-256, first 16 hex digits): enough to tell tokens
+/// apart in a key, useless to anyone who reads the store.
+fn token_fingerprint(token: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether text can be a GitHub token: printable ASCII without spaces.
+pub fn is_token_text(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Headers that carry a sender's own id for one delivery, repeated when the sender retries.
@@ -384,30 +470,7 @@ async fn compat(
         );
     }
 
-    // Split the relay's own parameters from the query the workflow sees.
-    let mut relay = RelayParams::default();
-    let mut kept = Vec::new();
-    for pair in uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let key = pair.split('=').next().unwrap_or_default();
-        let key = form_urlencoded::parse(key.as_bytes())
-            .next()
-            .map(|(k, _)| k.into_owned())
-            .unwrap_or_default();
-        if let Some(slot) = relay.slot(&key) {
-            let value = form_urlencoded::parse(pair.as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            *slot = Some(value);
-        } else {
-            kept.push(pair);
-        }
-    }
+    let (mut relay, kept) = RelayParams::split(uri.query());
     let token = relay
         .token
         .take()
@@ -420,6 +483,12 @@ async fn compat(
             "no GitHub token: pass ?__token=…, an X-Github-Authorization header, or an Authorization header",
         );
     };
+    if !is_token_text(&token) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "the GitHub token holds characters no token has (spaces, line breaks, control characters)",
+        );
+    }
     let body = match read_body(body, &state.config.limits).await {
         Ok(b) => b,
         Err(r) => return r.into_response(),
@@ -432,15 +501,7 @@ async fn compat(
     let incoming = Incoming {
         method: method.as_str().to_string(),
         path,
-        headers: forwarded_headers(
-            &headers,
-            &[
-                "authorization",
-                "x-github-authorization",
-                "cookie",
-                "proxy-authorization",
-            ],
-        ),
+        headers: forwarded_headers(&headers),
         body,
     };
     let id = ulid::Ulid::generate().to_string();
@@ -454,6 +515,10 @@ async fn compat(
         Ok(p) => p,
         Err(e) => return payload_error(e),
     };
+    // The credential is part of the key: a stranger repeating a victim's delivery id with
+    // another token must not make the victim's own request look like a repeat.
+    let dedupe_key =
+        delivery_id(&headers).map(|d| format!("compat:{repo}:{}:{d}", token_fingerprint(&token)));
     let event = NewEvent {
         id: id.clone(),
         received_at: now,
@@ -462,7 +527,7 @@ async fn compat(
         token: TokenSource::Inline(token),
         event_type: WEBHOOK_EVENT_TYPE.into(),
         body: prepared.dispatch_body,
-        dedupe_key: delivery_id(&headers).map(|d| format!("compat:{repo}:{d}")),
+        dedupe_key,
     };
     let (id, duplicate) = match store_event(&state, event).await {
         Ok(stored) => stored,
@@ -515,11 +580,16 @@ async fn endpoint(
             .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
         return r;
     }
+    // What the headers alone can prove is checked before the body is read: a stranger without
+    // the API key cannot hold a request slot by sending a body a byte at a time.
+    if let Err(r) = check_api_key(ep, &state.env, &headers) {
+        return r.into_response();
+    }
     let body = match read_body(body, &state.config.limits).await {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
-    if let Err(r) = authenticate(ep, &state.env, &headers, &body) {
+    if let Err(r) = check_signature(ep, &state.env, &headers, &body) {
         return r.into_response();
     }
     let event_type = match &ep.event_type {
@@ -542,16 +612,15 @@ async fn endpoint(
     if !rest.is_empty() {
         path = format!("{}/{rest}", path.trim_end_matches('/'));
     }
-    if let Some(q) = uri.query() {
-        path = format!("{path}?{q}");
+    // Credentials in the query (`__token`) never reach the payload, as on the compatible route.
+    let (_, kept) = RelayParams::split(uri.query());
+    if !kept.is_empty() {
+        path = format!("{path}?{}", kept.join("&"));
     }
     let incoming = Incoming {
         method: method.as_str().to_string(),
         path,
-        headers: forwarded_headers(
-            &headers,
-            &["authorization", "cookie", "proxy-authorization"],
-        ),
+        headers: forwarded_headers(&headers),
         body,
     };
     let id = ulid::Ulid::generate().to_string();
@@ -587,13 +656,8 @@ async fn endpoint(
     (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
 }
 
-/// API key and signature checks of an endpoint; nothing is stored when they fail.
-fn authenticate(
-    ep: &Endpoint,
-    env: &Environment,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), Refused> {
+/// An endpoint's API keys (`Authorization: Bearer`), checked from the headers alone.
+fn check_api_key(ep: &Endpoint, env: &Environment, headers: &HeaderMap) -> Result<(), Refused> {
     if let Some(var) = &ep.api_keys_env {
         let keys = env.var(var).unwrap_or_default();
         let keys: Vec<&str> = keys
@@ -625,6 +689,16 @@ fn authenticate(
             ));
         }
     }
+    Ok(())
+}
+
+/// An endpoint's signature check over the exact body; nothing is stored when it fails.
+fn check_signature(
+    ep: &Endpoint,
+    env: &Environment,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Refused> {
     if let Some(v) = &ep.verify {
         let Some(secret) = env.var(&v.secret_env) else {
             tracing::error!(endpoint = %ep.slug, variable = %v.secret_env, "verify.secret_env is not set; refusing requests");
@@ -633,7 +707,7 @@ fn authenticate(
                 "this endpoint is not configured correctly",
             ));
         };
-        let map = forwarded_headers(headers, &[]);
+        let map = header_object(headers, |_| false);
         if let Err(e) = verify::verify(
             &v.scheme,
             &map,
@@ -652,9 +726,10 @@ fn authenticate(
     Ok(())
 }
 
-/// Accepts connections until `stop` turns true, with the header limits HTTP/1 enforces while
-/// reading (`limits.header_timeout` against slow clients, `limits.max_headers`), then waits up
-/// to `drain` for the connections in flight.
+/// Accepts connections until `stop` turns true, then waits up to `drain` for the connections in
+/// flight. At most `limits.max_connections` are open at once (more wait in the kernel's queue);
+/// each is closed after `limits.idle_timeout` without a byte moving (the first byte included),
+/// and HTTP/1 enforces `limits.header_timeout` and `limits.max_headers` while reading a request.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -676,12 +751,20 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32);
+    let open = Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        // Take a connection's place before accepting, so excess connections wait in the
+        // kernel's queue instead of holding file descriptors here.
+        let place = tokio::select! {
+            p = open.clone().acquire_owned() => p,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let Ok(place) = place else { break };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 // Out of file descriptors and the like: wait a little rather than spin.
@@ -691,13 +774,16 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(io, service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(place);
         });
     }
     drop(listener);

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`config`] | the YAML configuration and its defaults |
 //! | [`http`] | HTTP routes, authentication, answers |
+//! | [`connection`] | what one client may cost: idle connections, requests per address |
 //! | [`store`] | the durable queue (SQLite), behind a small trait |
 //! | [`delivery`] | delivery to GitHub: concurrency, rate limits, dead letters |
 //! | [`backoff`] | when a failed delivery is tried again |
@@ -18,6 +19,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod config;
+pub mod connection;
 pub mod delivery;
 pub mod github;
 pub mod http;
@@ -55,6 +57,10 @@ pub enum RelayError {
     /// The GitHub client could not be built.
     #[error(transparent)]
     Client(#[from] github::ClientError),
+    /// Variables the configuration names are unset: every event would be dead-lettered, or
+    /// every request refused, so the relay does not start.
+    #[error("{}; set them in the relay's environment (hookflow relay --check-config lists what the configuration needs)", .0.join("; "))]
+    Unset(Vec<String>),
 }
 
 /// A running relay.
@@ -74,12 +80,7 @@ pub struct Running {
 
 /// Takes the data directory's lock file, so two relays never deliver from one store.
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, RelayError> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        StoreError::Unavailable(format!(
-            "{}: cannot create the data directory: {e}",
-            dir.display()
-        ))
-    })?;
+    store::sqlite::prepare_data_dir(dir)?;
     let path = dir.join("relay.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -100,6 +101,10 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, RelayError> {
 /// clock and every secret the configuration names (tokens, API keys, signature secrets);
 /// [`Environment::from_process`] for the real ones.
 pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, RelayError> {
+    let unset = config.unset_variables(&env);
+    if !unset.is_empty() {
+        return Err(RelayError::Unset(unset));
+    }
     let lock = lock_data_dir(&config.data)?;
     let store = StoreHandle::start(
         Box::new(SqliteStore::open_with_limit(
@@ -140,6 +145,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             config.limits.max_concurrent_requests,
         )),
+        per_client: connection::ClientLimiter::new(config.limits.max_requests_per_client),
         config: Arc::new(config),
         wake,
         metrics: metrics.clone(),

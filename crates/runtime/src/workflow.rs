@@ -473,12 +473,25 @@ fn key_string(v: &Value) -> Option<String> {
 /// hidden entries.
 pub fn discover(dir: &Path) -> std::io::Result<Vec<String>> {
     let mut out = Vec::new();
-    walk(dir, "", &mut out)?;
+    let mut visiting = Vec::new();
+    walk(dir, "", &mut visiting, &mut out)?;
     out.sort();
     Ok(out)
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+/// Walks `dir`; `visiting` holds the real paths of the folders above it, so a symbolic link
+/// back to one of them (a cycle) is skipped instead of followed for ever.
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    visiting: &mut Vec<PathBuf>,
+    out: &mut Vec<String>,
+) -> std::io::Result<()> {
+    let real = std::fs::canonicalize(dir)?;
+    if visiting.contains(&real) {
+        return Ok(());
+    }
+    visiting.push(real);
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -493,11 +506,12 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> 
         let kind = entry.file_type()?;
         let is_dir = kind.is_dir() || (kind.is_symlink() && entry.path().is_dir());
         if is_dir {
-            walk(&entry.path(), &rel, out)?;
+            walk(&entry.path(), &rel, visiting, out)?;
         } else if name.ends_with(".yml") || name.ends_with(".yaml") {
             out.push(rel);
         }
     }
+    visiting.pop();
     Ok(())
 }
 
@@ -563,5 +577,18 @@ mod tests {
         assert_eq!(strip_extension("a/b.yaml"), "a/b");
         assert_eq!(strip_extension("a/b..yml"), "a/b");
         assert_eq!(strip_extension("a/byml"), "a/byml");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_cycles_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let team = dir.path().join("team");
+        std::fs::create_dir_all(&team).expect("mkdir");
+        std::fs::write(team.join("ci.yml"), "on: {webhook: {}}\n").expect("write");
+        std::os::unix::fs::symlink(dir.path(), team.join("loop")).expect("symlink");
+        std::os::unix::fs::symlink(&team, dir.path().join("alias")).expect("symlink");
+        let found = discover(dir.path()).expect("ends");
+        assert_eq!(found, ["alias/ci.yml", "team/ci.yml"]);
     }
 }

@@ -1,2 +1,3 @@
 pub mod fake_github;
 pub mod load;
+pub mod relay;

@@ -162,7 +162,8 @@ pub enum StoreError {
 /// A database of events. Implementations must make `insert` durable before returning.
 pub trait Store: Send {
     /// Stores events in one transaction; all or none. Events whose `dedupe_key` was seen within
-    /// [`DEDUPE_WINDOW_MS`] are not stored again. `now` is the store clock's time (ms).
+    /// [`DEDUPE_WINDOW_MS`] are not stored again, unless that first event is a dead letter (a
+    /// sender's retry of a failed delivery is a new chance, not a repeat). `now` is the store clock's time (ms).
     fn insert(&mut self, events: &[NewEvent], now: i64) -> Result<Vec<Inserted>, StoreError>;
     /// Claims up to `limit` pending events due at `now` (ms) and marks them in flight.
     fn claim_due(&mut self, now: i64, limit: usize) -> Result<Vec<DueEvent>, StoreError>;
@@ -507,6 +508,27 @@ pub(crate) mod contract {
             ]
         );
         assert_eq!(store.counts().expect("counts").pending, 4);
+
+        // A dead letter does not swallow its sender's retry; the retry then counts as the first.
+        let due = store.claim_due(i64::MAX, 10).expect("claim");
+        assert!(due.iter().any(|d| d.id == "a"));
+        let dead: Vec<(String, Recorded)> = due
+            .iter()
+            .map(|d| {
+                (
+                    d.id.clone(),
+                    Recorded::Dead {
+                        error: "422".into(),
+                        status: Some(422),
+                    },
+                )
+            })
+            .collect();
+        store.record(&dead, 3_000).expect("record");
+        let retry = store
+            .insert(&[keyed("g", "gh:1"), keyed("h", "gh:1")], 4_000)
+            .expect("insert");
+        assert_eq!(retry, [Inserted::New, Inserted::Duplicate("g".into())]);
     }
 }
 

@@ -16,6 +16,39 @@ use super::{
 /// The schema version this code writes.
 const SCHEMA_VERSION: i64 = 1;
 
+/// Makes the data directory private when the relay creates it (tokens sent with requests wait
+/// there), and refuses one that every user may write to. A folder that already exists keeps its
+/// permissions: pointing `--data` at a shared folder must not lock its other users out.
+pub fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir)
+                .map_err(|e| unavailable(dir, e))?
+                .permissions()
+                .mode();
+            if mode & 0o002 != 0 {
+                return Err(unavailable(
+                    dir,
+                    format!("the data directory is writable by every user (mode {:o}); give the relay a folder of its own (a new --data, or chmod o-w)", mode & 0o7777),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| unavailable(dir, format!("cannot create the data directory: {e}")))
+}
+
 /// The store's file name in the data directory.
 pub const DB_FILE: &str = "events.db";
 
@@ -40,14 +73,7 @@ impl SqliteStore {
     /// Like [`SqliteStore::open`], with a cap on the database size: past it, inserts fail (the
     /// relay answers 503) instead of filling the disk.
     pub fn open_with_limit(dir: &Path, max_bytes: Option<u64>) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| unavailable(dir, format!("cannot create the data directory: {e}")))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            // Tokens sent with requests wait here: keep the directory private.
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
+        prepare_data_dir(dir)?;
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(|e| unavailable(&path, e))?;
         let fail = |e: rusqlite::Error| unavailable(&path, e);
@@ -171,8 +197,16 @@ impl Store for SqliteStore {
                     "INSERT OR IGNORE INTO seen (key, event_id, at) VALUES (?1, ?2, ?3)",
                 )
                 .map_err(fail)?;
+            // The first event of a key, and whether it failed for good: a dead letter's
+            // redelivery (how senders retry) is a new event, not a repeat.
             let mut first = tx
-                .prepare_cached("SELECT event_id FROM seen WHERE key = ?1")
+                .prepare_cached(
+                    "SELECT s.event_id, e.state = 'dead' FROM seen s
+                     LEFT JOIN events e ON e.id = s.event_id WHERE s.key = ?1",
+                )
+                .map_err(fail)?;
+            let mut take_over = tx
+                .prepare_cached("UPDATE seen SET event_id = ?2, at = ?3 WHERE key = ?1")
                 .map_err(fail)?;
             let mut stmt = tx
                 .prepare_cached(
@@ -187,10 +221,17 @@ impl Store for SqliteStore {
                         .map_err(fail)?
                         == 0
                     {
-                        let id: String =
-                            first.query_row(params![key], |r| r.get(0)).map_err(fail)?;
-                        results.push(Inserted::Duplicate(id));
-                        continue;
+                        let (id, dead): (String, Option<bool>) = first
+                            .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .map_err(fail)?;
+                        if dead == Some(true) {
+                            take_over
+                                .execute(params![key, e.id, e.received_at])
+                                .map_err(fail)?;
+                        } else {
+                            results.push(Inserted::Duplicate(id));
+                            continue;
+                        }
                     }
                 }
                 stmt.execute(params![

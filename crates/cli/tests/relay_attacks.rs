@@ -1,0 +1,342 @@
+//! What a stranger on the internet can make the relay do, over real TCP on 127.0.0.1 with a real
+//! SQLite file and a fake GitHub: each test is an attack that worked before its fix.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hookflow_protocol::Environment;
+use serde_json::{json, Value};
+use support::fake_github::FakeGithub;
+use support::relay::{config, http, post, settled, start, test_env, url, WAIT};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// Reads until the relay closes the connection; `Err` if it is still open after `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Result<Duration, ()> {
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(started.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return Err(()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, "limits:\n  idle_timeout: 1s\n").await;
+    // Not even a first byte.
+    let mut silent = TcpStream::connect(r.addr).await.expect("connect");
+    let took = closed_within(&mut silent, Duration::from_secs(5))
+        .await
+        .expect("a silent connection is closed");
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    // Quiet after a request (keep-alive).
+    let mut quiet = TcpStream::connect(r.addr).await.expect("connect");
+    quiet
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    closed_within(&mut quiet, Duration::from_secs(5))
+        .await
+        .expect("an idle keep-alive connection is closed");
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn open_connections_are_capped_and_real_requests_get_through_when_one_ends() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(
+        dir.path(),
+        &gh,
+        "limits:\n  idle_timeout: 30s\n  max_connections: 3\n",
+    )
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(TcpStream::connect(r.addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    assert!(
+        quick.get(url(&r, "/healthz")).send().await.is_err(),
+        "a fourth connection waits while three are open"
+    );
+    idle.pop();
+    let resp = http()
+        .get(url(&r, "/healthz"))
+        .send()
+        .await
+        .expect("served once a place is free");
+    assert_eq!(resp.status().as_u16(), 200);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_request_slot_with_slow_bodies() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(
+        dir.path(),
+        &gh,
+        "limits:\n  max_requests_per_client: 2\n  body_timeout: 20s\n",
+    )
+    .await;
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(r.addr).await.expect("connect");
+        s.write_all(b"POST /octo/hooks/a/webhook?__token=t HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            .await
+            .expect("write");
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resp = http()
+        .post(url(&r, "/octo/hooks/a/webhook?__token=t"))
+        .body("{}")
+        .send()
+        .await
+        .expect("answered at once");
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(
+        resp.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    drop(slow);
+    settled(&r).await;
+    r.stop().await;
+}
+
+const KEYED_ENDPOINT: &str = "endpoints:
+  - slug: keyed
+    repo: octo/hooks
+    token_env: RELAY_TEST_TOKEN
+    api_keys_env: RELAY_TEST_KEYS
+";
+
+#[tokio::test]
+async fn an_endpoint_refuses_a_missing_api_key_before_reading_the_body() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, KEYED_ENDPOINT).await;
+    let mut s = TcpStream::connect(r.addr).await.expect("connect");
+    // Promise a body and never send it.
+    s.write_all(b"POST /hooks/keyed HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+        .await
+        .expect("answered without waiting for the body")
+        .expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn no_route_forwards_credentials() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, KEYED_ENDPOINT).await;
+    let resp = http()
+        .post(url(&r, "/hooks/keyed/x?__token=ghp_querytoken&keep=1"))
+        .header("Authorization", "Bearer key-one")
+        .header("X-Github-Authorization", "token ghp_headertoken")
+        .header("Cookie", "session=abc")
+        .header("X-Other", "kept")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    let (status, _) = post(&r, "/octo/hooks/a/webhook?__token=ghp_compat&keep=2", "{}").await;
+    assert_eq!(status, 200);
+    let ds = gh.wait_for(2, WAIT).await;
+    for d in ds {
+        let text = d.body.to_string();
+        for secret in [
+            "key-one",
+            "ghp_querytoken",
+            "ghp_headertoken",
+            "session=abc",
+            "ghp_compat",
+            "__token",
+        ] {
+            assert!(!text.contains(secret), "{secret} forwarded: {text}");
+        }
+        let payload = &d.body["client_payload"];
+        if payload["source"] == "keyed" {
+            assert_eq!(payload["headers"]["x-other"], json!("kept"), "{payload}");
+        }
+        assert!(
+            payload["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("keep=")),
+            "{payload}"
+        );
+    }
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn caller_chosen_answers_cannot_run_script_in_a_browser() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, "").await;
+    let resp = http()
+        .post(url(
+            &r,
+            "/octo/hooks/a/webhook?__token=t&__response_content_type=text/html&__response_body=%3Cscript%3Ealert(1)%3C/script%3E",
+        ))
+        .header("Origin", "https://evil.example")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
+    let h = resp.headers();
+    assert_eq!(
+        h["content-type"], "text/html",
+        "webhook2github's option still works"
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let csp = h["content-security-policy"].to_str().expect("ascii");
+    assert!(csp.starts_with("sandbox"), "{csp}");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    settled(&r).await;
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_stranger_cannot_swallow_anothers_delivery_id() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, "").await;
+    let send = |token: &'static str| {
+        let client = http();
+        let u = url(&r, &format!("/octo/hooks/a/webhook?__token={token}"));
+        async move {
+            let resp = client
+                .post(u)
+                .header("X-GitHub-Delivery", "victim-delivery-1")
+                .body("{}")
+                .send()
+                .await
+                .expect("sent");
+            resp.json::<Value>().await.expect("json")
+        }
+    };
+    let first = send("ghp_madeup").await;
+    assert_eq!(first.get("duplicate"), None);
+    let victim = send("ghp_realtoken").await;
+    assert_eq!(
+        victim.get("duplicate"),
+        None,
+        "the real sender's event is its own: {victim}"
+    );
+    let again = send("ghp_realtoken").await;
+    assert_eq!(again["duplicate"], json!(true), "its own retry is a repeat");
+    gh.wait_for(2, WAIT).await;
+    settled(&r).await;
+    assert_eq!(gh.dispatches().len(), 2);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn event_types_and_tokens_with_control_characters_are_refused_at_the_door() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(
+        dir.path(),
+        &gh,
+        "endpoints:\n  - slug: typed\n    repo: octo/hooks\n    token_env: RELAY_TEST_TOKEN\n    event_type_path: type\n",
+    )
+    .await;
+    let resp = http()
+        .post(url(&r, "/hooks/typed"))
+        .body(r#"{"type": "order.paid\n::error::pwned"}"#)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 400);
+    let text = resp.text().await.expect("body");
+    assert!(text.contains("control characters"), "{text}");
+    let (status, answer) = post(
+        &r,
+        "/octo/hooks/a/webhook?__token=ghp_x%0D%0AX-Injected:%201",
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(r.store.counts().await.expect("counts").pending, 0);
+    settled(&r).await;
+    assert!(gh.dispatches().is_empty(), "nothing stored, nothing sent");
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_relay_whose_token_variable_is_unset_does_not_start() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = config(dir.path(), &gh, KEYED_ENDPOINT);
+    let err = hookflow_relay::start(c, Environment::with_vars(Vec::new()))
+        .await
+        .err()
+        .expect("refuses to start");
+    let text = err.to_string();
+    assert!(
+        text.contains("token_env names RELAY_TEST_TOKEN, which is not set"),
+        "{text}"
+    );
+    assert!(
+        text.contains("api_keys_env names RELAY_TEST_KEYS"),
+        "{text}"
+    );
+    // With the variables, it starts.
+    let r = hookflow_relay::start(config(dir.path(), &gh, KEYED_ENDPOINT), test_env())
+        .await
+        .expect("starts");
+    r.stop().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_shared_world_writable_data_folder_is_refused_and_left_alone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let err = hookflow_relay::start(config(&shared, &gh, ""), test_env())
+        .await
+        .err()
+        .expect("refuses");
+    assert!(err.to_string().contains("writable by every user"), "{err}");
+    let mode = std::fs::metadata(&shared)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o777, "its permissions are untouched");
+    // A folder the relay creates is private.
+    let fresh = dir.path().join("fresh/data");
+    let r = hookflow_relay::start(config(&fresh, &gh, ""), test_env())
+        .await
+        .expect("starts");
+    let mode = std::fs::metadata(&fresh)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    r.stop().await;
+}
