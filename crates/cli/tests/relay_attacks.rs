@@ -340,3 +340,149 @@ async fn a_shared_world_writable_data_folder_is_refused_and_left_alone() {
     assert_eq!(mode & 0o777, 0o700);
     r.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_store_keeps_delivering_restarts_and_makes_room_by_itself() {
+    use support::fake_github::Answer;
+    let gh = FakeGithub::start().await;
+    gh.set_default(Answer::server_error());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay_config = || {
+        let mut c = config(dir.path(), &gh, "limits:\n  max_store_bytes: 60000\n");
+        c.delivery.max_attempts = 10_000;
+        c
+    };
+    let r = hookflow_relay::start(relay_config(), test_env())
+        .await
+        .expect("starts");
+    // Strangers fill it: refused with 503 once full, never acknowledged and lost.
+    let mut acknowledged = 0u64;
+    let mut full = false;
+    for _ in 0..400 {
+        let (status, answer) = post(&r, "/octo/hooks/a/webhook?__token=t", vec![b'z'; 3000]).await;
+        match status {
+            200 => acknowledged += 1,
+            503 => {
+                assert!(
+                    answer["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("full")),
+                    "{answer}"
+                );
+                full = true;
+                break;
+            }
+            other => panic!("unexpected {other}: {answer}"),
+        }
+    }
+    assert!(full, "the cap was reached after {acknowledged} events");
+    let ready = http().get(url(&r, "/readyz")).send().await.expect("sent");
+    assert_eq!(ready.status().as_u16(), 503);
+    assert!(ready.text().await.expect("text").contains("full"));
+    let metrics = http()
+        .get(url(&r, "/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("hookflow_store_full 1"), "{metrics}");
+    // Delivery and recording results go on while full (GitHub fails: every attempt is recorded).
+    let before = gh.dispatches().len();
+    let start_wait = Instant::now();
+    while gh.dispatches().len() < before + 20 {
+        assert!(
+            start_wait.elapsed() < WAIT,
+            "deliveries stalled on a full store"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A restart on a full store works and loses nothing.
+    r.stop().await;
+    let r = hookflow_relay::start(relay_config(), test_env())
+        .await
+        .expect("restarts on a full store");
+    let c = r.store.counts().await.expect("counts");
+    assert_eq!(
+        c.pending + c.inflight,
+        acknowledged,
+        "every acknowledged event is kept"
+    );
+    // GitHub recovers: everything goes out, and room comes back by itself.
+    gh.set_default(Answer::Accept);
+    settled(&r).await;
+    let ready = http().get(url(&r, "/readyz")).send().await.expect("sent");
+    assert_eq!(ready.status().as_u16(), 200);
+    let (status, _) = post(&r, "/octo/hooks/a/webhook?__token=t", "{}").await;
+    assert_eq!(status, 200, "new events are taken again");
+    settled(&r).await;
+    assert_eq!(gh.delivered_ids().len() as u64, acknowledged + 1);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn junk_with_made_up_tokens_does_not_delay_an_authenticated_event() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path(), &gh, "");
+    c.delivery.rate_limit_per_minute = 60;
+    let r = hookflow_relay::start(c, test_env()).await.expect("starts");
+    // 60 with one made-up token (a minute's worth of its bucket, then one a second) and 60 with
+    // a different one each.
+    for i in 0..120 {
+        let token = if i < 60 {
+            "ghp_junk".to_string()
+        } else {
+            format!("ghp_junk{i}")
+        };
+        let (status, _) = post(&r, &format!("/octo/hooks/a/webhook?__token={token}"), "{}").await;
+        assert_eq!(status, 200);
+    }
+    let sent = Instant::now();
+    let (status, _) = post(&r, "/octo/hooks/a/webhook?__token=ghp_real", "{}").await;
+    assert_eq!(status, 200);
+    loop {
+        if gh
+            .dispatches()
+            .iter()
+            .any(|d| d.authorization == "Bearer ghp_real")
+        {
+            break;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "the authenticated event waited behind junk's rate slots"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_github_refused_is_refused_at_the_door() {
+    use support::fake_github::Answer;
+    let gh = FakeGithub::start().await;
+    gh.script(vec![Answer::unauthorized()]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, "").await;
+    let (status, _) = post(&r, "/octo/hooks/a/webhook?__token=ghp_madeup", "{}").await;
+    assert_eq!(status, 200, "unknown until GitHub says so");
+    settled(&r).await;
+    assert_eq!(r.store.counts().await.expect("counts").dead, 1);
+    let (status, answer) = post(&r, "/octo/hooks/b/webhook?__token=ghp_madeup", "{}").await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("refused this token")),
+        "{answer}"
+    );
+    let c = r.store.counts().await.expect("counts");
+    assert_eq!((c.pending, c.inflight, c.dead), (0, 0, 1), "nothing stored");
+    assert_eq!(gh.dispatches().len(), 1, "GitHub asked once");
+    // Other tokens are unaffected.
+    let (status, _) = post(&r, "/octo/hooks/a/webhook?__token=ghp_other", "{}").await;
+    assert_eq!(status, 200);
+    r.stop().await;
+}

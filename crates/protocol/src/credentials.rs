@@ -46,6 +46,14 @@ pub fn is_credential_header(name: &str) -> bool {
             .any(|h| h.eq_ignore_ascii_case(name))
 }
 
+/// A short, one-way name for a credential (SHA-256, first 16 hex digits): enough to tell
+/// tokens apart in a key or a log, useless to anyone who reads it.
+pub fn fingerprint(secret: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(secret.as_bytes());
+    hex::encode(&digest[..8])
+}
+
 /// Whether a value is long enough to be masked.
 pub fn worth_masking(value: &str) -> bool {
     value.trim().chars().count() >= MIN_MASKED_CHARS

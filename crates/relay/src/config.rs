@@ -83,7 +83,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long a connection may go without a byte read or written, its first byte included.
     pub idle_timeout: Duration,
-    /// Cap on the event store's size (503 above); none by default.
+    /// Cap on the event store's size (503 for new events above); default: what the store
+    /// holds plus half the free space at start-up.
     pub max_store_bytes: Option<u64>,
 }
 

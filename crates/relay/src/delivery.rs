@@ -15,9 +15,10 @@ use crate::backoff::backoff;
 use crate::config::DeliveryConfig;
 use crate::github::{Client, Outcome};
 use crate::metrics::{DeadReason, Metrics};
+use crate::refused_tokens::RefusedTokens;
 use crate::store::{DueEvent, Recorded, StoreHandle, TokenSource};
 use hookflow_protocol::dispatch::Repo;
-use hookflow_protocol::Environment;
+use hookflow_protocol::{credentials, Environment};
 
 /// Dispatches per minute per repository, as token buckets (burst: one minute's worth).
 ///
@@ -105,19 +106,47 @@ impl RateLimiter {
     }
 }
 
+/// The rate-limit key of an event's credential: a fingerprint of a token that came with the
+/// request, or the name of the endpoint's token variable.
+fn credential_key(token: &TokenSource) -> String {
+    match token {
+        TokenSource::Inline(t) => credentials::fingerprint(t),
+        TokenSource::Env(name) => format!("env:{name}"),
+    }
+}
+
 /// Longest idle wait between looks at the store (retries that came due).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
+/// What the delivery worker works with.
+pub struct Worker {
+    /// The event store.
+    pub store: StoreHandle,
+    /// The GitHub client.
+    pub client: Client,
+    /// Concurrency, retries, rate limit.
+    pub config: DeliveryConfig,
+    /// Notified when an event is stored.
+    pub wake: Arc<Notify>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The clock and the endpoints' tokens.
+    pub env: Environment,
+    /// Tokens GitHub refused lately.
+    pub refused: Arc<RefusedTokens>,
+}
+
 /// Runs until `shutdown` turns true, then waits for deliveries in flight.
-pub async fn run(
-    store: StoreHandle,
-    client: Client,
-    config: DeliveryConfig,
-    wake: Arc<Notify>,
-    metrics: Arc<Metrics>,
-    env: Environment,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
+    let Worker {
+        store,
+        client,
+        config,
+        wake,
+        metrics,
+        env,
+        refused,
+    } = worker;
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_minute));
     let config = Arc::new(config);
@@ -177,10 +206,14 @@ pub async fn run(
             };
             let (store, client, config) = (store.clone(), client.clone(), config.clone());
             let (limiter, metrics, env) = (limiter.clone(), metrics.clone(), env.clone());
+            let refused = refused.clone();
             tokio::spawn(async move {
                 let id = event.id.clone();
-                let result = match limiter.take(&event.repo) {
-                    Ok(()) => deliver(&client, &config, &metrics, &env, event).await,
+                // Buckets per repository and credential: events carrying strangers' tokens
+                // never spend the slots of an authenticated sender's.
+                let bucket = format!("{} {}", event.repo, credential_key(&event.token));
+                let result = match limiter.take(&bucket) {
+                    Ok(()) => deliver(&client, &config, &metrics, &env, &refused, event).await,
                     Err(wait) => Recorded::Defer {
                         at: env.now_ms() + wait.as_millis() as i64 + 1,
                     },
@@ -203,6 +236,7 @@ pub async fn deliver(
     config: &DeliveryConfig,
     metrics: &Metrics,
     env: &Environment,
+    refused: &RefusedTokens,
     event: DueEvent,
 ) -> Recorded {
     let attempt = event.attempts + 1;
@@ -243,6 +277,21 @@ pub async fn deliver(
             DeadReason::Setup,
         );
     }
+    // A token from a request that GitHub refused lately is not sent again.
+    let inline_fingerprint = match &event.token {
+        TokenSource::Inline(t) => Some(credentials::fingerprint(t)),
+        TokenSource::Env(_) => None,
+    };
+    if let Some(fp) = &inline_fingerprint {
+        if refused.refused(fp, env.now_ms()) {
+            return dead(
+                "GitHub refused this event's token (401) within the last hour; not sent again"
+                    .into(),
+                Some(401),
+                DeadReason::Refused,
+            );
+        }
+    }
     let started = Instant::now();
     let outcome = client.dispatch(&repo, &token, event.body).await;
     let took = started.elapsed();
@@ -252,7 +301,12 @@ pub async fn deliver(
             tracing::info!(event_id = %event.id, %repo, attempt, ms = took.as_millis() as u64, "delivered");
             Recorded::Delivered
         }
-        Outcome::Failed { status, reason } => dead(reason, Some(status), DeadReason::Refused),
+        Outcome::Failed { status, reason } => {
+            if let (401, Some(fp)) = (status, inline_fingerprint) {
+                refused.remember(fp, env.now_ms());
+            }
+            dead(reason, Some(status), DeadReason::Refused)
+        }
         Outcome::Retry { reason, after } => {
             if attempt >= config.max_attempts {
                 return dead(

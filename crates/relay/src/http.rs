@@ -30,10 +30,11 @@ use axum::extract::ConnectInfo;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::connection::{ClientLimiter, IdleTimeout};
+use crate::refused_tokens::RefusedTokens;
 
 use crate::config::{Endpoint, EventTypeSource, Limits, RelayConfig};
 use crate::metrics::{Metrics, Rejected};
-use crate::store::{Inserted, NewEvent, StoreHandle, TokenSource};
+use crate::store::{Inserted, NewEvent, StoreError, StoreHandle, TokenSource};
 use hookflow_protocol::credentials;
 use hookflow_protocol::dispatch::{Repo, WEBHOOK_EVENT_TYPE};
 use hookflow_protocol::payload::{ClientPayload, Incoming, Origin, PayloadError};
@@ -112,6 +113,8 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// Requests in flight per client address, bounded by `limits.max_requests_per_client`.
     pub per_client: ClientLimiter,
+    /// Tokens GitHub refused lately: refused at the door.
+    pub refused: Arc<RefusedTokens>,
     /// The clock and the secrets (API keys, signature secrets).
     pub env: Environment,
 }
@@ -211,6 +214,18 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.shutting_down.load(Ordering::SeqCst) {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    if let Ok(c) = state.store.counts().await {
+        if c.full() {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the event store is full ({} of {} bytes); deliveries go on, new events wait",
+                    c.bytes_used,
+                    c.bytes_cap.unwrap_or_default()
+                ),
+            );
+        }
     }
     match state.store.ping().await {
         Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
@@ -360,14 +375,6 @@ fn header_object(headers: &HeaderMap, drop: impl Fn(&str) -> bool) -> Map<String
     out
 }
 
-/// A short, one-way name for a token (SHA-256, first 16 hex digits): enough to tell tokens
-/// apart in a key, useless to anyone who reads the store.
-fn token_fingerprint(token: &str) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(token.as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Whether text can be a GitHub token: printable ASCII without spaces.
 pub fn is_token_text(token: &str) -> bool {
     !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
@@ -420,6 +427,13 @@ async fn store_event(state: &AppState, event: NewEvent) -> Result<(String, bool)
             state.metrics.duplicate();
             tracing::info!(event_id = %first, "repeat of a stored event; not stored again");
             Ok((first, true))
+        }
+        Err(e @ StoreError::Full { .. }) => {
+            tracing::warn!(event_id = %id, error = %e, "store full: answering 503");
+            Err(Refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the relay's store is full; retry later".into(),
+            ))
         }
         Err(e) => {
             tracing::error!(event_id = %id, error = %e, "EVENT NOT STORED: answering 503");
@@ -489,6 +503,15 @@ async fn compat(
             "the GitHub token holds characters no token has (spaces, line breaks, control characters)",
         );
     }
+    if state
+        .refused
+        .refused(&credentials::fingerprint(&token), state.env.now_ms())
+    {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "GitHub refused this token (401) within the last hour; nothing was stored",
+        );
+    }
     let body = match read_body(body, &state.config.limits).await {
         Ok(b) => b,
         Err(r) => return r.into_response(),
@@ -517,8 +540,8 @@ async fn compat(
     };
     // The credential is part of the key: a stranger repeating a victim's delivery id with
     // another token must not make the victim's own request look like a repeat.
-    let dedupe_key =
-        delivery_id(&headers).map(|d| format!("compat:{repo}:{}:{d}", token_fingerprint(&token)));
+    let dedupe_key = delivery_id(&headers)
+        .map(|d| format!("compat:{repo}:{}:{d}", credentials::fingerprint(&token)));
     let event = NewEvent {
         id: id.clone(),
         received_at: now,

@@ -11,6 +11,7 @@
 //! | [`backoff`] | when a failed delivery is tried again |
 //! | [`github`] | the GitHub API client |
 //! | [`metrics`] | counters and histograms for `/metrics` |
+//! | [`refused_tokens`] | tokens GitHub refused, refused at the door for a while |
 //! | [`admin`] | what the operator's commands print: dead letters, the config check |
 //!
 //! The `client_payload` a request becomes is [`hookflow_protocol::payload`]'s; this crate never
@@ -24,6 +25,7 @@ pub mod delivery;
 pub mod github;
 pub mod http;
 pub mod metrics;
+pub mod refused_tokens;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -97,6 +99,35 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, RelayError> {
     }
 }
 
+/// The store cap when the configuration sets none: what the store holds now plus half the free
+/// space of its file system, so strangers cannot fill the disk (and the relay keeps room to
+/// deliver what it holds). `None` where free space cannot be read.
+pub fn default_store_cap(dir: &std::path::Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let stat = rustix::fs::statvfs(dir).ok()?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let held: u64 = ["events.db", "events.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum();
+        let cap = held.saturating_add(free / 2);
+        tracing::info!(
+            cap_bytes = cap,
+            free_bytes = free,
+            "store cap: its size plus half the free space (set limits.max_store_bytes to choose)"
+        );
+        Some(cap)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        tracing::warn!("cannot read the free space here; the store has no cap unless limits.max_store_bytes sets one");
+        None
+    }
+}
+
 /// Opens the store, binds the address, and starts serving and delivering. `env` gives the
 /// clock and every secret the configuration names (tokens, API keys, signature secrets);
 /// [`Environment::from_process`] for the real ones.
@@ -106,6 +137,10 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         return Err(RelayError::Unset(unset));
     }
     let lock = lock_data_dir(&config.data)?;
+    let mut config = config;
+    if config.limits.max_store_bytes.is_none() {
+        config.limits.max_store_bytes = default_store_cap(&config.data);
+    }
     let store = StoreHandle::start(
         Box::new(SqliteStore::open_with_limit(
             &config.data,
@@ -129,13 +164,17 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
     let shutting_down = Arc::new(AtomicBool::new(false));
     let (shutdown, stop) = watch::channel(false);
 
+    let refused = Arc::new(refused_tokens::RefusedTokens::default());
     let worker = tokio::spawn(delivery::run(
-        store.clone(),
-        client,
-        config.delivery.clone(),
-        wake.clone(),
-        metrics.clone(),
-        env.clone(),
+        delivery::Worker {
+            store: store.clone(),
+            client,
+            config: config.delivery.clone(),
+            wake: wake.clone(),
+            metrics: metrics.clone(),
+            env: env.clone(),
+            refused: refused.clone(),
+        },
         stop.clone(),
     ));
     let limits = config.limits.clone();
@@ -146,6 +185,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
             config.limits.max_concurrent_requests,
         )),
         per_client: connection::ClientLimiter::new(config.limits.max_requests_per_client),
+        refused,
         config: Arc::new(config),
         wake,
         metrics: metrics.clone(),

@@ -146,6 +146,17 @@ pub struct Counts {
     pub dead: u64,
     /// Receive time of the oldest pending event (ms), if any.
     pub oldest_pending: Option<i64>,
+    /// Bytes the store's data takes (free pages not counted).
+    pub bytes_used: u64,
+    /// The size cap new events may not pass, if any.
+    pub bytes_cap: Option<u64>,
+}
+
+impl Counts {
+    /// Whether new events are refused for lack of room.
+    pub fn full(&self) -> bool {
+        self.bytes_cap.is_some_and(|cap| self.bytes_used >= cap)
+    }
 }
 
 /// A store failure. `Unavailable` means the event was not stored: answer 503.
@@ -157,6 +168,15 @@ pub enum StoreError {
     /// The store thread is gone (shutting down).
     #[error("the event store is shut down")]
     Closed,
+    /// The store reached its size cap: new events are refused until delivered ones make room;
+    /// deliveries and their results still go on.
+    #[error("the event store is full ({used} of {cap} bytes, limits.max_store_bytes); new events are refused until delivered ones make room")]
+    Full {
+        /// Bytes in use.
+        used: u64,
+        /// The cap.
+        cap: u64,
+    },
 }
 
 /// A database of events. Implementations must make `insert` durable before returning.

@@ -57,6 +57,15 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     last_prune: i64,
+    page_size: i64,
+    /// New events are refused at this many pages in use.
+    cap_pages: Option<i64>,
+}
+
+/// Room kept above the cap for what must go on when the store is full: recording delivery
+/// results, dead letters, recovery at start-up (an eighth of the cap, at least 64 KiB).
+fn reserve_bytes(cap: u64) -> u64 {
+    (cap / 8).max(64 * 1024)
 }
 
 fn unavailable(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -152,13 +161,21 @@ impl SqliteStore {
              CREATE INDEX IF NOT EXISTS seen_at ON seen (at);",
         )
         .map_err(fail)?;
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(fail)?;
+        let page_size = page_size.max(512);
+        let cap_pages = max_bytes.map(|max| (max as i64 / page_size).max(1));
         if let Some(max) = max_bytes {
-            let page: i64 = conn
-                .query_row("PRAGMA page_size", [], |r| r.get(0))
-                .map_err(fail)?;
-            let pages = (max as i64 / page.max(512)).max(1);
-            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
-                .map_err(fail)?;
+            // The hard ceiling is the cap plus a reserve: inserts stop at the cap, and what
+            // must still happen on a full store (results, recovery) has room above it.
+            let ceiling = ((max + reserve_bytes(max)) as i64 / page_size).max(2);
+            conn.query_row(
+                &format!("PRAGMA max_page_count = {ceiling}"),
+                [],
+                |_| Ok(()),
+            )
+            .map_err(fail)?;
         }
         #[cfg(unix)]
         {
@@ -169,16 +186,40 @@ impl SqliteStore {
             conn,
             path,
             last_prune: 0,
+            page_size,
+            cap_pages,
         })
     }
 
     fn fail(&self, e: rusqlite::Error) -> StoreError {
         unavailable(&self.path, e)
     }
+
+    /// Pages holding data (the file's pages less the free ones deleted rows left).
+    fn used_pages(&self) -> Result<i64, StoreError> {
+        let used: i64 = self
+            .conn
+            .query_row(
+                "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count())",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(used.max(0))
+    }
 }
 
 impl Store for SqliteStore {
     fn insert(&mut self, events: &[NewEvent], now: i64) -> Result<Vec<Inserted>, StoreError> {
+        if let Some(cap) = self.cap_pages {
+            let used = self.used_pages()?;
+            if used >= cap {
+                return Err(StoreError::Full {
+                    used: (used * self.page_size) as u64,
+                    cap: (cap * self.page_size) as u64,
+                });
+            }
+        }
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
         let prune = now - self.last_prune > 600_000;
@@ -394,6 +435,8 @@ impl Store for SqliteStore {
                 _ => c.dead = n as u64,
             }
         }
+        c.bytes_used = (self.used_pages()? * self.page_size) as u64;
+        c.bytes_cap = self.cap_pages.map(|p| (p * self.page_size) as u64);
         Ok(c)
     }
 
