@@ -486,3 +486,37 @@ async fn a_token_github_refused_is_refused_at_the_door() {
     assert_eq!(status, 200);
     r.stop().await;
 }
+
+#[tokio::test]
+async fn one_address_gets_its_share_of_the_unauthenticated_route() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(
+        dir.path(),
+        &gh,
+        "limits:\n  compat_requests_per_minute: 30\n",
+    )
+    .await;
+    let mut codes = Vec::new();
+    for i in 0..40 {
+        let (status, _) = post(
+            &r,
+            &format!("/octo/hooks/a/webhook?__token=ghp_random{i}"),
+            "{}",
+        )
+        .await;
+        codes.push(status);
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 30, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 10, "{codes:?}");
+    let c = r.store.counts().await.expect("counts");
+    assert!(
+        c.pending + c.inflight <= 30,
+        "refused requests are not stored"
+    );
+    // Authenticated endpoints are not counted against it.
+    let health = http().get(url(&r, "/healthz")).send().await.expect("sent");
+    assert_eq!(health.status().as_u16(), 200);
+    settled(&r).await;
+    r.stop().await;
+}

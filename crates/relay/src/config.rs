@@ -79,6 +79,9 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Requests one client address may have in flight (429 above; 0: no limit).
     pub max_requests_per_client: usize,
+    /// Requests a minute one client address may send to the compatible route, whose tokens
+    /// only GitHub can check (429 above; 0: no limit).
+    pub compat_requests_per_minute: u32,
     /// Open connections; more wait in the kernel's queue until one closes.
     pub max_connections: usize,
     /// How long a connection may go without a byte read or written, its first byte included.
@@ -98,6 +101,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             max_concurrent_requests: 1024,
             max_requests_per_client: 64,
+            compat_requests_per_minute: 6000,
             max_connections: 768,
             idle_timeout: Duration::from_secs(10),
             max_store_bytes: None,
@@ -192,6 +196,7 @@ struct RawLimits {
     body_timeout: Option<Value>,
     max_concurrent_requests: Option<usize>,
     max_requests_per_client: Option<usize>,
+    compat_requests_per_minute: Option<u32>,
     max_connections: Option<usize>,
     idle_timeout: Option<Value>,
     max_store_bytes: Option<u64>,
@@ -443,6 +448,9 @@ impl RelayConfig {
                 .max_requests_per_client
                 .unwrap_or(limits.max_requests_per_client);
             limits.max_connections = l.max_connections.unwrap_or(limits.max_connections);
+            limits.compat_requests_per_minute = l
+                .compat_requests_per_minute
+                .unwrap_or(limits.compat_requests_per_minute);
             limits.idle_timeout = dur(
                 "limits",
                 "idle_timeout",
@@ -590,7 +598,7 @@ const TOP_KEYS: [&str; 9] = [
     "delivery",
     "endpoints",
 ];
-const LIMIT_KEYS: [&str; 10] = [
+const LIMIT_KEYS: [&str; 11] = [
     "max_body_bytes",
     "max_headers",
     "max_header_bytes",
@@ -598,6 +606,7 @@ const LIMIT_KEYS: [&str; 10] = [
     "body_timeout",
     "max_concurrent_requests",
     "max_requests_per_client",
+    "compat_requests_per_minute",
     "max_connections",
     "idle_timeout",
     "max_store_bytes",

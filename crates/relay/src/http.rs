@@ -30,6 +30,7 @@ use axum::extract::ConnectInfo;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::connection::{ClientLimiter, IdleTimeout};
+use crate::rate_limit::RateLimiter;
 use crate::refused_tokens::RefusedTokens;
 
 use crate::config::{Endpoint, EventTypeSource, Limits, RelayConfig};
@@ -115,6 +116,8 @@ pub struct AppState {
     pub per_client: ClientLimiter,
     /// Tokens GitHub refused lately: refused at the door.
     pub refused: Arc<RefusedTokens>,
+    /// Compatible-route requests per client address (`limits.compat_requests_per_minute`).
+    pub compat_rate: Arc<RateLimiter>,
     /// The clock and the secrets (API keys, signature secrets).
     pub env: Environment,
 }
@@ -455,11 +458,27 @@ fn payload_error(e: PayloadError) -> Response {
 /// `ANY /<owner>/<repo>/<path…>`: the webhook2github-compatible route.
 async fn compat(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // Anyone may call this route (only GitHub can tell a real token), so each address gets a
+    // share of it: strangers cannot fill the store at the speed of the relay.
+    if let Some(axum::Extension(ConnectInfo(peer))) = peer {
+        if let Err(wait) = state.compat_rate.try_take(&peer.ip().to_string()) {
+            let mut r = refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests from your address to this route (limits.compat_requests_per_minute); retry later",
+            );
+            let secs = wait.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+    }
     let raw_path = uri.path();
     let mut segments = raw_path.trim_start_matches('/').splitn(3, '/');
     let owner = segments.next().unwrap_or_default();

@@ -11,6 +11,7 @@
 //! | [`backoff`] | when a failed delivery is tried again |
 //! | [`github`] | the GitHub API client |
 //! | [`metrics`] | counters and histograms for `/metrics` |
+//! | [`rate_limit`] | token buckets by key: deliveries per repository, requests per address |
 //! | [`refused_tokens`] | tokens GitHub refused, refused at the door for a while |
 //! | [`admin`] | what the operator's commands print: dead letters, the config check |
 //!
@@ -25,6 +26,7 @@ pub mod delivery;
 pub mod github;
 pub mod http;
 pub mod metrics;
+pub mod rate_limit;
 pub mod refused_tokens;
 pub mod store;
 
@@ -185,6 +187,9 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
             config.limits.max_concurrent_requests,
         )),
         per_client: connection::ClientLimiter::new(config.limits.max_requests_per_client),
+        compat_rate: Arc::new(rate_limit::RateLimiter::new(
+            config.limits.compat_requests_per_minute,
+        )),
         refused,
         config: Arc::new(config),
         wake,

@@ -27,11 +27,11 @@ pub struct CrashReport {
 
 /// Starts `hookflow relay` and returns it with the address it printed.
 pub async fn spawn_relay(bin: &Path, data: &Path, api_url: &str) -> (Child, String) {
-    // A load test measures the relay, not GitHub's rate limits.
+    // A load test measures the relay, not GitHub's rate limits, from one address.
     let config = data.with_extension("yml");
     std::fs::write(
         &config,
-        "delivery:\n  rate_limit_per_minute: 0\n  concurrency: 32\n",
+        "delivery:\n  rate_limit_per_minute: 0\n  concurrency: 32\nlimits:\n  compat_requests_per_minute: 0\n  max_requests_per_client: 0\n",
     )
     .expect("write config");
     let mut child = Command::new(bin)
