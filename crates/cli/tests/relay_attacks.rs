@@ -520,3 +520,37 @@ async fn one_address_gets_its_share_of_the_unauthenticated_route() {
     settled(&r).await;
     r.stop().await;
 }
+
+#[tokio::test]
+async fn a_hung_delivery_does_not_hold_a_shutdown_past_its_timeout() {
+    use support::fake_github::Answer;
+    let gh = FakeGithub::start().await;
+    gh.set_default(Answer::Hang);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hung_config = || {
+        let mut c = config(dir.path(), &gh, "shutdown_timeout: 1s\n");
+        c.delivery.timeout = Duration::from_secs(60);
+        c
+    };
+    let r = hookflow_relay::start(hung_config(), test_env())
+        .await
+        .expect("starts");
+    let (status, _) = post(&r, "/octo/hooks/a/webhook?__token=t", "{}").await;
+    assert_eq!(status, 200);
+    gh.wait_for(1, WAIT).await;
+    let stopping = Instant::now();
+    r.stop().await;
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "stop waited {took:?} for a hung delivery"
+    );
+    // The cancelled delivery is back in the queue, and goes out after a restart.
+    gh.set_default(Answer::Accept);
+    let r = hookflow_relay::start(hung_config(), test_env())
+        .await
+        .expect("restarts");
+    settled(&r).await;
+    assert_eq!(gh.delivered_ids().len(), 1);
+    r.stop().await;
+}

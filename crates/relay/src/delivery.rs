@@ -5,7 +5,8 @@
 //!
 //! HTTP handlers live in [`crate::http`]; this module never sees a request.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify, Semaphore};
@@ -48,6 +49,8 @@ pub struct Worker {
     pub env: Environment,
     /// Tokens GitHub refused lately.
     pub refused: Arc<RefusedTokens>,
+    /// How long a shutdown waits for deliveries in flight before cancelling them.
+    pub drain: Duration,
 }
 
 /// Runs until `shutdown` turns true, then waits for deliveries in flight.
@@ -60,7 +63,10 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         metrics,
         env,
         refused,
+        drain,
     } = worker;
+    let mut tasks = tokio::task::JoinSet::new();
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_minute));
     let config = Arc::new(config);
@@ -121,8 +127,11 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             let (store, client, config) = (store.clone(), client.clone(), config.clone());
             let (limiter, metrics, env) = (limiter.clone(), metrics.clone(), env.clone());
             let refused = refused.clone();
-            tokio::spawn(async move {
+            let in_flight = in_flight.clone();
+            while tasks.try_join_next().is_some() {}
+            tasks.spawn(async move {
                 let id = event.id.clone();
+                lock(&in_flight).insert(id.clone());
                 // Buckets per repository and credential: events carrying strangers' tokens
                 // never spend the slots of an authenticated sender's.
                 let bucket = format!("{} {}", event.repo, credential_key(&event.token));
@@ -136,12 +145,38 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                     // The event stays in flight and is delivered again after a restart.
                     tracing::error!(event_id = %id, error = %e, "cannot record a delivery result");
                 }
+                lock(&in_flight).remove(&id);
                 drop(permit);
             });
         }
     }
-    // Let deliveries in flight finish and record their results.
-    let _ = slots.acquire_many(config.concurrency as u32).await;
+    // Let deliveries in flight finish and record their results, up to the shutdown timeout;
+    // then cancel the rest and put their events back in the queue.
+    if tokio::time::timeout(drain, slots.acquire_many(config.concurrency as u32))
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        let left: Vec<String> = lock(&in_flight).drain().collect();
+        tracing::warn!(
+            events = left.len(),
+            "deliveries still in flight at the shutdown timeout; cancelled and requeued"
+        );
+        let now = env.now_ms();
+        let requeue = left
+            .into_iter()
+            .map(|id| (id, Recorded::Defer { at: now }))
+            .collect();
+        if let Err(e) = store.record(requeue).await {
+            tracing::error!(error = %e, "cannot requeue cancelled deliveries; the next start will");
+        }
+    }
+}
+
+/// The set of ids in flight; a panic elsewhere does not make it unusable.
+fn lock(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Delivers one event and decides what to record.

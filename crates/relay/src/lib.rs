@@ -176,6 +176,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
             metrics: metrics.clone(),
             env: env.clone(),
             refused: refused.clone(),
+            drain: config.shutdown_timeout,
         },
         stop.clone(),
     ));
