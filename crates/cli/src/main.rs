@@ -228,6 +228,9 @@ struct RunArgs {
     /// Exit 1 when no trigger matches.
     #[arg(long, env = "HOOKFLOW_FAIL_ON_NO_MATCH", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     fail_on_no_match: bool,
+    /// Largest decoded body in bytes (after base64 and gzip); a larger one is refused.
+    #[arg(long, env = "HOOKFLOW_MAX_BODY_BYTES", default_value_t = hookflow_protocol::payload::MAX_DECODED_BODY)]
+    max_body_bytes: u64,
     /// With --json (or without GITHUB_OUTPUT): print secret values (credential headers,
     /// `mask: true` outputs) in clear instead of `***`.
     #[arg(long)]
@@ -311,11 +314,15 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "no event file: GITHUB_EVENT_PATH is not set; run inside GitHub Actions or pass --event FILE",
     )?;
     let env = environment()?;
-    let result = hookflow_runtime::run_event_file(
+    let limits = hookflow_runtime::Limits {
+        max_body_bytes: args.max_body_bytes,
+    };
+    let result = hookflow_runtime::run_event_file_limited(
         &event,
         args.event_name.as_deref(),
         &args.workflows,
         &env,
+        &limits,
     )?;
     let secrets = output::secrets(&result);
     if in_github_actions() || (!args.json && args.github_output.is_some()) {

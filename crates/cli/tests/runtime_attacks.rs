@@ -176,3 +176,98 @@ fn the_step_summary_renders_request_text_as_text() {
     }
     assert!(text.contains("&#60;img"), "{text}");
 }
+
+/// An event whose body is `[0,0,…,0]` of `bytes` bytes, gzip-compressed: a few KB on the wire.
+fn zeros_bomb(dir: &Path, bytes: usize) -> PathBuf {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(b"[").expect("write");
+    let chunk = "0,".repeat(4096);
+    let mut written = 1;
+    while written + chunk.len() + 2 <= bytes {
+        gz.write_all(chunk.as_bytes()).expect("write");
+        written += chunk.len();
+    }
+    gz.write_all(b"0]").expect("write");
+    let packed = gz.finish().expect("gzip");
+    event(
+        dir,
+        json!({"action": "webhook", "client_payload": {
+            "path": "/deploy/webhook",
+            "headers": {"content-type": "application/json"},
+            "body": base64::engine::general_purpose::STANDARD.encode(packed),
+            "body_encoding": "gzip+base64"
+        }}),
+    )
+}
+
+#[test]
+fn a_gzip_bomb_is_capped_and_cannot_take_the_runners_memory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wf = workflows(tmp.path());
+    let decoded = 30 * 1024 * 1024;
+    let ev = zeros_bomb(tmp.path(), decoded);
+    assert!(
+        fs::metadata(&ev).expect("meta").len() < 200_000,
+        "small on the wire"
+    );
+
+    // Over the cap: refused with the limit named, exit 2.
+    let out = hookflow()
+        .args([
+            "run",
+            "--json",
+            "--max-body-bytes",
+            "1048576",
+            "--workflows",
+        ])
+        .arg(&wf)
+        .arg("--event")
+        .arg(&ev)
+        .env("GITHUB_EVENT_NAME", "repository_dispatch")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("more than 1048576 bytes"), "{stderr}");
+
+    // Under the default cap (32 MiB): peak RSS at most 4x the decoded body + 16 MiB.
+    let gnu_time = Path::new("/usr/bin/time");
+    assert!(
+        gnu_time.exists(),
+        "GNU time measures peak RSS here (apt-get install time; .ci/run installs it)"
+    );
+    let rss_file = tmp.path().join("rss");
+    let status = std::process::Command::new(gnu_time)
+        .args(["-f", "%M", "-o"])
+        .arg(&rss_file)
+        .arg(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["run", "--workflows"])
+        .arg(&wf)
+        .arg("--event")
+        .arg(&ev)
+        .env("GITHUB_EVENT_NAME", "repository_dispatch")
+        .env("GITHUB_OUTPUT", tmp.path().join("out"))
+        .env("RUNNER_TEMP", tmp.path())
+        .env_remove("GITHUB_ACTIONS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("runs");
+    assert!(status.success());
+    let peak_kib: u64 = fs::read_to_string(&rss_file)
+        .expect("rss")
+        .trim()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a number");
+    let bound_kib = (4 * decoded as u64 + 16 * 1024 * 1024) / 1024;
+    assert!(
+        peak_kib <= bound_kib,
+        "peak RSS {peak_kib} KiB over {bound_kib} KiB"
+    );
+    let outputs = fs::read_to_string(tmp.path().join("out")).expect("outputs");
+    assert!(outputs.contains("body_file<<"), "the body went to a file");
+}

@@ -81,7 +81,7 @@ pub enum BodyError {
     Gzip(std::io::Error),
     /// The gzip stream unpacks to more than the reader accepts.
     #[error(
-        "client_payload.body unpacks to more than {limit} bytes; a gzip bomb, or raise the limit"
+        "client_payload.body unpacks to more than {limit} bytes; a gzip bomb, or raise the limit (--max-body-bytes; the action's max-body-bytes input)"
     )]
     TooLarge {
         /// The limit in bytes.
@@ -89,9 +89,9 @@ pub enum BodyError {
     },
 }
 
-/// Largest body, after decompression, that [`PayloadBody::unpack`] accepts (a guard against gzip
-/// bombs).
-pub const MAX_DECODED_BODY: u64 = 64 * 1024 * 1024;
+/// Largest body, after decompression, that [`PayloadBody::unpack`] accepts by default (a guard
+/// against gzip bombs): 32 MiB, above GitHub's own 25 MB webhook limit.
+pub const MAX_DECODED_BODY: u64 = 32 * 1024 * 1024;
 
 /// A body as found in a payload.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -139,15 +139,32 @@ impl PayloadBody {
     /// The exact bytes of a text body (a plain body is moved, not copied); `None` for no body
     /// or a JSON value.
     pub fn unpack(self) -> Result<Option<Vec<u8>>, BodyError> {
+        self.unpack_limited(MAX_DECODED_BODY)
+    }
+
+    /// [`PayloadBody::unpack`] with another limit on the unpacked bytes.
+    pub fn unpack_limited(self, limit: u64) -> Result<Option<Vec<u8>>, BodyError> {
         match self {
             PayloadBody::None | PayloadBody::Json(_) => Ok(None),
-            PayloadBody::Text { text, encoding } => unpack_text(text, encoding).map(Some),
+            PayloadBody::Text { text, encoding } => {
+                unpack_text_limited(text, encoding, limit).map(Some)
+            }
         }
     }
 }
 
 /// Unpacks a carried body string into its exact bytes.
 pub fn unpack_text(text: String, encoding: BodyEncoding) -> Result<Vec<u8>, BodyError> {
+    unpack_text_limited(text, encoding, MAX_DECODED_BODY)
+}
+
+/// [`unpack_text`] with a limit on the unpacked bytes (plain text is already in memory and is
+/// not limited here).
+pub fn unpack_text_limited(
+    text: String,
+    encoding: BodyEncoding,
+    limit: u64,
+) -> Result<Vec<u8>, BodyError> {
     match encoding {
         BodyEncoding::Text => Ok(text.into_bytes()),
         BodyEncoding::Base64 => decode_base64(&text),
@@ -155,13 +172,11 @@ pub fn unpack_text(text: String, encoding: BodyEncoding) -> Result<Vec<u8>, Body
             let compressed = decode_base64(&text)?;
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(compressed.as_slice())
-                .take(MAX_DECODED_BODY + 1)
+                .take(limit.saturating_add(1))
                 .read_to_end(&mut out)
                 .map_err(BodyError::Gzip)?;
-            if out.len() as u64 > MAX_DECODED_BODY {
-                return Err(BodyError::TooLarge {
-                    limit: MAX_DECODED_BODY,
-                });
+            if out.len() as u64 > limit {
+                return Err(BodyError::TooLarge { limit });
             }
             Ok(out)
         }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use hookflow_protocol::payload::{
-    json_type_name, BodyError, ClientPayload, PayloadBody, ShapeError,
+    json_type_name, BodyError, ClientPayload, PayloadBody, ShapeError, MAX_DECODED_BODY,
 };
 
 use crate::request::{RawBody, RawRequest, WebhookRequest};
@@ -95,6 +95,15 @@ impl Event {
 /// Reads an event file. `event_name` is `$GITHUB_EVENT_NAME`; when `None` the name comes from an
 /// actionsflow wrapper, else `repository_dispatch` is assumed (fixtures, bare payloads).
 pub fn load_event(path: &Path, event_name: Option<&str>) -> Result<Event, EventError> {
+    load_event_limited(path, event_name, MAX_DECODED_BODY)
+}
+
+/// [`load_event`] with a limit on the decoded body's bytes (`--max-body-bytes`).
+pub fn load_event_limited(
+    path: &Path,
+    event_name: Option<&str>,
+    max_body_bytes: u64,
+) -> Result<Event, EventError> {
     let text = std::fs::read(path).map_err(|cause| EventError::Read {
         path: path.to_path_buf(),
         cause,
@@ -105,7 +114,7 @@ pub fn load_event(path: &Path, event_name: Option<&str>) -> Result<Event, EventE
         column: e.column(),
         message: e.to_string(),
     })?;
-    decode_event(value, event_name, path)
+    decode_event_limited(value, event_name, path, max_body_bytes)
 }
 
 /// Decodes an event already parsed as JSON; `path` is only used in messages.
@@ -113,6 +122,16 @@ pub fn decode_event(
     value: Value,
     event_name: Option<&str>,
     path: &Path,
+) -> Result<Event, EventError> {
+    decode_event_limited(value, event_name, path, MAX_DECODED_BODY)
+}
+
+/// [`decode_event`] with a limit on the decoded body's bytes.
+pub fn decode_event_limited(
+    value: Value,
+    event_name: Option<&str>,
+    path: &Path,
+    max_body_bytes: u64,
 ) -> Result<Event, EventError> {
     let shape = |json_path: &str, expected: &'static str, found: &Value| EventError::Shape {
         path: path.to_path_buf(),
@@ -183,7 +202,7 @@ pub fn decode_event(
 
     let decoded = match payload {
         None | Some(Value::Null) => Ok(RawRequest::default()),
-        Some(Value::Object(map)) => raw_request(map, &payload_path, path),
+        Some(Value::Object(map)) => raw_request(map, &payload_path, path, max_body_bytes),
         Some(other) => Err(shape(&payload_path, "an object", &other)),
     };
     let (request, payload_notice) = match decoded {
@@ -200,7 +219,12 @@ pub fn decode_event(
     })
 }
 
-fn raw_request(map: Map<String, Value>, at: &str, file: &Path) -> Result<RawRequest, EventError> {
+fn raw_request(
+    map: Map<String, Value>,
+    at: &str,
+    file: &Path,
+    max_body_bytes: u64,
+) -> Result<RawRequest, EventError> {
     let payload = ClientPayload::decode(map).map_err(|e| match e {
         ShapeError::Field {
             field,
@@ -223,7 +247,7 @@ fn raw_request(map: Map<String, Value>, at: &str, file: &Path) -> Result<RawRequ
         PayloadBody::Text { ref text, .. } if text.is_empty() => RawBody::None,
         PayloadBody::Json(Value::Number(n)) if n.as_f64() == Some(0.0) => RawBody::None,
         PayloadBody::Json(other) => RawBody::Json(other),
-        text @ PayloadBody::Text { .. } => match text.unpack() {
+        text @ PayloadBody::Text { .. } => match text.unpack_limited(max_body_bytes) {
             Ok(Some(bytes)) if !bytes.is_empty() => RawBody::Bytes(bytes),
             Ok(_) => RawBody::None,
             Err(cause) => {

@@ -70,11 +70,37 @@ pub fn run_event_file(
     workflows: &Path,
     env: &Environment,
 ) -> Result<RunResult, Error> {
+    run_event_file_limited(event_file, event_name, workflows, env, &Limits::default())
+}
+
+/// What a run accepts from an event: hostile input must not take the runner's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest decoded body in bytes (after base64 and gzip).
+    pub max_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: hookflow_protocol::payload::MAX_DECODED_BODY,
+        }
+    }
+}
+
+/// [`run_event_file`] with [`Limits`].
+pub fn run_event_file_limited(
+    event_file: &Path,
+    event_name: Option<&str>,
+    workflows: &Path,
+    env: &Environment,
+    limits: &Limits,
+) -> Result<RunResult, Error> {
     if !workflows.is_dir() {
         return Err(Error::NoWorkflowsDir(workflows.to_path_buf()));
     }
-    let event = load_event(event_file, event_name)?;
-    Ok(match_event(&event, workflows, env)?)
+    let event = event::load_event_limited(event_file, event_name, limits.max_body_bytes)?;
+    Ok(match_event(event, workflows, env)?)
 }
 
 /// What `hookflow validate` found in a workflows directory.

@@ -33,7 +33,7 @@ enum Rejection {
 /// Matches an event against the workflows in `dir`. Errors only for workflow files the request
 /// reaches that are invalid, or a secret they need that is not set (the run cannot decide).
 pub fn match_event(
-    event: &Event,
+    event: Event,
     dir: &Path,
     env: &Environment,
 ) -> Result<RunResult, WorkflowError> {
@@ -54,7 +54,7 @@ pub fn match_event(
             "client_payload of event type `{event_type}` is not a webhook request: {n}"
         ));
     }
-    let Some(request) = &event.request else {
+    let Some(mut request) = event.request else {
         return Ok(RunResult::no_match(
             Some(event_type),
             "the event carries no webhook request".into(),
@@ -62,10 +62,14 @@ pub fn match_event(
         ));
     };
 
-    let mut matches = Vec::new();
+    let mut matches: Vec<Match> = Vec::new();
     let mut reasons = Vec::new();
     let mut refusals = Vec::new();
     let mut problems = Vec::new();
+    // One decoded body for every candidate: moved into the item a trigger sees, and back out
+    // when the trigger does not take it. It is copied only for a candidate after a match.
+    let had_body = request.body.is_some();
+    let mut body = request.body.take();
     for candidate in candidates(dir, &request.origin_path) {
         let workflow = match load_workflow(&candidate.file, &candidate.relative_path) {
             Ok(w) => w,
@@ -75,7 +79,17 @@ pub fn match_event(
             }
         };
         notices.extend(workflow.notices.iter().map(ToString::to_string));
-        match evaluate(&workflow, &candidate.trigger, &event_type, request, env) {
+        if had_body && body.is_none() {
+            body = matches.last().and_then(|m| m.item.get("body").cloned());
+        }
+        match evaluate(
+            &workflow,
+            &candidate.trigger,
+            &event_type,
+            &request,
+            &mut body,
+            env,
+        ) {
             Ok(m) => matches.push(m),
             Err(Rejection::Skip(reason)) => reasons.push(reason),
             Err(Rejection::Refuse(reason)) => {
@@ -153,11 +167,14 @@ fn candidates(dir: &Path, origin_path: &str) -> Vec<Candidate> {
 }
 
 /// Decides whether one trigger of a workflow accepts the request.
+/// Decides whether one trigger of a workflow accepts the request. `body` is the request's
+/// decoded body (`request.body` is not used): it moves into the match, or stays in place.
 fn evaluate(
     workflow: &Workflow,
     trigger_name: &str,
     event_type: &str,
     request: &WebhookRequest,
+    body: &mut Option<Value>,
     env: &Environment,
 ) -> Result<Match, Rejection> {
     let who = format!("{} trigger `{trigger_name}`", workflow.relative_path);
@@ -221,13 +238,23 @@ fn evaluate(
         },
     };
 
+    // The bytes a signature covers: exactly what was forwarded, or the JSON a sender put in.
+    let signed_bytes: std::borrow::Cow<[u8]> = match (&request.raw_body, body.as_ref()) {
+        (Some(raw), _) => raw.as_slice().into(),
+        (None, Some(v)) => v.to_string().into_bytes().into(),
+        (None, None) => (&[][..]).into(),
+    };
     let mut item = Map::new();
     item.insert(
         "request_id".into(),
-        request_id(request, hook.deduplication_key.as_deref()),
+        request_id(
+            request.raw_body.as_deref(),
+            body.as_ref(),
+            hook.deduplication_key.as_deref(),
+        ),
     );
-    if let Some(body) = &request.body {
-        item.insert("body".into(), body.clone());
+    if let Some(b) = body.take() {
+        item.insert("body".into(), b);
     }
     item.insert("headers".into(), Value::Object(request.headers.clone()));
     item.insert("method".into(), Value::String(request.method.clone()));
@@ -241,12 +268,6 @@ fn evaluate(
         item.insert("body_encoding".into(), Value::String(enc.into()));
     }
 
-    // The bytes a signature covers: exactly what was forwarded, or the JSON a sender put in.
-    let signed_bytes: std::borrow::Cow<[u8]> = match (&request.raw_body, &request.body) {
-        (Some(raw), _) => raw.as_slice().into(),
-        (None, Some(v)) => v.to_string().into_bytes().into(),
-        (None, None) => (&[][..]).into(),
-    };
     let mut item_value = Value::Object(item);
     let (verified, outputs, masked) = match hook.rules.apply(&mut item_value, &signed_bytes, env) {
         Verdict::Pass {
@@ -254,14 +275,22 @@ fn evaluate(
             outputs,
             masked,
         } => (verified, outputs, masked),
-        Verdict::Skip(reason) => return skip(format!("{who}: {reason}")),
-        Verdict::Refuse(reason) => return Err(Rejection::Refuse(format!("{who}: {reason}"))),
-        Verdict::Setup(message) => {
-            return Err(Rejection::Setup(Problem {
-                file: workflow.file.clone(),
-                line: hook.verify_line,
-                message,
-            }))
+        rejected => {
+            // The body goes back for the next candidate.
+            *body = item_value
+                .as_object_mut()
+                .and_then(|fields| fields.remove("body"));
+            return Err(match rejected {
+                Verdict::Refuse(reason) => Rejection::Refuse(format!("{who}: {reason}")),
+                Verdict::Setup(message) => Rejection::Setup(Problem {
+                    file: workflow.file.clone(),
+                    line: hook.verify_line,
+                    message,
+                }),
+                Verdict::Skip(reason) => Rejection::Skip(format!("{who}: {reason}")),
+                // Matched above; here only to name every case.
+                Verdict::Pass { .. } => Rejection::Skip(format!("{who}: not accepted")),
+            });
         }
     };
     if let Some(fields) = item_value.as_object_mut() {
@@ -283,8 +312,11 @@ fn evaluate(
 /// actionsflow's `request_id`: the body's `deduplicationKey` path, else `id`, else `key` (falsy
 /// values skipped); else the SHA-256 (hex) of the body's exact bytes, of its compact JSON when it
 /// was sent as JSON, or of `{}` when there is no body.
-pub fn request_id(request: &WebhookRequest, deduplication_key: Option<&str>) -> Value {
-    let body = request.body.as_ref();
+pub fn request_id(
+    raw_body: Option<&[u8]>,
+    body: Option<&Value>,
+    deduplication_key: Option<&str>,
+) -> Value {
     let keys: Vec<&str> = match deduplication_key {
         Some(k) => vec![k],
         None => vec!["id", "key"],
@@ -296,7 +328,7 @@ pub fn request_id(request: &WebhookRequest, deduplication_key: Option<&str>) -> 
             }
         }
     }
-    let digest = match (&request.raw_body, body) {
+    let digest = match (raw_body, body) {
         (Some(raw), _) => Sha256::digest(raw),
         (None, Some(v)) => Sha256::digest(v.to_string().as_bytes()),
         (None, None) => Sha256::digest(b"{}"),
@@ -309,25 +341,26 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn request(body: Option<Value>, raw: Option<&[u8]>) -> WebhookRequest {
-        let mut r = WebhookRequest::decode(crate::request::RawRequest::default());
-        r.body = body;
-        r.raw_body = raw.map(<[u8]>::to_vec);
-        r
+    fn request(body: Option<Value>, raw: Option<&[u8]>) -> (Option<Vec<u8>>, Option<Value>) {
+        (raw.map(<[u8]>::to_vec), body)
+    }
+
+    fn id_of(r: &(Option<Vec<u8>>, Option<Value>), key: Option<&str>) -> Value {
+        request_id(r.0.as_deref(), r.1.as_ref(), key)
     }
 
     #[test]
     fn request_id_rules() {
         assert_eq!(
-            request_id(&request(Some(json!({"id": 7, "key": "k"})), None), None),
+            id_of(&request(Some(json!({"id": 7, "key": "k"})), None), None),
             json!(7)
         );
         assert_eq!(
-            request_id(&request(Some(json!({"id": 0, "key": "k"})), None), None),
+            id_of(&request(Some(json!({"id": 0, "key": "k"})), None), None),
             json!("k")
         );
         assert_eq!(
-            request_id(
+            id_of(
                 &request(Some(json!({"data": {"id": "x"}, "id": 1})), None),
                 Some("data.id")
             ),
@@ -335,17 +368,17 @@ mod tests {
         );
         let none = request(None, None);
         assert_eq!(
-            request_id(&none, None),
+            id_of(&none, None),
             json!(hex::encode(Sha256::digest(b"{}")))
         );
         let raw = request(Some(json!({"a": 1})), Some(b"{ \"a\": 1 }"));
         assert_eq!(
-            request_id(&raw, None),
+            id_of(&raw, None),
             json!(hex::encode(Sha256::digest(b"{ \"a\": 1 }")))
         );
         // a missing deduplicationKey falls back to the digest
         assert_eq!(
-            request_id(&raw, Some("nope")),
+            id_of(&raw, Some("nope")),
             json!(hex::encode(Sha256::digest(b"{ \"a\": 1 }")))
         );
     }

@@ -4,6 +4,7 @@
 //!
 //! Deciding *what* matched is [`crate::matching`]'s job; this module only renders a result.
 
+use std::borrow::Cow;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -14,31 +15,67 @@ use crate::result::{RunResult, BUILTIN_OUTPUTS};
 /// A body longer than this (bytes of its output text) goes to a file named by `body_file`.
 pub const MAX_BODY_OUTPUT: usize = 1024 * 1024;
 
-/// The outputs of a run, in the order they are written. Values are JSON; [`output_text`] gives
-/// the text an output holds.
-pub fn outputs(result: &RunResult) -> Map<String, Value> {
+/// The outputs of a run, in the order they are written, borrowing the large values (the body)
+/// from the result instead of copying them. Values are JSON; [`output_text`] gives the text an
+/// output holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outputs<'a>(Vec<(String, Cow<'a, Value>)>);
+
+impl<'a> Outputs<'a> {
+    /// The value of an output.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Names and values, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_ref()))
+    }
+
+    /// An owned JSON object (what `--json` prints).
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+            .into_iter()
+            .map(|(n, v)| (n, v.into_owned()))
+            .collect()
+    }
+
+    fn put(&mut self, name: &str, value: Cow<'a, Value>) {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name.to_string(), value)),
+        }
+    }
+}
+
+/// The outputs of a run (see [`Outputs`]).
+pub fn outputs(result: &RunResult) -> Outputs<'_> {
     let first = result.matches.first();
-    let mut out = Map::new();
-    out.insert("matched".into(), Value::Bool(result.matched()));
-    out.insert(
-        "workflow".into(),
-        first.map_or(Value::String(String::new()), |m| {
-            Value::String(m.workflow.clone())
-        }),
+    let mut out = Outputs(Vec::new());
+    let owned = |v: Value| Cow::Owned(v);
+    out.put("matched", owned(Value::Bool(result.matched())));
+    out.put(
+        "workflow",
+        owned(Value::String(
+            first.map(|m| m.workflow.clone()).unwrap_or_default(),
+        )),
     );
-    out.insert(
-        "trigger".into(),
-        first.map_or(Value::String(String::new()), |m| {
-            Value::String(m.trigger.clone())
-        }),
+    out.put(
+        "trigger",
+        owned(Value::String(
+            first.map(|m| m.trigger.clone()).unwrap_or_default(),
+        )),
     );
-    out.insert(
-        "event_type".into(),
-        Value::String(result.event_type.clone().unwrap_or_default()),
+    out.put(
+        "event_type",
+        owned(Value::String(result.event_type.clone().unwrap_or_default())),
     );
     if let Some(m) = first {
         for (k, v) in &m.item {
-            out.insert(k.clone(), v.clone());
+            out.put(k, Cow::Borrowed(v));
         }
         // The trigger's own outputs again as one object, for `fromJSON()` where outputs must be
         // declared in advance (a composite action's).
@@ -48,9 +85,9 @@ pub fn outputs(result: &RunResult) -> Map<String, Value> {
             .filter(|(k, _)| !BUILTIN_OUTPUTS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        out.insert("trigger_outputs".into(), Value::Object(own));
+        out.put("trigger_outputs", owned(Value::Object(own)));
     }
-    out.insert("matches".into(), matches_json(result));
+    out.put("matches", owned(matches_json(result)));
     out
 }
 
@@ -72,7 +109,7 @@ pub fn result_json(result: &RunResult) -> Value {
         "workflow": first.map(|m| m.workflow.clone()),
         "trigger": first.map(|m| m.trigger.clone()),
         "event_type": result.event_type,
-        "outputs": outputs(result),
+        "outputs": outputs(result).into_map(),
         "matches": matches_json(result),
         "reason": result.reason,
         "refusal": result.refusal,
@@ -91,12 +128,12 @@ pub fn output_text(value: &Value) -> String {
 /// a file under `spill_dir` instead, and its path given as `body_file`.
 pub fn write_github_output(
     file: &Path,
-    outputs: &Map<String, Value>,
+    outputs: &Outputs<'_>,
     spill_dir: &Path,
 ) -> std::io::Result<()> {
     let mut text = String::new();
     let mut delimiters = Delimiters::new();
-    for (name, value) in outputs {
+    for (name, value) in outputs.iter() {
         let mut value_text = output_text(value);
         if name == "body" && value_text.len() > MAX_BODY_OUTPUT {
             let path = spill_body(spill_dir, &value_text)?;
@@ -248,7 +285,7 @@ pub fn mask_commands(secrets: &[String]) -> String {
 }
 
 /// The Markdown appended to `$GITHUB_STEP_SUMMARY`; `outs` is [`outputs`] of the same result.
-pub fn step_summary(result: &RunResult, outs: &Map<String, Value>) -> String {
+pub fn step_summary(result: &RunResult, outs: &Outputs<'_>) -> String {
     let mut s = String::from("### hookflow\n\n");
     match result.matches.first() {
         Some(m) => s.push_str(&format!(
@@ -286,8 +323,8 @@ pub fn step_summary(result: &RunResult, outs: &Map<String, Value>) -> String {
         }
     }
     // The trigger's own `outputs:`.
-    for (name, v) in outs {
-        if !BUILTIN_OUTPUTS.contains(&name.as_str()) {
+    for (name, v) in outs.iter() {
+        if !BUILTIN_OUTPUTS.contains(&name) {
             s.push_str(&format!("| `{name}` | {} |\n", shown(v)));
         }
     }

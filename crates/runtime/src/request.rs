@@ -180,9 +180,18 @@ fn media_type(content_type: &str) -> String {
 /// actionsflow's body rules: JSON types are parsed as JSON, forms as forms; then any text that is
 /// still a string is parsed as JSON if it parses. Unlike actionsflow, an invalid JSON body sent
 /// with a JSON content type stays text instead of failing the run.
+///
+/// A large body whose values would take far more memory parsed than as text (a gzip bomb of
+/// `[0,0,0,…]` is 32 MiB of text and 16 million values) stays text: see [`parses_too_big`].
 fn parse_body_text(text: &str, media_type: Option<&str>) -> Value {
-    let json = |s: &str| serde_json::from_str::<Value>(s).ok();
+    let json = |s: &str| {
+        if parses_too_big(text, Syntax::Json) {
+            return None;
+        }
+        serde_json::from_str::<Value>(s).ok()
+    };
     match media_type {
+        Some(FORM_TYPE) if parses_too_big(text, Syntax::Form) => Value::String(text.to_string()),
         Some(FORM_TYPE) => Value::Object(parse_querystring(text)),
         // A JSON body that is itself a JSON string is parsed once more, as actionsflow does.
         Some(mt) if JSON_TYPES.contains(&mt) => match json(text) {
@@ -192,6 +201,46 @@ fn parse_body_text(text: &str, media_type: Option<&str>) -> Value {
         },
         _ => json(text).unwrap_or_else(|| Value::String(text.to_string())),
     }
+}
+
+/// Bodies smaller than this are always parsed.
+const PARSE_GUARD_MIN_BYTES: usize = 1024 * 1024;
+/// Parsed values may take at most this many times the body's bytes.
+const PARSE_GUARD_FACTOR: usize = 8;
+
+#[derive(Clone, Copy)]
+enum Syntax {
+    Json,
+    Form,
+}
+
+/// Whether parsing `text` would take more than [`PARSE_GUARD_FACTOR`] times its size in memory,
+/// estimated from the number of values it holds (commas, colons and brackets outside strings;
+/// `&` in a form) without parsing it.
+fn parses_too_big(text: &str, syntax: Syntax) -> bool {
+    if text.len() < PARSE_GUARD_MIN_BYTES {
+        return false;
+    }
+    let values = match syntax {
+        Syntax::Form => text.bytes().filter(|b| *b == b'&').count() + 1,
+        Syntax::Json => {
+            let (mut n, mut in_string, mut escaped) = (1usize, false, false);
+            for b in text.bytes() {
+                match (in_string, escaped, b) {
+                    (true, true, _) => escaped = false,
+                    (true, false, b'\\') => escaped = true,
+                    (true, false, b'"') => in_string = false,
+                    (true, false, _) => {}
+                    (false, _, b'"') => in_string = true,
+                    (false, _, b',' | b':' | b'[' | b'{') => n += 1,
+                    (false, _, _) => {}
+                }
+            }
+            n
+        }
+    };
+    let per_value = std::mem::size_of::<Value>() + 16;
+    values.saturating_mul(per_value) > text.len().saturating_mul(PARSE_GUARD_FACTOR)
 }
 
 struct UrlParts {
@@ -369,5 +418,26 @@ mod tests {
         assert_eq!(r.body, Some(json!("/wCA")));
         assert_eq!(r.body_encoding, Some(BodyEncoding::Base64));
         assert_eq!(r.raw_body, Some(vec![0xff, 0x00, 0x80]));
+    }
+
+    #[test]
+    fn bodies_that_would_blow_up_in_memory_stay_text() {
+        let zeros = format!("[{}0]", "0,".repeat(800_000));
+        let r = req("/", Some("application/json"), Some(&zeros));
+        assert_eq!(r.body, Some(Value::String(zeros.clone())), "kept as text");
+        let form = "a=&".repeat(400_000);
+        let r = req("/", Some("application/x-www-form-urlencoded"), Some(&form));
+        assert!(matches!(r.body, Some(Value::String(_))));
+        // A large body of ordinary JSON is parsed.
+        let items: Vec<String> = (0..20_000)
+            .map(|i| format!("{{\"id\":{i},\"message\":\"Commit {i}: tidy the build scripts\"}}"))
+            .collect();
+        let commits = format!("{{\"commits\":[{}]}}", items.join(","));
+        assert!(commits.len() > PARSE_GUARD_MIN_BYTES);
+        let r = req("/", Some("application/json"), Some(&commits));
+        assert!(matches!(r.body, Some(Value::Object(_))), "parsed");
+        // Small bodies are always parsed.
+        let r = req("/", Some("application/json"), Some("[0,0,0,0]"));
+        assert_eq!(r.body, Some(serde_json::json!([0, 0, 0, 0])));
     }
 }
