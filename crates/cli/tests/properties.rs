@@ -1,5 +1,6 @@
-//! Property tests: random bytes and random JSON never make decoding, routing, filters or
-//! signature checks panic.
+//! Property tests (the project's fuzzing, run in CI): random bytes and random JSON, seeded with
+//! the attacks found so far, never make decoding, routing, rule compilers, filters or signature
+//! checks panic, and never let request text become a runner command.
 
 use std::path::Path;
 
@@ -7,6 +8,7 @@ use hookflow_protocol::signature::{self as verify, Scheme, PRESETS};
 use hookflow_runtime::event::decode_event;
 use hookflow_runtime::route::RoutePattern;
 use hookflow_runtime::rules::filter::Filter;
+use hookflow_runtime::rules::Rules;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -116,5 +118,45 @@ proptest! {
         let scheme = Scheme::preset(preset).expect("preset");
         // Random headers are never a valid signature (and an empty secret is always refused).
         prop_assert!(verify::verify(&scheme, &headers, &body, &secret, now, tolerance).is_err());
+    }
+
+    #[test]
+    fn rule_compilers_take_any_options(options in json_value()) {
+        if let Value::Object(map) = &options {
+            let _ = Rules::parse(map, &["body"]);
+        }
+        let mut wrapped = Map::new();
+        for key in ["headers", "verify", "outputs", "config"] {
+            wrapped.insert(key.to_string(), options.clone());
+        }
+        let _ = Rules::parse(&wrapped, &["body"]);
+    }
+
+    /// The attacks found so far, mutated: line breaks, percent signs and command markers in every
+    /// field of the payload never reach the runner as a line of their own.
+    #[test]
+    fn hostile_payloads_never_become_runner_commands(
+        seed in prop::sample::select(vec![
+            "\n::error::pwned", "\r\n::add-mask::webhook", "%0A::warning::x", "::stop-commands::t",
+            "\n::set-output name=x::y", "<img src=x onerror=alert(1)>", "a\u{2028}b", "\u{0}",
+        ]),
+        prefix in "[a-z/]{0,8}",
+        field in 0usize..4,
+    ) {
+        let text = format!("{prefix}{seed}");
+        let mut payload = serde_json::json!({"path": "/deploy/webhook", "method": "POST", "headers": {}, "body": "{}"});
+        match field {
+            0 => payload["path"] = Value::String(format!("/{text}")),
+            1 => payload["method"] = Value::String(text.clone()),
+            2 => payload["headers"]["x-seed"] = Value::String(text.clone()),
+            _ => payload["body"] = Value::String(text.clone()),
+        }
+        let event = serde_json::json!({"action": if field == 1 { text.clone() } else { "webhook".into() }, "client_payload": payload});
+        if let Ok(e) = decode_event(event, Some("repository_dispatch"), Path::new("e.json")) {
+            for line in [e.event_type.unwrap_or_default(), e.payload_notice.unwrap_or_default()] {
+                let printed = hookflow_runtime::output::log_safe(&line);
+                prop_assert!(!printed.contains('\n') && !printed.contains('\r'), "{printed:?}");
+            }
+        }
     }
 }
