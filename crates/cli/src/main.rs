@@ -83,6 +83,30 @@ struct StoreArgs {
     data: Option<PathBuf>,
 }
 
+/// Which relay's store an operator's command works on: its configuration file or its data
+/// directory.
+#[cfg(feature = "relay")]
+#[derive(clap::Args, Clone)]
+struct StoreLocation {
+    /// The relay's YAML configuration file (its `data:` names the store).
+    #[arg(long, env = "HOOKFLOW_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// The relay's data directory, holding events.db (overrides the file's `data:`)
+    /// [default: hookflow-data].
+    #[arg(long, env = "HOOKFLOW_DATA")]
+    data: Option<PathBuf>,
+}
+
+#[cfg(feature = "relay")]
+impl From<StoreLocation> for StoreArgs {
+    fn from(l: StoreLocation) -> StoreArgs {
+        StoreArgs {
+            config: l.config,
+            data: l.data,
+        }
+    }
+}
+
 #[cfg(feature = "relay")]
 #[derive(Subcommand)]
 enum RelayAction {
@@ -97,7 +121,7 @@ enum DeadLetterAction {
     /// List dead letters: id, repository, event type, attempts, age, last error.
     List {
         #[command(flatten)]
-        store: StoreArgs,
+        store: StoreLocation,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -108,7 +132,7 @@ enum DeadLetterAction {
     /// Queue dead letters for delivery again.
     Replay {
         #[command(flatten)]
-        store: StoreArgs,
+        store: StoreLocation,
         /// Event ids.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         ids: Vec<String>,
@@ -116,13 +140,17 @@ enum DeadLetterAction {
         #[arg(long)]
         all: bool,
     },
-    /// Delete dead letters.
+    /// Delete dead letters: those older than --older-than, or --all of them.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["older_than", "all"])))]
     Purge {
         #[command(flatten)]
-        store: StoreArgs,
-        /// Only those received longer ago than this (e.g. 7d, 12h); default: all.
+        store: StoreLocation,
+        /// Only those received longer ago than this (e.g. 7d, 12h).
         #[arg(long)]
         older_than: Option<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -595,7 +623,7 @@ fn dead_letters(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
     let store_args = match &action {
         DeadLetterAction::List { store, .. }
         | DeadLetterAction::Replay { store, .. }
-        | DeadLetterAction::Purge { store, .. } => store.clone(),
+        | DeadLetterAction::Purge { store, .. } => StoreArgs::from(store.clone()),
     };
     let config = relay_config(&store_args, None, None)?;
     let mut store = admin::open_store(&config)?;

@@ -167,7 +167,15 @@ async fn dead_letters_are_listed_replayed_and_purged_while_the_relay_runs() {
         data_arg,
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("0 dead letter(s) deleted"));
+    // Without --all or --older-than nothing is deleted: the command says what it needs.
     let out = cli(&["relay", "dead-letters", "purge", "--data", data_arg]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--older-than") && stderr.contains("--all"),
+        "{stderr}"
+    );
+    let out = cli(&["relay", "dead-letters", "purge", "--all", "--data", data_arg]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 dead letter(s) deleted"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
