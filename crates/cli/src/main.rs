@@ -472,15 +472,29 @@ fn replay_cmd(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             if args.update {
                 replay::write_golden(&actual, &golden)?;
                 eprintln!("hookflow: wrote {}", golden.display());
-            } else if let Some(diff) = replay::compare_with_golden(&actual, &golden)? {
-                failed += 1;
-                eprintln!(
-                    "hookflow: {} differs from {}:\n{diff}",
-                    fixture.display(),
-                    golden.display()
-                );
             } else {
-                eprintln!("hookflow: {} ok", fixture.display());
+                // Every fixture is compared, so one run lists every difference and every
+                // missing or broken golden file.
+                match replay::compare_with_golden(&actual, &golden) {
+                    Ok(None) => eprintln!("hookflow: {} ok", fixture.display()),
+                    Ok(Some(diff)) => {
+                        failed += 1;
+                        eprintln!(
+                            "hookflow: {} differs from {}:\n{diff}",
+                            fixture.display(),
+                            golden.display()
+                        );
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        let hint = if golden.exists() {
+                            ""
+                        } else {
+                            " (run with --update to write it)"
+                        };
+                        eprintln!("hookflow: {}: {e}{hint}", fixture.display());
+                    }
+                }
             }
         }
         if !args.update {

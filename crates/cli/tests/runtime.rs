@@ -135,6 +135,39 @@ fn replay_expect_dir_passes_on_shipped_examples() {
 }
 
 #[test]
+fn replay_expect_dir_lists_every_missing_golden() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let goldens = tmp.path().join("expected");
+    fs::create_dir_all(&goldens).expect("mkdir");
+    // One golden present, two missing.
+    fs::copy(
+        root().join("fixtures/expected/plain-text.json"),
+        goldens.join("plain-text.json"),
+    )
+    .expect("copy");
+    let out = hookflow()
+        .arg("replay")
+        .arg(fixture("plain-text.json"))
+        .arg(fixture("github-push.json"))
+        .arg(fixture("stripe-invoice-paid.json"))
+        .arg("--workflows")
+        .arg(examples())
+        .arg("--expect-dir")
+        .arg(&goldens)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for missing in ["github-push.json", "stripe-invoice-paid.json"] {
+        assert!(
+            stderr.contains(&format!("expected/{missing}")) && stderr.contains("--update"),
+            "{missing} not listed: {stderr}"
+        );
+    }
+    assert!(stderr.contains("1 passed, 2 failed"), "{stderr}");
+}
+
+#[test]
 fn run_writes_outputs_and_summary() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("output");
