@@ -175,7 +175,14 @@ async fn dead_letters_are_listed_replayed_and_purged_while_the_relay_runs() {
         stderr.contains("--older-than") && stderr.contains("--all"),
         "{stderr}"
     );
-    let out = cli(&["relay", "dead-letters", "purge", "--all", "--data", data_arg]);
+    let out = cli(&[
+        "relay",
+        "dead-letters",
+        "purge",
+        "--all",
+        "--data",
+        data_arg,
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 dead letter(s) deleted"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -692,4 +699,30 @@ fn shipped_deployment_files_are_valid() {
             && dockerfile.contains("VOLUME [\"/data\"]")
             && dockerfile.matches("FROM ").count() == 2
     );
+}
+
+#[test]
+fn logs_written_to_a_file_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("relay.log");
+    let mut child = std::process::Command::new(bin())
+        .args(["relay", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .env("HOOKFLOW_LOG", "info")
+        .env_remove("HOOKFLOW_LOG_FORMAT")
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("starts");
+    let started = std::time::Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("relay listening") || started.elapsed() > Duration::from_secs(10) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("relay listening"), "{text}");
+    assert!(!text.contains('\u{1b}'), "ANSI codes in a file: {text:?}");
 }

@@ -644,3 +644,24 @@ fn random_requests_are_answered_and_never_forward_credentials() {
     }
     rt.block_on(r.stop());
 }
+
+#[tokio::test]
+async fn a_port_clash_leaves_no_data_directory_behind() {
+    let gh = FakeGithub::start().await;
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut c = config(&data, &gh, "");
+    c.listen = taken.local_addr().expect("addr");
+    let err = hookflow_relay::start(c, test_env())
+        .await
+        .err()
+        .expect("the port is taken");
+    assert!(err.to_string().contains("cannot listen on"), "{err}");
+    assert!(
+        !data.exists(),
+        "nothing created before the address was bound"
+    );
+}

@@ -138,6 +138,14 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
     if !unset.is_empty() {
         return Err(RelayError::Unset(unset));
     }
+    // Bind first: a port clash must not leave a data directory and a database behind.
+    let client = github::Client::new(&config.api_url, config.delivery.timeout)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|cause| RelayError::Listen {
+            addr: config.listen,
+            cause,
+        })?;
     let lock = lock_data_dir(&config.data)?;
     let mut config = config;
     if config.limits.max_store_bytes.is_none() {
@@ -150,13 +158,6 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         )?),
         env.clock(),
     )?;
-    let client = github::Client::new(&config.api_url, config.delivery.timeout)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|cause| RelayError::Listen {
-            addr: config.listen,
-            cause,
-        })?;
     let addr = listener.local_addr().map_err(|cause| RelayError::Listen {
         addr: config.listen,
         cause,
