@@ -5,11 +5,11 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
-RUN cargo build --release --locked -p hookflow --bin hookflow \
+RUN cargo build --profile dist --locked -p hookflow --bin hookflow \
  && mkdir -p /data
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/hookflow /usr/local/bin/hookflow
+COPY --from=build /src/target/dist/hookflow /usr/local/bin/hookflow
 # The store lives in a volume owned by the image's non-root user (65532).
 COPY --from=build --chown=65532:65532 /data /data
 VOLUME ["/data"]
