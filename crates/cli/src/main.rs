@@ -200,9 +200,20 @@ struct SignArgs {
     /// Message id for standard-webhooks (default: random).
     #[arg(long)]
     id: Option<String>,
+    /// How to print the headers: `headers` (one `Name: value` per line) or `curl` (a curl config
+    /// on stdin: `hookflow sign … --format curl FILE | curl -K - --data-binary @FILE URL`).
+    #[arg(long, value_enum, default_value_t = SignFormat::Headers)]
+    format: SignFormat,
     /// The body file, or - for stdin.
     #[arg(default_value = "-")]
     file: PathBuf,
+}
+
+/// `--format` of `hookflow sign`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SignFormat {
+    Headers,
+    Curl,
 }
 
 /// `--algorithm` of `hookflow sign`.
@@ -553,7 +564,20 @@ fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
         )
     });
     let headers = signature::sign(&scheme, &body, secret.as_bytes(), timestamp, &id)?;
-    let text: String = headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+    let text: String = match args.format {
+        SignFormat::Headers => headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect(),
+        // curl's config syntax: one `header = "…"` per header, every one sent (a shell's
+        // `-H "$(…)"` would take only one line).
+        SignFormat::Curl => headers
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "header = \"{k}: {}\"\n",
+                    v.replace('\\', "\\\\").replace('"', "\\\"")
+                )
+            })
+            .collect(),
+    };
     print_out(&text)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -725,6 +749,18 @@ fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
     };
     let payload: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("--payload is not valid JSON ({} bytes)", text.len()))?;
+    // A whole event or dispatch request given as the payload would end up nested inside
+    // client_payload, where no trigger finds it.
+    if payload
+        .get("client_payload")
+        .is_some_and(serde_json::Value::is_object)
+        && (payload.get("action").is_some() || payload.get("event_type").is_some())
+    {
+        anyhow::bail!(
+            "--payload is a whole event (it has `client_payload` and `{}`); pass only its client_payload, e.g. --payload \"$(jq -c .client_payload FILE)\", and its type as --event-type",
+            if payload.get("action").is_some() { "action" } else { "event_type" }
+        );
+    }
     let body =
         check_limits(&args.event_type, &payload).context("GitHub would refuse this dispatch")?;
     let token = environment()?.var(&args.token_env).with_context(|| {

@@ -573,6 +573,35 @@ fn dispatch_cmd(gh: &FakeGithub, args: &[&str], stdin: Option<&str>) -> std::pro
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_says_when_the_payload_is_a_whole_event() {
+    let gh = FakeGithub::start().await;
+    for whole in [
+        r#"{"action":"webhook","client_payload":{"path":"/a/webhook"}}"#,
+        r#"{"event_type":"webhook","client_payload":{"path":"/a/webhook"}}"#,
+    ] {
+        let out = dispatch_cmd(
+            &gh,
+            &[
+                "--repo",
+                "octo/hooks",
+                "--event-type",
+                "webhook",
+                "--payload",
+                whole,
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("is a whole event") && stderr.contains("jq -c .client_payload"),
+            "{stderr}"
+        );
+    }
+    assert!(gh.dispatches().is_empty(), "nothing sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_sends_one_event_by_hand() {
     let gh = FakeGithub::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -771,5 +800,60 @@ async fn the_compatible_route_dispatches_only_to_allowed_repositories() {
     gh.wait_for(1, WAIT).await;
     settled(&r).await;
     assert_eq!(gh.dispatches().len(), 1);
+    r.stop().await;
+}
+
+/// The README's recipe: `hookflow sign --format curl` piped into `curl -K -` sends a signed test
+/// webhook that the relay accepts (every header the preset writes, not only the first).
+#[tokio::test]
+async fn a_signed_test_webhook_sent_with_curl_is_accepted() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, ENDPOINTS).await;
+    let body_file = dir.path().join("body.json");
+    std::fs::write(&body_file, r#"{"action":"opened","number":3}"#).expect("write");
+    let url = url(&r, "/hooks/github");
+    let body_arg = format!("@{}", body_file.display());
+    let status = tokio::task::spawn_blocking(move || {
+        let sign = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args([
+                "sign",
+                "--preset",
+                "github",
+                "--secret-env",
+                "S",
+                "--format",
+                "curl",
+            ])
+            .arg(&body_file)
+            .env("S", "endpoint-secret")
+            .output()
+            .expect("sign runs");
+        assert!(sign.status.success());
+        let config = String::from_utf8(sign.stdout).expect("utf-8");
+        assert_eq!(config.lines().count(), 2, "both GitHub headers: {config}");
+        let mut curl = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-K", "-"])
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(&body_arg)
+            .arg(&url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("curl is installed (.ci/run installs it)");
+        use std::io::Write as _;
+        curl.stdin
+            .take()
+            .expect("stdin")
+            .write_all(config.as_bytes())
+            .expect("write");
+        let out = curl.wait_with_output().expect("curl ends");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    })
+    .await
+    .expect("join");
+    assert_eq!(status, "202", "the relay verified the signature");
+    let ds = gh.wait_for(1, WAIT).await;
+    assert_eq!(ds[0].body["event_type"], "opened");
     r.stop().await;
 }

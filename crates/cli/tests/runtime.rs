@@ -168,6 +168,34 @@ fn replay_expect_dir_lists_every_missing_golden() {
 }
 
 #[test]
+fn a_dispatch_request_captured_from_a_relay_runs_as_an_event() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let event = tmp.path().join("dispatch.json");
+    // What GitHub's dispatches API receives: {event_type, client_payload}.
+    fs::write(
+        &event,
+        r#"{"event_type":"webhook","client_payload":{"path":"/team/ci/deploy/webhook/production/api","method":"POST","headers":{},"body":"{}"}}"#,
+    )
+    .expect("write");
+    let out = hookflow()
+        .args(["run", "--json", "--workflows"])
+        .arg(examples())
+        .arg("--event")
+        .arg(&event)
+        .env("GITHUB_EVENT_NAME", "repository_dispatch")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(result["event_type"], "webhook");
+    assert_eq!(result["workflow"], "team/ci/deploy.yml", "{result}");
+}
+
+#[test]
 fn run_writes_outputs_and_summary() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("output");

@@ -1,10 +1,10 @@
 //! The GitHub event a workflow run was started by, and the webhook request inside its
 //! `client_payload` (DESIGN §2).
 //!
-//! Three shapes are read, so the same loader serves `run` and `replay`:
-//! a full event as in `$GITHUB_EVENT_PATH` (`{"action", "client_payload", ...}`), actionsflow's
-//! test wrapper `{"event_name", "event"}`, and a bare `client_payload`
-//! (`{"path", "method", "headers", "body"}`). Turning the payload into a request is
+//! Four shapes are read, so the same loader serves `run` and `replay`:
+//! a full event as in `$GITHUB_EVENT_PATH` (`{"action", "client_payload", ...}`), the dispatch
+//! request a relay sends (`{"event_type", "client_payload"}`), actionsflow's test wrapper
+//! `{"event_name", "event"}`, and a bare `client_payload` (`{"path", "method", "headers", "body"}`). Turning the payload into a request is
 //! [`crate::request`]'s job.
 
 use std::path::{Path, PathBuf};
@@ -188,10 +188,17 @@ pub fn decode_event_limited(
             prefix.to_string(),
         )
     } else {
-        let event_type = match root.get("action") {
+        // A full event names its type `action`; the dispatch request a relay sends (what people
+        // capture from a relay's log or the dispatches API) names it `event_type`.
+        let type_key = if !root.contains_key("action") && root.contains_key("event_type") {
+            "event_type"
+        } else {
+            "action"
+        };
+        let event_type = match root.get(type_key) {
             Some(Value::String(s)) => s.clone(),
             None | Some(Value::Null) => String::new(),
-            Some(other) => return Err(shape(&format!("{prefix}.action"), "a string", other)),
+            Some(other) => return Err(shape(&format!("{prefix}.{type_key}"), "a string", other)),
         };
         (
             event_type,
@@ -344,5 +351,16 @@ mod tests {
         assert_eq!(e.event_type.as_deref(), Some("deploy"));
         assert!(e.request.is_none());
         assert!(e.payload_notice.is_some());
+    }
+
+    #[test]
+    fn a_captured_dispatch_request_is_an_event() {
+        let e = decode(
+            json!({"event_type": "order.paid", "client_payload": {"path": "/shop/webhook", "body": "{}"}}),
+            None,
+        )
+        .expect("decodes");
+        assert_eq!(e.event_type.as_deref(), Some("order.paid"));
+        assert_eq!(e.request.expect("request").origin_path, "/shop/webhook");
     }
 }
