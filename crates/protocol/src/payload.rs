@@ -38,6 +38,29 @@ pub mod field {
     pub const SOURCE: &str = "source";
 }
 
+/// Headers that carry a sender's own id for one delivery, repeated when the sender retries, in
+/// the order they are looked for: the relay de-duplicates by it, the runtime hands it on as
+/// `delivery_id`.
+pub const DELIVERY_ID_HEADERS: [&str; 6] = [
+    "idempotency-key",
+    "x-github-delivery",
+    "webhook-id",
+    "svix-id",
+    "x-gitlab-event-uuid",
+    "x-shopify-webhook-id",
+];
+
+/// The first [`DELIVERY_ID_HEADERS`] value `get` finds (names lowercase), as `(header, value)`;
+/// empty values and values over 200 bytes do not count.
+pub fn sender_delivery_id<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Option<(&'static str, &'a str)> {
+    DELIVERY_ID_HEADERS.iter().find_map(|h| {
+        let v = get(h)?.trim();
+        (!v.is_empty() && v.len() <= 200).then_some((*h, v))
+    })
+}
+
 /// How `client_payload.body` is carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyEncoding {

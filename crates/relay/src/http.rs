@@ -383,22 +383,11 @@ pub fn is_token_text(token: &str) -> bool {
     !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Headers that carry a sender's own id for one delivery, repeated when the sender retries.
-const DELIVERY_ID_HEADERS: [&str; 6] = [
-    "idempotency-key",
-    "x-github-delivery",
-    "webhook-id",
-    "svix-id",
-    "x-gitlab-event-uuid",
-    "x-shopify-webhook-id",
-];
-
-/// The sender's delivery id, when it sends one (`X-GitHub-Delivery`, `webhook-id`, …).
+/// The sender's delivery id, when it sends one (`X-GitHub-Delivery`, `webhook-id`, …), as
+/// `header:value`.
 fn delivery_id(headers: &HeaderMap) -> Option<String> {
-    DELIVERY_ID_HEADERS.iter().find_map(|h| {
-        let v = headers.get(*h)?.to_str().ok()?.trim();
-        (!v.is_empty() && v.len() <= 200).then(|| format!("{h}:{v}"))
-    })
+    hookflow_protocol::payload::sender_delivery_id(|h| headers.get(h)?.to_str().ok())
+        .map(|(h, v)| format!("{h}:{v}"))
 }
 
 /// A token from `scheme token` or a bare `token`.

@@ -270,6 +270,7 @@ fn raw_request(
         method: payload.method,
         headers: payload.headers,
         body,
+        relay_event_id: payload.id,
     })
 }
 

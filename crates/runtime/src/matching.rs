@@ -253,6 +253,7 @@ fn evaluate(
             hook.deduplication_key.as_deref(),
         ),
     );
+    item.insert("delivery_id".into(), Value::String(request.delivery_id()));
     if let Some(b) = body.take() {
         item.insert("body".into(), b);
     }

@@ -46,6 +46,8 @@ pub struct WebhookRequest {
     pub querystring: String,
     /// The query string with `?`, or empty.
     pub search: String,
+    /// The hookflow relay's event id, when a hookflow relay sent the event.
+    pub relay_event_id: Option<String>,
 }
 
 /// What a relay put in the payload, before decoding. Missing fields are `None`.
@@ -59,6 +61,8 @@ pub struct RawRequest {
     pub headers: Map<String, Value>,
     /// The body: text (already unpacked from its encoding) as bytes, or a JSON value sent as-is.
     pub body: RawBody,
+    /// `client_payload.id`: the hookflow relay's event id, when a hookflow relay sent it.
+    pub relay_event_id: Option<String>,
 }
 
 /// A body as found in the payload.
@@ -132,7 +136,17 @@ impl WebhookRequest {
             query: parse_querystring(&parts.querystring),
             querystring: parts.querystring,
             search: parts.search,
+            relay_event_id: raw.relay_event_id,
         }
+    }
+
+    /// The id that names this delivery in the sender's log: its delivery header
+    /// (`X-GitHub-Delivery`, `webhook-id`, `svix-id`, …), else the relay's event id, else empty.
+    pub fn delivery_id(&self) -> String {
+        hookflow_protocol::payload::sender_delivery_id(|h| self.headers.get(h)?.as_str())
+            .map(|(_, v)| v.to_string())
+            .or_else(|| self.relay_event_id.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -328,6 +342,7 @@ mod tests {
                     RawBody::Bytes(b.as_bytes().to_vec())
                 }
             }),
+            relay_event_id: None,
         })
     }
 
@@ -439,5 +454,26 @@ mod tests {
         // Small bodies are always parsed.
         let r = req("/", Some("application/json"), Some("[0,0,0,0]"));
         assert_eq!(r.body, Some(serde_json::json!([0, 0, 0, 0])));
+    }
+
+    #[test]
+    fn delivery_ids_come_from_the_sender_else_the_relay() {
+        let mut headers = Map::new();
+        headers.insert("X-GitHub-Delivery".into(), json!("gh-123"));
+        let r = WebhookRequest::decode(RawRequest {
+            headers: headers.clone(),
+            relay_event_id: Some("01RELAY".into()),
+            ..RawRequest::default()
+        });
+        assert_eq!(r.delivery_id(), "gh-123");
+        let r = WebhookRequest::decode(RawRequest {
+            relay_event_id: Some("01RELAY".into()),
+            ..RawRequest::default()
+        });
+        assert_eq!(r.delivery_id(), "01RELAY");
+        assert_eq!(
+            WebhookRequest::decode(RawRequest::default()).delivery_id(),
+            ""
+        );
     }
 }

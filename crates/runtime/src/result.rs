@@ -5,12 +5,13 @@
 use serde_json::{Map, Value};
 
 /// The outputs every run writes, whatever matched; the names trigger rules may not reuse.
-pub const BUILTIN_OUTPUTS: [&str; 18] = [
+pub const BUILTIN_OUTPUTS: [&str; 19] = [
     "matched",
     "workflow",
     "trigger",
     "event_type",
     "request_id",
+    "delivery_id",
     "body",
     "headers",
     "method",
