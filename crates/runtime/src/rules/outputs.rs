@@ -1,8 +1,11 @@
 //! A trigger's `outputs:`: extra step outputs taken from the decoded request with JSONPath
 //! (RFC 9535, via `jsonpath-rust`), e.g. `number: $.body.pull_request.number`.
 //!
-//! One result gives its value, several a JSON list, none an empty string, or an error when the
-//! output is `required`. Names must be valid output names and must not reuse a built-in one.
+//! The shape of an output follows the path, not the data: a path that names one value (only names
+//! and indexes, RFC 9535's "singular query": `$.body.pull_request.number`) gives that value, or
+//! an empty string when it is absent; a path that can select several (`[*]`, `..`, slices,
+//! filters, unions) always gives a JSON list, even of one or none, so `fromJSON` always sees the
+//! same type. Finding nothing is an error when the output is `required`. Names must be valid output names and must not reuse a built-in one.
 
 use jsonpath_rust::parser::model::JpQuery;
 use serde_json::Value;
@@ -15,6 +18,8 @@ pub struct OutputRule {
     /// The JSONPath as written.
     pub path: String,
     query: JpQuery,
+    /// Whether the path can select several values (then the output is always a list).
+    pub many: bool,
     /// Whether finding nothing is an error.
     pub required: bool,
     /// Whether the value is a secret to mask in logs.
@@ -108,6 +113,7 @@ impl OutputRule {
         Ok(OutputRule {
             name: name.to_string(),
             path,
+            many: !is_singular(&query),
             query,
             required,
             mask,
@@ -124,11 +130,22 @@ impl OutputRule {
                 name: self.name.clone(),
                 path: self.path.clone(),
             }),
+            _ if self.many => Ok(Value::Array(found)),
             0 => Ok(Value::String(String::new())),
-            1 => Ok(found.into_iter().next().unwrap_or(Value::Null)),
-            _ => Ok(Value::Array(found)),
+            _ => Ok(found.into_iter().next().unwrap_or(Value::Null)),
         }
     }
+}
+
+/// RFC 9535's singular query: only name and index selectors, one per segment, no descendants.
+fn is_singular(query: &JpQuery) -> bool {
+    use jsonpath_rust::parser::model::{Segment, Selector};
+    let one = |s: &Selector| matches!(s, Selector::Name(_) | Selector::Index(_));
+    query.segments.iter().all(|segment| match segment {
+        Segment::Selector(s) => one(s),
+        Segment::Selectors(list) => list.len() == 1 && one(&list[0]),
+        Segment::Descendant(_) => false,
+    })
 }
 
 #[cfg(test)]
@@ -156,6 +173,15 @@ mod tests {
             rule(json!("$.body.labels[*].n")).evaluate(&item),
             Ok(json!(["a", "b"]))
         );
+        // A path that can select several is a list whatever the data holds.
+        let one = json!({"body": {"labels": [{"n": "a"}]}});
+        assert_eq!(rule(json!("$.body.labels[*].n")).evaluate(&one), Ok(json!(["a"])));
+        let none = json!({"body": {"labels": []}});
+        assert_eq!(rule(json!("$.body.labels[*].n")).evaluate(&none), Ok(json!([])));
+        assert_eq!(rule(json!("$..n")).evaluate(&one), Ok(json!(["a"])));
+        assert_eq!(rule(json!("$.body.labels[0:1].n")).evaluate(&one), Ok(json!(["a"])));
+        assert_eq!(rule(json!("$.body.labels[0].n")).evaluate(&one), Ok(json!("a")));
+        assert_eq!(rule(json!("$['body']['labels'][0]['n']")).evaluate(&one), Ok(json!("a")));
         assert_eq!(rule(json!("$.body.nope")).evaluate(&item), Ok(json!("")));
         let required = rule(json!({"path": "$.body.nope", "required": true}));
         assert!(required
