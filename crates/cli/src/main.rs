@@ -804,13 +804,15 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     for n in &v.notices {
         eprintln!("warning: {n}");
     }
+    let count =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let summary = format!(
-        "{}: {} workflow files, {} webhook triggers, {} problems, {} warnings",
+        "{}: {}, {}, {}, {}",
         args.workflows.display(),
-        v.files.len(),
-        v.webhook_triggers,
-        v.problems.len(),
-        v.notices.len()
+        count(v.files.len(), "workflow file", "workflow files"),
+        count(v.webhook_triggers, "webhook trigger", "webhook triggers"),
+        count(v.problems.len(), "problem", "problems"),
+        count(v.notices.len(), "warning", "warnings"),
     );
     if v.problems.is_empty() {
         println!("{summary}");

@@ -538,6 +538,38 @@ fn missing_event_path_is_explained() {
 }
 
 #[test]
+fn validate_catches_typos_and_keeps_warnings_of_broken_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wf = tmp.path().join("wf");
+    // A typo would have made the trigger accept any method: now an error with a suggestion.
+    write(&wf, "typo.yml", "on:\n  webhook:\n    methd: POST\n    every: 5\n");
+    // A file with an error still shows its warnings.
+    write(
+        &wf,
+        "both.yml",
+        "on:\n  webhook:\n    path: \"/x/:\"\n  rss:\n    url: https://example.com/feed\n",
+    );
+    let assert = hookflow()
+        .arg("validate")
+        .arg("--workflows")
+        .arg(&wf)
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("typo.yml:3: unknown webhook option `methd`; did you mean `method`?"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("`every`"), "every is accepted: {stderr}");
+    assert!(stderr.contains("error: ") && stderr.contains("both.yml:3"), "{stderr}");
+    assert!(
+        stderr.contains("warning: ") && stderr.contains("both.yml:4"),
+        "the broken file's warning is shown: {stderr}"
+    );
+    assert!(stderr.contains("2 problems, 1 warning"), "{stderr}");
+}
+
+#[test]
 fn validate_reports_every_problem() {
     hookflow()
         .arg("validate")
@@ -577,7 +609,7 @@ fn validate_reports_every_problem() {
         "b.yaml:",
         "c.yml:4: `config.filterScript` is JavaScript",
         "d.yml: no `on:` section",
-        "5 workflow files, 1 webhook triggers, 5 problems",
+        "5 workflow files, 1 webhook trigger, 5 problems",
     ] {
         assert!(
             stderr.contains(expected),

@@ -128,6 +128,7 @@ pub fn validate_dir(dir: &Path) -> Result<Validation, Error> {
                 line: None,
                 message: format!("cannot list workflow files: {e}"),
             }],
+            notices: Vec::new(),
         })
     })?;
     let mut v = Validation {
@@ -153,7 +154,10 @@ pub fn validate_dir(dir: &Path) -> Result<Validation, Error> {
                     }
                 }
             }
-            Err(e) => v.problems.extend(e.problems),
+            Err(e) => {
+                v.problems.extend(e.problems);
+                v.notices.extend(e.notices);
+            }
         }
     }
     Ok(v)

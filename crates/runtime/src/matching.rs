@@ -100,7 +100,10 @@ pub fn match_event(
         }
     }
     if !problems.is_empty() {
-        return Err(WorkflowError { problems });
+        return Err(WorkflowError {
+            problems,
+            notices: Vec::new(),
+        });
     }
     if matches.is_empty() {
         let reason = if reasons.is_empty() && event_type != crate::event::WEBHOOK_EVENT_TYPE {

@@ -71,6 +71,8 @@ impl fmt::Display for Problem {
 pub struct WorkflowError {
     /// The problems, in file order.
     pub problems: Vec<Problem>,
+    /// The warnings found in the same file, so a file with errors still shows them.
+    pub notices: Vec<Problem>,
 }
 
 impl fmt::Display for WorkflowError {
@@ -152,6 +154,7 @@ pub fn load_workflow(file: &Path, relative_path: &str) -> Result<Workflow, Workf
             line: None,
             message: format!("cannot read workflow file: {e}"),
         }],
+        notices: Vec::new(),
     })?;
     parse_workflow(&text, file, relative_path)
 }
@@ -181,6 +184,7 @@ pub fn parse_workflow(
                     line,
                     message,
                 }],
+                notices: Vec::new(),
             });
         }
     };
@@ -209,6 +213,7 @@ pub fn parse_workflow(
     } else {
         Err(WorkflowError {
             problems: ctx.problems,
+            notices: ctx.notices,
         })
     }
 }
@@ -327,12 +332,14 @@ impl Ctx<'_> {
         let before = self.problems.len();
         for key in options.keys() {
             let Some(k) = key_string(key) else { continue };
-            if !WEBHOOK_OPTIONS.contains(&k.as_str()) {
-                self.notice(
-                    &[name, &k],
-                    format!("unknown webhook option `{k}` is ignored"),
-                );
+            if WEBHOOK_OPTIONS.contains(&k.as_str()) || IGNORED_CONFIG.contains(&k.as_str()) {
+                continue;
             }
+            // A typo (`methd:`) silently dropped would widen the trigger (any method): an error.
+            let hint = did_you_mean(&k, WEBHOOK_OPTIONS.iter().chain(IGNORED_CONFIG.iter()))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_else(|| format!("; webhook options: {}", WEBHOOK_OPTIONS.join(", ")));
+            self.problem(&[name, &k], &format!("unknown webhook option `{k}`{hint}"));
         }
 
         let path = match options.get("path") {
@@ -419,7 +426,12 @@ impl Ctx<'_> {
                         ),
                         "filter" => {}
                         other if IGNORED_CONFIG.contains(&other) => {}
-                        other => self.notice(&[name, "config", other], format!("unknown config option `{other}` is ignored")),
+                        other => {
+                            let hint = did_you_mean(other, ["active", "filter", "format", "filterScript"].iter().chain(IGNORED_CONFIG.iter()))
+                                .map(|s| format!("; did you mean `{s}`?"))
+                                .unwrap_or_default();
+                            self.notice(&[name, "config", other], format!("unknown config option `{other}` is ignored{hint}"))
+                        }
                     }
                 }
             }
@@ -458,6 +470,37 @@ impl Ctx<'_> {
             options,
         })
     }
+}
+
+/// The closest known name to `word` (at most two edits away, ignoring case), for a
+/// did-you-mean hint.
+fn did_you_mean<'a>(word: &str, known: impl Iterator<Item = &'a &'a str>) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    known
+        .map(|k| (edit_distance(&word, &k.to_ascii_lowercase()), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn key_string(v: &Value) -> Option<String> {

@@ -175,13 +175,28 @@ mod tests {
         );
         // A path that can select several is a list whatever the data holds.
         let one = json!({"body": {"labels": [{"n": "a"}]}});
-        assert_eq!(rule(json!("$.body.labels[*].n")).evaluate(&one), Ok(json!(["a"])));
+        assert_eq!(
+            rule(json!("$.body.labels[*].n")).evaluate(&one),
+            Ok(json!(["a"]))
+        );
         let none = json!({"body": {"labels": []}});
-        assert_eq!(rule(json!("$.body.labels[*].n")).evaluate(&none), Ok(json!([])));
+        assert_eq!(
+            rule(json!("$.body.labels[*].n")).evaluate(&none),
+            Ok(json!([]))
+        );
         assert_eq!(rule(json!("$..n")).evaluate(&one), Ok(json!(["a"])));
-        assert_eq!(rule(json!("$.body.labels[0:1].n")).evaluate(&one), Ok(json!(["a"])));
-        assert_eq!(rule(json!("$.body.labels[0].n")).evaluate(&one), Ok(json!("a")));
-        assert_eq!(rule(json!("$['body']['labels'][0]['n']")).evaluate(&one), Ok(json!("a")));
+        assert_eq!(
+            rule(json!("$.body.labels[0:1].n")).evaluate(&one),
+            Ok(json!(["a"]))
+        );
+        assert_eq!(
+            rule(json!("$.body.labels[0].n")).evaluate(&one),
+            Ok(json!("a"))
+        );
+        assert_eq!(
+            rule(json!("$['body']['labels'][0]['n']")).evaluate(&one),
+            Ok(json!("a"))
+        );
         assert_eq!(rule(json!("$.body.nope")).evaluate(&item), Ok(json!("")));
         let required = rule(json!({"path": "$.body.nope", "required": true}));
         assert!(required
