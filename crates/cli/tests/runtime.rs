@@ -542,7 +542,11 @@ fn validate_catches_typos_and_keeps_warnings_of_broken_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let wf = tmp.path().join("wf");
     // A typo would have made the trigger accept any method: now an error with a suggestion.
-    write(&wf, "typo.yml", "on:\n  webhook:\n    methd: POST\n    every: 5\n");
+    write(
+        &wf,
+        "typo.yml",
+        "on:\n  webhook:\n    methd: POST\n    every: 5\n",
+    );
     // A file with an error still shows its warnings.
     write(
         &wf,
@@ -561,7 +565,10 @@ fn validate_catches_typos_and_keeps_warnings_of_broken_files() {
         "{stderr}"
     );
     assert!(!stderr.contains("`every`"), "every is accepted: {stderr}");
-    assert!(stderr.contains("error: ") && stderr.contains("both.yml:3"), "{stderr}");
+    assert!(
+        stderr.contains("error: ") && stderr.contains("both.yml:3"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("warning: ") && stderr.contains("both.yml:4"),
         "the broken file's warning is shown: {stderr}"

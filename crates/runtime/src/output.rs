@@ -292,9 +292,13 @@ pub fn step_summary(result: &RunResult, outs: &Outputs<'_>) -> String {
             "Matched `{}` trigger `{}`.\n\n",
             m.workflow, m.trigger
         )),
+        // The whole reason: it says which clause failed and what was found.
         None => s.push_str(&format!(
             "No trigger matched: {}\n\n",
-            cell(result.reason.as_deref().unwrap_or("no reason given"))
+            escape_markdown(
+                result.reason.as_deref().unwrap_or("no reason given"),
+                usize::MAX
+            )
         )),
     }
     s.push_str("| output | value |\n|---|---|\n");
@@ -340,9 +344,15 @@ pub fn step_summary(result: &RunResult, outs: &Outputs<'_>) -> String {
 /// `|`, …) becomes a character reference, so request text renders as text: no links, images,
 /// tags or table breaks.
 fn cell(text: &str) -> String {
+    escape_markdown(text, 120)
+}
+
+/// `text` with line breaks as spaces and Markdown/HTML characters as character references, cut
+/// to `max` characters.
+fn escape_markdown(text: &str, max: usize) -> String {
     let mut out = String::new();
     for (i, c) in text.chars().enumerate() {
-        if i == 120 {
+        if i == max {
             out.push('…');
             break;
         }

@@ -32,7 +32,8 @@ enum Query {
     And(Vec<Query>),
     Or(Vec<Query>),
     Nor(Vec<Query>),
-    Field(Vec<String>, Vec<Op>),
+    /// A field's path, its conditions, and the condition as written (for messages).
+    Field(Vec<String>, Vec<Op>, Value),
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +72,55 @@ impl Filter {
     /// Whether the item passes.
     pub fn matches(&self, item: &Value) -> bool {
         eval_query(&self.0, item)
+    }
+
+    /// Why the item does not pass: the first clause that fails, with the value it found
+    /// (`` `body.type` is "customer.created"; the filter wants {"$in":[…]} ``). `None` when it
+    /// passes.
+    pub fn explain(&self, item: &Value) -> Option<String> {
+        explain_query(&self.0, item)
+    }
+}
+
+fn explain_query(q: &Query, doc: &Value) -> Option<String> {
+    if eval_query(q, doc) {
+        return None;
+    }
+    Some(match q {
+        Query::All(parts) | Query::And(parts) => {
+            return parts.iter().find_map(|p| explain_query(p, doc));
+        }
+        Query::Or(parts) => format!("none of the {} `$or` queries matches", parts.len()),
+        Query::Nor(_) => "one of the `$nor` queries matches".to_string(),
+        Query::Field(path, _, want) => {
+            let values = resolve(doc, path);
+            let found = match values.as_slice() {
+                [] => "absent".to_string(),
+                [one] => short_json(one),
+                many => format!(
+                    "[{}]",
+                    many.iter()
+                        .map(|v| short_json(v))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            format!(
+                "`{}` is {found}; the filter wants {}",
+                path.join("."),
+                short_json(want)
+            )
+        }
+    })
+}
+
+/// Compact JSON, cut to 80 characters.
+fn short_json(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() <= 80 {
+        text
+    } else {
+        format!("{}…", text.chars().take(80).collect::<String>())
     }
 }
 
@@ -114,7 +164,7 @@ fn compile_query(map: &Map<String, Value>, at: &str) -> Result<Query, FilterErro
             }
             k => {
                 let path = k.split('.').map(str::to_string).collect();
-                Query::Field(path, compile_condition(value, &here)?)
+                Query::Field(path, compile_condition(value, &here)?, value.clone())
             }
         };
         parts.push(part);
@@ -232,7 +282,7 @@ fn eval_query(q: &Query, doc: &Value) -> bool {
         Query::All(parts) | Query::And(parts) => parts.iter().all(|p| eval_query(p, doc)),
         Query::Or(parts) => parts.iter().any(|p| eval_query(p, doc)),
         Query::Nor(parts) => !parts.iter().any(|p| eval_query(p, doc)),
-        Query::Field(path, ops) => {
+        Query::Field(path, ops, _) => {
             let values = resolve(doc, path);
             ops.iter().all(|op| eval_op(op, &values))
         }
@@ -447,5 +497,27 @@ mod tests {
         assert!(e.message.contains("at least one"), "{e}");
         let e = Filter::compile(&json!({"a": {"$regex": "x", "$options": "q"}})).unwrap_err();
         assert!(e.message.contains("unknown regex option"), "{e}");
+    }
+
+    #[test]
+    fn explanations_name_the_clause_and_the_value_found() {
+        let f = Filter::compile(
+            &json!({"body.type": {"$in": ["invoice.paid"]}, "body.livemode": false}),
+        )
+        .expect("compiles");
+        let item = json!({"body": {"type": "customer.created", "livemode": false}});
+        assert_eq!(
+            f.explain(&item).as_deref(),
+            Some(r#"`body.type` is "customer.created"; the filter wants {"$in":["invoice.paid"]}"#)
+        );
+        let absent = json!({"body": {"livemode": false}});
+        assert!(f.explain(&absent).expect("fails").contains("is absent"));
+        let ok = json!({"body": {"type": "invoice.paid", "livemode": false}});
+        assert_eq!(f.explain(&ok), None);
+        let or = Filter::compile(&json!({"$or": [{"a": 1}, {"b": 2}]})).expect("compiles");
+        assert_eq!(
+            or.explain(&json!({})).as_deref(),
+            Some("none of the 2 `$or` queries matches")
+        );
     }
 }

@@ -171,8 +171,8 @@ impl Rules {
         }
         let item = &*item;
         if let Some(f) = &self.filter {
-            if !f.matches(item) {
-                return Verdict::Skip("the request does not pass config.filter".into());
+            if let Some(why) = f.explain(item) {
+                return Verdict::Skip(format!("the request does not pass config.filter: {why}"));
             }
         }
         let mut outputs = Map::new();
