@@ -309,6 +309,11 @@ struct ValidateArgs {
     /// Folder of workflow files.
     #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "workflows")]
     workflows: PathBuf,
+    /// Also check a relay configuration against the trigger files: every endpoint's path must
+    /// reach a trigger that accepts its event types.
+    #[cfg(feature = "relay")]
+    #[arg(long)]
+    relay_config: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -796,8 +801,83 @@ fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What a relay configuration sends that no trigger takes: an endpoint whose path reaches no
+/// webhook trigger (an error), or whose event types its trigger does not accept (an error for a
+/// fixed type, a warning for types taken from the body).
+#[cfg(feature = "relay")]
+fn cross_check_relay(
+    file: &Path,
+    workflows: &Path,
+) -> anyhow::Result<(
+    Vec<hookflow_runtime::Problem>,
+    Vec<hookflow_runtime::Problem>,
+)> {
+    use hookflow_relay::config::{EventTypeSource, RelayConfig};
+    use hookflow_runtime::Problem;
+    let config = RelayConfig::load(file, &Default::default())?;
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let (mut problems, mut notices) = (Vec::new(), Vec::new());
+    for ep in &config.endpoints {
+        let at = |message: String| Problem {
+            file: file.to_path_buf(),
+            // The endpoint's `slug:` line.
+            line: text
+                .lines()
+                .position(|l| l.contains("slug:") && l.contains(ep.slug.as_str()))
+                .map(|i| i + 1),
+            message,
+        };
+        let routes = hookflow_runtime::matching::routes(workflows, &ep.path);
+        if routes.is_empty() {
+            problems.push(at(format!(
+                "endpoint `{}` dispatches path {}, which reaches no webhook trigger in {}: add the trigger file (a path /<file>/<trigger> needs <file>.yml with `on: {{<trigger>: …}}`), or set the endpoint's `path`",
+                ep.slug,
+                ep.path,
+                workflows.display()
+            )));
+            continue;
+        }
+        let names = |r: &hookflow_runtime::matching::Route| {
+            format!("{} trigger `{}`", r.workflow, r.trigger)
+        };
+        match &ep.event_type {
+            EventTypeSource::Fixed(t) => {
+                if !routes.iter().any(|r| r.event_types.contains(t)) {
+                    let r = &routes[0];
+                    problems.push(at(format!(
+                        "endpoint `{}` sends event type `{t}`, which {} does not accept (event_types: [{}]): add `event_types: [{t}]` to the trigger, and `{t}` to the GitHub workflow's `repository_dispatch: types`",
+                        ep.slug,
+                        names(r),
+                        r.event_types.join(", ")
+                    )));
+                }
+            }
+            EventTypeSource::BodyPath(p) => {
+                if routes
+                    .iter()
+                    .all(|r| r.event_types == [hookflow_protocol::dispatch::WEBHOOK_EVENT_TYPE])
+                {
+                    notices.push(at(format!(
+                        "endpoint `{}` takes its event type from the body (`{p}`), but {} accepts only `webhook`: list the types it sends in the trigger's `event_types` and in the GitHub workflow's `repository_dispatch: types`",
+                        ep.slug,
+                        names(&routes[0])
+                    )));
+                }
+            }
+        }
+    }
+    Ok((problems, notices))
+}
+
 fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let v = hookflow_runtime::validate_dir(&args.workflows)?;
+    #[allow(unused_mut)]
+    let mut v = hookflow_runtime::validate_dir(&args.workflows)?;
+    #[cfg(feature = "relay")]
+    if let Some(file) = &args.relay_config {
+        let (problems, notices) = cross_check_relay(file, &args.workflows)?;
+        v.problems.extend(problems);
+        v.notices.extend(notices);
+    }
     for p in &v.problems {
         eprintln!("error: {p}");
     }

@@ -726,3 +726,45 @@ fn logs_written_to_a_file_carry_no_colour_codes() {
     assert!(text.contains("relay listening"), "{text}");
     assert!(!text.contains('\u{1b}'), "ANSI codes in a file: {text:?}");
 }
+
+#[test]
+fn validate_cross_checks_a_relay_config_against_the_triggers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = dir.path().join("workflows");
+    std::fs::create_dir_all(&wf).expect("mkdir");
+    std::fs::write(wf.join("shop.yml"), "on:\n  webhook: {}\n").expect("write");
+    std::fs::write(
+        wf.join("billing.yml"),
+        "on:\n  webhook:\n    event_types: [invoice.paid]\n",
+    )
+    .expect("write");
+    let relay = dir.path().join("relay.yml");
+    std::fs::write(
+        &relay,
+        "endpoints:\n  - slug: shop\n    repo: o/r\n    token_env: T\n    event_type_path: type\n  - slug: orders\n    repo: o/r\n    token_env: T\n    event_type: order.paid\n    path: /shop/webhook\n  - slug: billing\n    repo: o/r\n    token_env: T\n    event_type: invoice.paid\n  - slug: lost\n    repo: o/r\n    token_env: T\n",
+    )
+    .expect("write");
+    let out = cli(&[
+        "validate",
+        "--workflows",
+        wf.to_str().expect("utf-8"),
+        "--relay-config",
+        relay.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("relay.yml:2: endpoint `shop` takes its event type from the body"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("relay.yml:6: endpoint `orders` sends event type `order.paid`")
+            && stderr.contains("add `event_types: [order.paid]`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("endpoint `billing`"), "billing is right: {stderr}");
+    assert!(
+        stderr.contains("endpoint `lost` dispatches path /lost/webhook, which reaches no webhook trigger"),
+        "{stderr}"
+    );
+}

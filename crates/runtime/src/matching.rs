@@ -134,6 +134,50 @@ pub fn match_event(
     })
 }
 
+/// A webhook trigger a request path reaches by its URL alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The workflow file, relative to the workflows directory.
+    pub workflow: String,
+    /// The trigger name.
+    pub trigger: String,
+    /// The event types it accepts.
+    pub event_types: Vec<String>,
+    /// Whether it is on (`config.active`).
+    pub active: bool,
+}
+
+/// The webhook triggers `origin_path` reaches by its URL (`/<file>/<trigger>[/rest]`), whatever
+/// the event type, method, `path` pattern and rules; files that do not load are left out. For
+/// cross-checks such as `hookflow validate --relay-config`.
+pub fn routes(dir: &Path, origin_path: &str) -> Vec<Route> {
+    let mut out = Vec::new();
+    for candidate in candidates(dir, origin_path) {
+        let Ok(workflow) = load_workflow(&candidate.file, &candidate.relative_path) else {
+            continue;
+        };
+        let Some(hook) = workflow
+            .triggers
+            .iter()
+            .find(|t| t.name == candidate.trigger)
+            .and_then(|t| t.webhook.as_ref())
+        else {
+            continue;
+        };
+        let base = workflow.base_path(&candidate.trigger);
+        let path_only = origin_path.split(['?', '#']).next().unwrap_or_default();
+        if path_only == base || path_only.starts_with(&format!("{base}/")) {
+            out.push(Route {
+                workflow: workflow.relative_path.clone(),
+                trigger: candidate.trigger.clone(),
+                event_types: hook.event_types.clone(),
+                active: hook.active,
+            });
+        }
+    }
+    out
+}
+
 struct Candidate {
     file: PathBuf,
     relative_path: String,
@@ -169,7 +213,6 @@ fn candidates(dir: &Path, origin_path: &str) -> Vec<Candidate> {
     out
 }
 
-/// Decides whether one trigger of a workflow accepts the request.
 /// Decides whether one trigger of a workflow accepts the request. `body` is the request's
 /// decoded body (`request.body` is not used): it moves into the match, or stays in place.
 fn evaluate(
@@ -201,7 +244,7 @@ fn evaluate(
     }
     if !hook.event_types.iter().any(|t| t == event_type) {
         return skip(format!(
-            "{who} does not accept event type `{event_type}` (event_types: [{}])",
+            "{who} does not accept event type `{event_type}` (event_types: [{}]); add it to the trigger's `event_types` (and to the GitHub workflow's `repository_dispatch: types`)",
             hook.event_types.join(", ")
         ));
     }
