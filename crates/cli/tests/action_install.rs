@@ -41,16 +41,27 @@ fn release(dir: &Path, corrupt_checksum: bool) -> (Vec<u8>, String) {
     )
 }
 
-async fn serve(archive: Vec<u8>, checksum: String) -> String {
-    let app = Router::new()
-        .route(
-            "/v9.9.9/hookflow-action-x86_64-unknown-linux-musl.tar.gz",
-            get(move || async move { archive.clone() }),
-        )
-        .route(
-            "/v9.9.9/hookflow-action-x86_64-unknown-linux-musl.tar.gz.sha256",
-            get(move || async move { checksum.clone() }),
-        );
+/// A release server on 127.0.0.1 shaped like GitHub's: `download/<tag>/<asset>` for each of
+/// `tags`, and `latest/download/<asset>` when `latest`.
+async fn serve_releases(archive: Vec<u8>, checksum: String, tags: &[&str], latest: bool) -> String {
+    let asset = "hookflow-action-x86_64-unknown-linux-musl.tar.gz";
+    let mut folders: Vec<String> = tags.iter().map(|t| format!("/download/{t}")).collect();
+    if latest {
+        folders.push("/latest/download".to_string());
+    }
+    let mut app = Router::new();
+    for folder in folders {
+        let (a, c) = (archive.clone(), checksum.clone());
+        app = app
+            .route(
+                &format!("{folder}/{asset}"),
+                get(move || async move { a.clone() }),
+            )
+            .route(
+                &format!("{folder}/{asset}.sha256"),
+                get(move || async move { c.clone() }),
+            );
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -59,6 +70,10 @@ async fn serve(archive: Vec<u8>, checksum: String) -> String {
         let _ = axum::serve(listener, app).await;
     });
     format!("http://{addr}")
+}
+
+async fn serve(archive: Vec<u8>, checksum: String) -> String {
+    serve_releases(archive, checksum, &["v9.9.9"], false).await
 }
 
 fn install(dir: &Path, releases: &str, version: &str, path: &str) -> std::process::Output {
@@ -156,4 +171,62 @@ async fn without_a_release_or_cargo_it_says_what_to_do() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("has no release archive"), "{stdout}");
     assert!(stdout.contains("no cargo to build one"), "{stdout}");
+}
+
+/// The version of the action's own source, as its Cargo.toml says.
+fn own_version() -> String {
+    format!("v{}", env!("CARGO_PKG_VERSION"))
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_installs_the_release_of_the_actions_own_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (archive, checksum) = release(dir.path(), false);
+    let own = own_version();
+    let url = serve_releases(archive, checksum, &[own.as_str()], false).await;
+    let d = dir.path().to_path_buf();
+    // `uses: …@v0` (a moving tag) or `@vX.Y.Z`: the version comes from the source at that ref.
+    let out = tokio::task::spawn_blocking(move || install(&d, &url, "auto", SYSTEM_PATH))
+        .await
+        .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "installed release {} (x86_64-unknown-linux-musl)",
+            own_version()
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("::notice::"), "{stdout}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreleased_ref_gets_the_latest_release_with_a_notice_not_a_build() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (archive, checksum) = release(dir.path(), false);
+    // Only a latest release: the action's own version is not released yet (a branch).
+    let url = serve_releases(archive, checksum, &[], true).await;
+    let d = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || install(&d, &url, "auto", SYSTEM_PATH))
+        .await
+        .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("::notice::hookflow: the action's ref main"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("installed release latest"), "{stdout}");
+    assert!(!stdout.contains("building from"), "no compile: {stdout}");
 }
