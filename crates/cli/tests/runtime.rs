@@ -196,6 +196,66 @@ fn a_dispatch_request_captured_from_a_relay_runs_as_an_event() {
 }
 
 #[test]
+fn an_event_built_like_a_curl_request_runs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let body = tmp.path().join("body.json");
+    fs::write(&body, r#"{"ref":"main"}"#).expect("write");
+    let out = hookflow()
+        .args([
+            "event",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "X-GitHub-Delivery: d-1",
+            "-d",
+        ])
+        .arg(format!("@{}", body.display()))
+        .arg("https://relay.example.com/team/ci/deploy/webhook/production/api?dry=1")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let event_file = tmp.path().join("event.json");
+    fs::write(&event_file, &out.stdout).expect("write");
+    let event: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(event["action"], "webhook");
+    assert_eq!(
+        event["client_payload"]["body"], r#"{"ref":"main"}"#,
+        "exact bytes"
+    );
+    let run = hookflow()
+        .args(["run", "--json", "--workflows"])
+        .arg(examples())
+        .arg("--event")
+        .arg(&event_file)
+        .env("GITHUB_EVENT_NAME", "repository_dispatch")
+        .output()
+        .expect("runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
+    assert_eq!(result["workflow"], "team/ci/deploy.yml", "{result}");
+    assert_eq!(result["outputs"]["query"]["dry"], "1");
+    assert_eq!(result["outputs"]["delivery_id"], "d-1");
+    assert_eq!(result["outputs"]["method"], "post");
+    // A header without a colon is refused with what to write.
+    let bad = hookflow()
+        .args(["event", "-H", "oops", "/x/webhook"])
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("'Name: value'"));
+}
+
+#[test]
 fn run_writes_outputs_and_summary() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("output");
