@@ -773,3 +773,33 @@ fn validate_cross_checks_a_relay_config_against_the_triggers() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_config_reports_every_type_error_in_one_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "listen: 0.0.0.0:8080\nlimits:\n  max_body_bytes: lots\n  max_headers: many\ndelivery:\n  concurrency: -3\ncompat_route: maybe\nendpoints:\n  - slug: a\n    repo: o/r\n    token_env: [T]\n  - slug: b\n    repo: o/r\nlisen: x\n",
+    )
+    .expect("write");
+    let out = cli(&[
+        "relay",
+        "--check-config",
+        "--config",
+        bad.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "bad.yml:3: `limits.max_body_bytes`: invalid type",
+        "bad.yml:4: `limits.max_headers`",
+        "bad.yml:6: `delivery.concurrency`",
+        "bad.yml:7: `compat_route`",
+        "bad.yml:11: `endpoints.a.token_env`",
+        "bad.yml:12: `endpoints.b`: missing field `token_env`",
+        "bad.yml:14: unknown key `lisen`",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in:\n{stderr}");
+    }
+}

@@ -317,25 +317,34 @@ impl RelayConfig {
 
     /// Parses YAML text; `name` is used in messages.
     pub fn parse(text: &str, name: &str, o: &Overrides) -> Result<RelayConfig, ConfigError> {
-        if let Some(e) = unknown_keys(text, name) {
-            return Err(e);
-        }
-        let raw: RawConfig = if text.trim().is_empty() {
+        // Every problem in one run: unknown keys and values of the wrong type together.
+        let mut problems = unknown_keys(text, name);
+        let parsed: Result<RawConfig, _> = if text.trim().is_empty() {
             serde_yaml::from_str("{}")
         } else {
             serde_yaml::from_str(text)
-        }
-        .map_err(|e| ConfigError {
-            file: name.to_string(),
-            line: e.location().map(|l| l.line()),
-            message: e
-                .to_string()
-                .split(" at line ")
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-            more: Vec::new(),
-        })?;
+        };
+        let raw = match parsed {
+            Ok(raw) if problems.is_empty() => raw,
+            Ok(_) => return Err(combine(problems).unwrap_or_else(|| unreachable_error(name))),
+            Err(e) => {
+                problems.extend(type_problems(text, name));
+                if problems.is_empty() {
+                    problems.push(ConfigError {
+                        file: name.to_string(),
+                        line: e.location().map(|l| l.line()),
+                        message: e
+                            .to_string()
+                            .split(" at line ")
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                        more: Vec::new(),
+                    });
+                }
+                return Err(combine(problems).unwrap_or_else(|| unreachable_error(name)));
+            }
+        };
         Self::build(Some(raw), name, Some(text), o)
     }
 
@@ -504,7 +513,16 @@ impl RelayConfig {
         let mut problems: Vec<ConfigError> = Vec::new();
         for e in raw.endpoints {
             let parsed = (|| -> Result<Endpoint, ConfigError> {
-                let at = |m: String| err(&["endpoints"], format!("endpoint `{}`: {m}", e.slug));
+                // At the endpoint's own `slug:` line, not the `endpoints:` line.
+                let slug_line = text.and_then(|t| {
+                    t.lines()
+                        .position(|l| l.contains("slug:") && l.contains(e.slug.as_str()))
+                        .map(|i| i + 1)
+                });
+                let at = |m: String| ConfigError {
+                    line: slug_line.or_else(|| text.and_then(|t| locate(t, &["endpoints"]))),
+                    ..err(&["endpoints"], format!("endpoint `{}`: {m}", e.slug))
+                };
                 if e.slug.is_empty()
                     || !e
                         .slug
@@ -633,10 +651,10 @@ const ENDPOINT_KEYS: [&str; 8] = [
 /// Every unknown key in the file at once (typed parsing would stop at the first), each with
 /// its line. `None` when all keys are known or the text is not a YAML mapping (the typed parse
 /// then says what is wrong).
-fn unknown_keys(text: &str, name: &str) -> Option<ConfigError> {
+fn unknown_keys(text: &str, name: &str) -> Vec<ConfigError> {
     let Ok(serde_yaml::Value::Mapping(top)) = serde_yaml::from_str::<serde_yaml::Value>(text)
     else {
-        return None;
+        return Vec::new();
     };
     let mut problems = Vec::new();
     let mut check = |map: &serde_yaml::Mapping, known: &[&str], section: &str| {
@@ -676,9 +694,115 @@ fn unknown_keys(text: &str, name: &str) -> Option<ConfigError> {
             }
         }
     }
-    let first = problems.first().cloned()?;
+    problems
+}
+
+/// Every value of the wrong type, each at its own line: the typed parse stops at the first, so
+/// each key (each key of `limits` and `delivery`, each endpoint) is tried on its own.
+fn type_problems(text: &str, name: &str) -> Vec<ConfigError> {
+    use serde_yaml::{Mapping, Value as Yaml};
+    let Ok(Yaml::Mapping(top)) = serde_yaml::from_str::<Yaml>(text) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    let mut probe = |snippet: Mapping, keys: &[&str], line: Option<usize>| {
+        if let Err(e) = serde_yaml::from_value::<RawConfig>(Yaml::Mapping(snippet)) {
+            if e.to_string().contains("unknown field") {
+                return; // reported by `unknown_keys`, with its line
+            }
+            let what = keys.join(".");
+            problems.push(ConfigError {
+                file: name.to_string(),
+                line: line.or_else(|| locate(text, keys)),
+                message: format!("`{what}`: {e}"),
+                more: Vec::new(),
+            });
+        }
+    };
+    for (key, value) in &top {
+        let Some(k) = key.as_str() else { continue };
+        match (k, value) {
+            ("limits" | "delivery", Yaml::Mapping(section)) => {
+                for (sub, v) in section {
+                    let Some(sk) = sub.as_str() else { continue };
+                    let mut inner = Mapping::new();
+                    inner.insert(sub.clone(), v.clone());
+                    let mut outer = Mapping::new();
+                    outer.insert(key.clone(), Yaml::Mapping(inner));
+                    probe(outer, &[k, sk], None);
+                }
+            }
+            ("endpoints", Yaml::Sequence(items)) => {
+                for item in items {
+                    let slug = item.get("slug").and_then(Yaml::as_str).unwrap_or("?");
+                    let slug_line = text
+                        .lines()
+                        .position(|l| l.contains("slug:") && l.contains(slug))
+                        .map(|i| i + 1);
+                    let endpoint = |fields: Mapping| {
+                        let mut outer = Mapping::new();
+                        outer.insert(key.clone(), Yaml::Sequence(vec![Yaml::Mapping(fields)]));
+                        outer
+                    };
+                    let Yaml::Mapping(fields) = item else {
+                        probe(endpoint(Mapping::new()), &[k, slug], slug_line);
+                        continue;
+                    };
+                    // Missing required fields, at the endpoint's line.
+                    let mut required = Mapping::new();
+                    for f in fields.keys() {
+                        required.insert(f.clone(), Yaml::String("x".into()));
+                    }
+                    probe(endpoint(required), &[k, slug], slug_line);
+                    // Each field's type, at the field's own line.
+                    for (f, v) in fields {
+                        let Some(fk) = f.as_str() else { continue };
+                        let mut one = Mapping::new();
+                        for r in ["slug", "repo", "token_env"] {
+                            one.insert(Yaml::String(r.into()), Yaml::String("x".into()));
+                        }
+                        one.insert(f.clone(), v.clone());
+                        let line = slug_line.and_then(|from| {
+                            text.lines()
+                                .enumerate()
+                                .skip(from - 1)
+                                .find(|(_, l)| l.contains(&format!("{fk}:")))
+                                .map(|(i, _)| i + 1)
+                        });
+                        probe(endpoint(one), &[k, slug, fk], line);
+                    }
+                }
+            }
+            (k, _) if !TOP_KEYS.contains(&k) => {}
+            _ => {
+                let mut outer = Mapping::new();
+                outer.insert(key.clone(), value.clone());
+                probe(outer, &[k], None);
+            }
+        }
+    }
+    problems
+}
+
+/// Never built: [`combine`] is only called with problems.
+fn unreachable_error(name: &str) -> ConfigError {
+    ConfigError {
+        file: name.to_string(),
+        line: None,
+        message: "the configuration is invalid".into(),
+        more: Vec::new(),
+    }
+}
+
+/// One error carrying the rest, or `None` for none.
+fn combine(mut problems: Vec<ConfigError>) -> Option<ConfigError> {
+    if problems.is_empty() {
+        return None;
+    }
+    let rest = problems.split_off(1);
+    let first = problems.remove(0);
     Some(ConfigError {
-        more: problems.split_off(1),
+        more: rest,
         ..first
     })
 }
