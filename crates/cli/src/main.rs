@@ -341,7 +341,11 @@ struct ValidateArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let outcome = match cli.command {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay_cmd(args),
@@ -349,7 +353,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => sign(args),
         Command::Event(args) => event(args),
         #[cfg(feature = "relay")]
-        Command::Relay(args) => relay(args),
+        Command::Relay(args) => relay(args, setting_sources(matches.subcommand_matches("relay"))),
         #[cfg(feature = "relay")]
         Command::Dispatch(args) => dispatch(args),
     };
@@ -679,17 +683,43 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Where `--listen`, `--data` and `--api-url` came from: the command line or the environment
+/// (for `--check-config`'s account of the effective values).
+#[cfg(feature = "relay")]
+fn setting_sources(matches: Option<&clap::ArgMatches>) -> Vec<(String, String)> {
+    let Some(m) = matches else {
+        return Vec::new();
+    };
+    [
+        ("listen", "--listen", "HOOKFLOW_LISTEN"),
+        ("data", "--data", "HOOKFLOW_DATA"),
+        ("api_url", "--api-url", "GITHUB_API_URL"),
+    ]
+    .into_iter()
+    .filter_map(|(id, flag, env)| {
+        let source = match m.value_source(id)? {
+            clap::parser::ValueSource::CommandLine => format!("flag {flag}"),
+            clap::parser::ValueSource::EnvVariable => format!("environment {env}"),
+            _ => return None,
+        };
+        Some((id.to_string(), source))
+    })
+    .collect()
+}
+
 #[cfg(feature = "relay")]
 fn relay_config(
     store: &StoreArgs,
     listen: Option<String>,
     api_url: Option<String>,
+    sources: Vec<(String, String)>,
 ) -> anyhow::Result<hookflow_relay::RelayConfig> {
     use hookflow_relay::config::{Overrides, RelayConfig};
     let overrides = Overrides {
         listen,
         data: store.data.clone(),
         api_url,
+        sources,
     };
     Ok(match &store.config {
         Some(file) => RelayConfig::load(file, &overrides)?,
@@ -698,11 +728,16 @@ fn relay_config(
 }
 
 #[cfg(feature = "relay")]
-fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
+fn relay(args: RelayArgs, sources: Vec<(String, String)>) -> anyhow::Result<ExitCode> {
     if let Some(RelayAction::DeadLetters(action)) = args.action {
         return dead_letters(action);
     }
-    let config = relay_config(&args.store, args.listen.clone(), args.api_url.clone())?;
+    let config = relay_config(
+        &args.store,
+        args.listen.clone(),
+        args.api_url.clone(),
+        sources,
+    )?;
     let env = environment()?;
     if args.check_config {
         let name = args
@@ -712,6 +747,9 @@ fn relay(args: RelayArgs) -> anyhow::Result<ExitCode> {
             .map_or("the defaults".to_string(), |f| f.display().to_string());
         let report = hookflow_relay::admin::check_config(&config, &name, &env);
         println!("{}", report.summary);
+        for line in &report.settings {
+            println!("  {line}");
+        }
         for w in &report.warnings {
             eprintln!("warning: {w}");
         }
@@ -755,7 +793,7 @@ fn dead_letters(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
         | DeadLetterAction::Replay { store, .. }
         | DeadLetterAction::Purge { store, .. } => StoreArgs::from(store.clone()),
     };
-    let config = relay_config(&store_args, None, None)?;
+    let config = relay_config(&store_args, None, None, Vec::new())?;
     let mut store = admin::open_store(&config)?;
     let now = environment()?.now_ms();
     match action {

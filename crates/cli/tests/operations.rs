@@ -803,3 +803,43 @@ fn check_config_reports_every_type_error_in_one_run() {
         assert!(stderr.contains(expected), "{expected:?} not in:\n{stderr}");
     }
 }
+
+#[test]
+fn check_config_says_where_each_effective_value_came_from() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("relay.yml");
+    std::fs::write(
+        &file,
+        "listen: 0.0.0.0:9000\napi_url: https://ghe.example.com/api/v3\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(bin())
+        .args(["relay", "--check-config", "--config"])
+        .arg(&file)
+        .args(["--data", "/srv/hookflow"])
+        .env("HOOKFLOW_LISTEN", "127.0.0.1:7000")
+        .env_remove("GITHUB_API_URL")
+        .env_remove("HOOKFLOW_DATA")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("listen   = 127.0.0.1:7000 (environment HOOKFLOW_LISTEN, overriding")
+            && stdout.contains("relay.yml:1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("data     = /srv/hookflow (flag --data)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("api_url  = https://ghe.example.com/api/v3 (")
+            && stdout.contains("relay.yml:2)"),
+        "{stdout}"
+    );
+}

@@ -82,6 +82,9 @@ pub struct ConfigReport {
     pub summary: String,
     /// `endpoint `slug`: token_env names VAR, which is not set here`.
     pub warnings: Vec<String>,
+    /// `listen = 0.0.0.0:8080 (environment HOOKFLOW_LISTEN, overriding relay.yml:2)`: each
+    /// effective value and where it came from.
+    pub settings: Vec<String>,
 }
 
 /// Checks a parsed configuration against the variables it names; `name` is the file (or "the
@@ -99,7 +102,23 @@ pub fn check_config(config: &RelayConfig, name: &str, env: &Environment) -> Conf
         .into_iter()
         .map(|u| format!("{u} here"))
         .collect();
-    ConfigReport { summary, warnings }
+    let settings = config
+        .settings
+        .iter()
+        .map(|s| {
+            let over = s
+                .overrides
+                .as_ref()
+                .map(|f| format!(", overriding {f}"))
+                .unwrap_or_default();
+            format!("{:<8} = {} ({}{over})", s.key, s.value, s.source)
+        })
+        .collect();
+    ConfigReport {
+        summary,
+        warnings,
+        settings,
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ pub struct RelayConfig {
     pub delivery: DeliveryConfig,
     /// Configured endpoints (`/hooks/<slug>`).
     pub endpoints: Vec<Endpoint>,
+    /// Where `listen`, `data` and `api_url` came from.
+    pub settings: Vec<Setting>,
 }
 
 /// Limits that protect the relay from clients.
@@ -235,6 +237,24 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
     /// `--api-url`.
     pub api_url: Option<String>,
+    /// Where each override came from (`listen` → `flag --listen`, `environment HOOKFLOW_LISTEN`),
+    /// for `--check-config`'s account of the effective values.
+    pub sources: Vec<(String, String)>,
+}
+
+/// One effective setting and where it came from: `flag --listen`, `environment
+/// HOOKFLOW_LISTEN`, `relay.yml:2`, or `default`. Precedence: flag, then environment, then the
+/// file, then the default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The key (`listen`).
+    pub key: &'static str,
+    /// The value in effect.
+    pub value: String,
+    /// Where it came from.
+    pub source: String,
+    /// The file's value it overrides, with its line, if any.
+    pub overrides: Option<String>,
 }
 
 /// An entry of `compat_repos`: `owner/name`, or `owner/*` for every repository of an owner.
@@ -386,7 +406,7 @@ impl RelayConfig {
         let listen_text = o
             .listen
             .clone()
-            .or(raw.listen)
+            .or_else(|| raw.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             err(
@@ -397,7 +417,7 @@ impl RelayConfig {
         let api_url = o
             .api_url
             .clone()
-            .or(raw.api_url)
+            .or_else(|| raw.api_url.clone())
             .unwrap_or_else(|| crate::github::DEFAULT_API_URL.into());
         if url::Url::parse(&api_url).is_err() {
             return Err(err(
@@ -586,13 +606,57 @@ impl RelayConfig {
                 ..first
             });
         }
+        let data = o
+            .data
+            .clone()
+            .or_else(|| raw.data.clone())
+            .unwrap_or_else(|| PathBuf::from("hookflow-data"));
+        let setting = |key: &'static str, value: String, overridden: bool, in_file: bool| {
+            let file_at = || match text.and_then(|t| locate(t, &[key])) {
+                Some(line) => format!("{name}:{line}"),
+                None => name.to_string(),
+            };
+            let source = if overridden {
+                o.sources
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or_else(|| "flag".to_string(), |(_, s)| s.clone())
+            } else if in_file {
+                file_at()
+            } else {
+                "default".to_string()
+            };
+            Setting {
+                key,
+                value,
+                source,
+                overrides: (overridden && in_file).then(file_at),
+            }
+        };
+        let settings = vec![
+            setting(
+                "listen",
+                listen.to_string(),
+                o.listen.is_some(),
+                raw.listen.is_some(),
+            ),
+            setting(
+                "data",
+                data.display().to_string(),
+                o.data.is_some(),
+                raw.data.is_some(),
+            ),
+            setting(
+                "api_url",
+                api_url.clone(),
+                o.api_url.is_some(),
+                raw.api_url.is_some(),
+            ),
+        ];
         Ok(RelayConfig {
             listen,
-            data: o
-                .data
-                .clone()
-                .or(raw.data)
-                .unwrap_or_else(|| PathBuf::from("hookflow-data")),
+            data,
+            settings,
             api_url,
             compat_route: raw.compat_route.unwrap_or(true),
             compat_repos,
