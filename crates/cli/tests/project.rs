@@ -28,3 +28,61 @@ fn every_crate_is_dual_licensed_and_the_texts_ship() {
     let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
     assert!(readme.contains("LICENSE-APACHE") && readme.contains("LICENSE-MIT"));
 }
+
+/// The shell block under a README heading.
+fn readme_block(heading: &str) -> String {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let section = readme
+        .split(&format!("\n{heading}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("README has no {heading:?}"));
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap_or_else(|| panic!("no sh block under {heading:?}"));
+    block.to_string()
+}
+
+/// Runs a README block with `cargo run -q --` / `cargo run --` standing for this build's binary,
+/// from a copy of the files it names, and returns stdout.
+fn run_readme_block(block: &str, cwd: &std::path::Path) -> String {
+    let bin = env!("CARGO_BIN_EXE_hookflow");
+    let script = block
+        .replace("cargo run -q --", bin)
+        .replace("cargo run --", bin);
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(cwd)
+        .env_remove("GITHUB_OUTPUT")
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "README block failed:\n{script}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn the_readme_quick_start_commands_run() {
+    // "Two commands": the first one (the second is this test suite).
+    let two = readme_block("## Two commands");
+    let first: String = two
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty() && !l.contains("scripts/test"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    run_readme_block(&first, &root());
+
+    // "Try a trigger in a minute", in a scratch folder.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = run_readme_block(&readme_block("## Try a trigger in a minute"), tmp.path());
+    let result: serde_json::Value =
+        serde_json::from_str(out.lines().last().unwrap_or_default()).expect("the run's JSON");
+    assert_eq!(result["matched"], true, "{out}");
+    assert_eq!(result["workflow"], "shop.yml");
+}
