@@ -1,35 +1,15 @@
 //! Trigger rules end to end through the binary: signatures, filters, outputs, masking, `sign`.
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::{json, Value};
+use support::cli::{hookflow, write};
 
 const SECRET: &str = "rules-test-secret";
-
-fn hookflow() -> Command {
-    let mut cmd = Command::cargo_bin("hookflow").expect("binary builds");
-    for var in [
-        "GITHUB_EVENT_PATH",
-        "GITHUB_EVENT_NAME",
-        "GITHUB_OUTPUT",
-        "GITHUB_STEP_SUMMARY",
-        "GITHUB_ACTIONS",
-        "HOOKFLOW_NOW",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
-    let path = dir.join(rel);
-    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    fs::write(&path, text).expect("write");
-    path
-}
 
 /// Signs `body` with `hookflow sign` and returns the headers it printed, lowercased.
 fn sign(args: &[&str], body: &str) -> Vec<(String, String)> {

@@ -1,5 +1,7 @@
 //! `hookflow run`, `replay` and `validate` as a user runs them: the real binary, real files.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -7,6 +9,7 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::{json, Value};
+use support::cli::{root, write};
 
 /// The secret and clock the shipped fixtures were signed with (scripts/gen-fixtures.py).
 const EXAMPLE_SECRET: &str = "hookflow-example-secret";
@@ -19,29 +22,12 @@ fn fixture_env() -> hookflow_protocol::Environment {
     )
 }
 
+/// `hookflow` with the secret and clock the shipped fixtures were signed with.
 fn hookflow() -> Command {
-    let mut cmd = Command::cargo_bin("hookflow").expect("binary builds");
+    let mut cmd = support::cli::hookflow();
     cmd.env("EXAMPLE_WEBHOOK_SECRET", EXAMPLE_SECRET)
         .env("HOOKFLOW_NOW", FIXTURE_TIME.to_string());
-    // Start from a clean slate whatever the environment running the tests sets.
-    for var in [
-        "GITHUB_EVENT_PATH",
-        "GITHUB_EVENT_NAME",
-        "GITHUB_OUTPUT",
-        "GITHUB_STEP_SUMMARY",
-        "GITHUB_ACTIONS",
-        "RUNNER_TEMP",
-        "HOOKFLOW_WORKFLOWS",
-        "HOOKFLOW_FAIL_ON_NO_MATCH",
-    ] {
-        cmd.env_remove(var);
-    }
     cmd
-}
-
-fn root() -> PathBuf {
-    // The workspace root: crates/cli/../..
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -82,12 +68,6 @@ fn parse_github_output(text: &str) -> BTreeMap<String, String> {
         out.insert(name.to_string(), value.join("\n"));
     }
     out
-}
-
-fn write(dir: &Path, rel: &str, text: &str) {
-    let path = dir.join(rel);
-    fs::create_dir_all(path.parent().expect("has parent")).expect("mkdir");
-    fs::write(path, text).expect("write");
 }
 
 #[test]

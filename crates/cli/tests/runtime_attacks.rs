@@ -2,26 +2,13 @@
 //! binary: request text must never become a workflow command, secrets must never print in
 //! clear, and a sender must not choose what the runner masks.
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use serde_json::{json, Value};
-
-fn hookflow() -> Command {
-    let mut cmd = Command::cargo_bin("hookflow").expect("binary builds");
-    for var in [
-        "GITHUB_EVENT_PATH",
-        "GITHUB_EVENT_NAME",
-        "GITHUB_OUTPUT",
-        "GITHUB_STEP_SUMMARY",
-        "GITHUB_ACTIONS",
-        "HOOKFLOW_NOW",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
+use support::cli::hookflow;
 
 fn workflows(dir: &Path) -> PathBuf {
     let wf = dir.join("wf");

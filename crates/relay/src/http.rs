@@ -404,6 +404,44 @@ fn rfc3339(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A request the relay accepted, and where its dispatch goes.
+struct Accepted<'a> {
+    incoming: Incoming,
+    event_type: String,
+    /// The route or endpoint slug.
+    source: &'a str,
+    repo: String,
+    token: TokenSource,
+    dedupe_key: Option<String>,
+}
+
+/// Encodes an accepted request as the dispatch GitHub will receive (413 when it cannot fit) and
+/// stores it: the id the sender sees, and whether it repeats an event already stored.
+async fn store_request(state: &AppState, r: Accepted<'_>) -> Result<(String, bool), Response> {
+    let id = ulid::Ulid::generate().to_string();
+    let now = state.env.now_ms();
+    let origin = Origin {
+        id: &id,
+        received_at: &rfc3339(now),
+        source: r.source,
+    };
+    let prepared =
+        ClientPayload::encode_request(&r.incoming, &r.event_type, origin).map_err(payload_error)?;
+    let event = NewEvent {
+        id,
+        received_at: now,
+        source: r.source.to_string(),
+        repo: r.repo,
+        token: r.token,
+        event_type: r.event_type,
+        body: prepared.dispatch_body,
+        dedupe_key: r.dedupe_key,
+    };
+    store_event(state, event)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
 /// Stores the event and wakes the workers; 503 when the store cannot take it. Returns the id
 /// the sender should see, and whether the event is a repeat of one already stored.
 async fn store_event(state: &AppState, event: NewEvent) -> Result<(String, bool), Refused> {
@@ -529,40 +567,26 @@ async fn compat(
     } else {
         format!("{rest}?{}", kept.join("&"))
     };
-    let incoming = Incoming {
-        method: method.as_str().to_string(),
-        path,
-        headers: forwarded_headers(&headers),
-        body,
-    };
-    let id = ulid::Ulid::generate().to_string();
-    let now = state.env.now_ms();
-    let origin = Origin {
-        id: &id,
-        received_at: &rfc3339(now),
-        source: "compat",
-    };
-    let prepared = match ClientPayload::encode_request(&incoming, WEBHOOK_EVENT_TYPE, origin) {
-        Ok(p) => p,
-        Err(e) => return payload_error(e),
-    };
     // The credential is part of the key: a stranger repeating a victim's delivery id with
     // another token must not make the victim's own request look like a repeat.
     let dedupe_key = delivery_id(&headers)
         .map(|d| format!("compat:{repo}:{}:{d}", credentials::fingerprint(&token)));
-    let event = NewEvent {
-        id: id.clone(),
-        received_at: now,
-        source: "compat".into(),
+    let request = Accepted {
+        incoming: Incoming {
+            method: method.as_str().to_string(),
+            path,
+            headers: forwarded_headers(&headers),
+            body,
+        },
+        event_type: WEBHOOK_EVENT_TYPE.into(),
+        source: "compat",
         repo: repo.to_string(),
         token: TokenSource::Inline(token),
-        event_type: WEBHOOK_EVENT_TYPE.into(),
-        body: prepared.dispatch_body,
         dedupe_key,
     };
-    let (id, duplicate) = match store_event(&state, event).await {
+    let (id, duplicate) = match store_request(&state, request).await {
         Ok(stored) => stored,
-        Err(r) => return r.into_response(),
+        Err(r) => return r,
     };
 
     let status = relay
@@ -648,36 +672,22 @@ async fn endpoint(
     if !kept.is_empty() {
         path = format!("{path}?{}", kept.join("&"));
     }
-    let incoming = Incoming {
-        method: method.as_str().to_string(),
-        path,
-        headers: forwarded_headers(&headers),
-        body,
-    };
-    let id = ulid::Ulid::generate().to_string();
-    let now = state.env.now_ms();
-    let origin = Origin {
-        id: &id,
-        received_at: &rfc3339(now),
+    let request = Accepted {
+        incoming: Incoming {
+            method: method.as_str().to_string(),
+            path,
+            headers: forwarded_headers(&headers),
+            body,
+        },
+        event_type,
         source: slug,
-    };
-    let prepared = match ClientPayload::encode_request(&incoming, &event_type, origin) {
-        Ok(p) => p,
-        Err(e) => return payload_error(e),
-    };
-    let event = NewEvent {
-        id: id.clone(),
-        received_at: now,
-        source: slug.to_string(),
         repo: ep.repo.to_string(),
         token: TokenSource::Env(ep.token_env.clone()),
-        event_type,
-        body: prepared.dispatch_body,
         dedupe_key: delivery_id(&headers).map(|d| format!("hooks:{slug}:{d}")),
     };
-    let (id, duplicate) = match store_event(&state, event).await {
+    let (id, duplicate) = match store_request(&state, request).await {
         Ok(stored) => stored,
-        Err(r) => return r.into_response(),
+        Err(r) => return r,
     };
     let answer = if duplicate {
         json!({"event_id": id, "duplicate": true})

@@ -1,3 +1,7 @@
+pub mod cli;
+#[cfg(feature = "relay")]
 pub mod fake_github;
+#[cfg(feature = "relay")]
 pub mod load;
+#[cfg(feature = "relay")]
 pub mod relay;
