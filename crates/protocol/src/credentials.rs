@@ -54,6 +54,13 @@ pub fn fingerprint(secret: &str) -> String {
     hex::encode(&digest[..8])
 }
 
+/// Whether text can be a token (GitHub's, an API key): printable ASCII without spaces. Anything
+/// else (a line break above all) could not travel in a header, and would be retried as if the
+/// network had failed.
+pub fn is_token_text(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Whether a value is long enough to be masked.
 pub fn worth_masking(value: &str) -> bool {
     value.trim().chars().count() >= MIN_MASKED_CHARS

@@ -153,8 +153,13 @@ impl PayloadBody {
 
     /// `bytes` gzip-compressed, then base64.
     pub fn compressed(bytes: &[u8]) -> PayloadBody {
+        PayloadBody::gzipped(&gzip(bytes))
+    }
+
+    /// A body already gzip-compressed, carried as base64.
+    fn gzipped(gz: &[u8]) -> PayloadBody {
         PayloadBody::Text {
-            text: base64_encode(&gzip(bytes)),
+            text: base64_encode(gz),
             encoding: BodyEncoding::GzipBase64,
         }
     }
@@ -423,10 +428,7 @@ impl ClientPayload {
             Err(other) => return Err(PayloadError::Limit(other)),
         }
         let compressed = gzip(&incoming.body);
-        payload.body = PayloadBody::Text {
-            text: base64_encode(&compressed),
-            encoding: BodyEncoding::GzipBase64,
-        };
+        payload.body = PayloadBody::gzipped(&compressed);
         match check_limits(event_type, &payload.to_value()) {
             Ok(dispatch_body) => Ok(Prepared {
                 dispatch_body,

@@ -218,7 +218,7 @@ pub async fn deliver(
             }
         },
     };
-    if !crate::http::is_token_text(&token) {
+    if !credentials::is_token_text(&token) {
         // A header cannot carry it: no retry can succeed.
         return dead(
             "the GitHub token holds characters no token has (spaces, line breaks, control characters)".into(),

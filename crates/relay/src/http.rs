@@ -378,11 +378,6 @@ fn header_object(headers: &HeaderMap, drop: impl Fn(&str) -> bool) -> Map<String
     out
 }
 
-/// Whether text can be a GitHub token: printable ASCII without spaces.
-pub fn is_token_text(token: &str) -> bool {
-    !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
-}
-
 /// The sender's delivery id, when it sends one (`X-GitHub-Delivery`, `webhook-id`, …), as
 /// `header:value`.
 fn delivery_id(headers: &HeaderMap) -> Option<String> {
@@ -543,7 +538,7 @@ async fn compat(
             "no GitHub token: pass ?__token=…, an X-Github-Authorization header, or an Authorization header",
         );
     };
-    if !is_token_text(&token) {
+    if !credentials::is_token_text(&token) {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "the GitHub token holds characters no token has (spaces, line breaks, control characters)",
