@@ -64,6 +64,10 @@ struct RelayArgs {
     /// Check the configuration, report every problem with file:line, and exit.
     #[arg(long)]
     check_config: bool,
+    /// Refuse to start on a store of an older schema instead of migrating it
+    /// (`hookflow relay migrate` does it).
+    #[arg(long)]
+    no_migrate: bool,
 }
 
 #[cfg(feature = "relay")]
@@ -115,6 +119,11 @@ enum RelayAction {
     /// Inspect and fix events that could not be delivered (works while the relay runs).
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLetterAction),
+    /// Bring the store to this hookflow's schema (start-up does it too, unless --no-migrate).
+    Migrate {
+        #[command(flatten)]
+        store: StoreLocation,
+    },
 }
 
 #[cfg(feature = "relay")]
@@ -729,15 +738,33 @@ fn relay_config(
 
 #[cfg(feature = "relay")]
 fn relay(args: RelayArgs, sources: Vec<(String, String)>) -> anyhow::Result<ExitCode> {
-    if let Some(RelayAction::DeadLetters(action)) = args.action {
-        return dead_letters(action);
+    match args.action {
+        Some(RelayAction::DeadLetters(action)) => return dead_letters(action),
+        Some(RelayAction::Migrate { store }) => {
+            let config = relay_config(&StoreArgs::from(store), None, None, Vec::new())?;
+            let (before, after) = hookflow_relay::admin::migrate_store(&config)?;
+            if before == after {
+                eprintln!(
+                    "hookflow: the store in {} is at schema {after}; nothing to do",
+                    config.data.display()
+                );
+            } else {
+                eprintln!(
+                    "hookflow: the store in {} went from schema {before} to {after}",
+                    config.data.display()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
     }
-    let config = relay_config(
+    let mut config = relay_config(
         &args.store,
         args.listen.clone(),
         args.api_url.clone(),
         sources,
     )?;
+    config.migrate = !args.no_migrate;
     let env = environment()?;
     if args.check_config {
         let name = args

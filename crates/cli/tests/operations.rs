@@ -843,3 +843,40 @@ fn check_config_says_where_each_effective_value_came_from() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_store_is_migrated_by_command_or_at_start_and_never_under_no_migrate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8");
+    // --no-migrate refuses a store that needs migrating (here: none yet) and creates nothing.
+    let out = cli(&[
+        "relay",
+        "--no-migrate",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("hookflow relay migrate"), "{stderr}");
+    assert!(!data.join("events.db").exists());
+    // The command migrates, and says so; a second run has nothing to do.
+    let out = cli(&["relay", "migrate", "--data", data_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("went from schema 0 to"));
+    let out = cli(&["relay", "migrate", "--data", data_arg]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to do"));
+    // The operator's commands work on the migrated store without changing it.
+    let out = cli(&["relay", "dead-letters", "list", "--data", data_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

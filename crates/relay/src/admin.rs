@@ -26,7 +26,15 @@ pub fn open_store(config: &RelayConfig) -> Result<SqliteStore, AdminError> {
     if !config.data.join(crate::store::sqlite::DB_FILE).exists() {
         return Err(AdminError::NoStore(config.data.clone()));
     }
-    Ok(SqliteStore::open(&config.data)?)
+    Ok(SqliteStore::open_existing(&config.data)?)
+}
+
+/// Brings the store of the relay `config` describes to this hookflow's schema (creating it when
+/// there is none): the schema version before and after.
+pub fn migrate_store(config: &RelayConfig) -> Result<(i64, i64), AdminError> {
+    let before = crate::store::sqlite::schema_version(&config.data)?;
+    SqliteStore::open_with(&config.data, None, true)?;
+    Ok((before, crate::store::sqlite::SCHEMA_VERSION))
 }
 
 /// Dead letters as a JSON array: id, repo, event type, attempts, last error, age in seconds.

@@ -46,6 +46,8 @@ pub struct RelayConfig {
     pub listen: SocketAddr,
     /// Data directory (the SQLite store).
     pub data: PathBuf,
+    /// Whether start-up applies pending schema migrations (`--no-migrate` refuses instead).
+    pub migrate: bool,
     /// GitHub API base.
     pub api_url: String,
     /// Whether the webhook2github-compatible route `/<owner>/<repo>/…` is on.
@@ -657,6 +659,7 @@ impl RelayConfig {
             listen,
             data,
             settings,
+            migrate: true,
             api_url,
             compat_route: raw.compat_route.unwrap_or(true),
             compat_repos,

@@ -152,9 +152,10 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         config.limits.max_store_bytes = default_store_cap(&config.data);
     }
     let store = StoreHandle::start(
-        Box::new(SqliteStore::open_with_limit(
+        Box::new(SqliteStore::open_with(
             &config.data,
             config.limits.max_store_bytes,
+            config.migrate,
         )?),
         env.clock(),
     )?;

@@ -14,7 +14,78 @@ use super::{
 };
 
 /// The schema version this code writes.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema, one migration per version, each applied once in its own transaction and recorded
+/// in `schema_migrations` (and `PRAGMA user_version`). A released migration never changes: a new
+/// version gets a new entry.
+const MIGRATIONS: [(i64, &str); 1] = [(
+    1,
+    "CREATE TABLE events (
+         id TEXT PRIMARY KEY,
+         received_at INTEGER NOT NULL,
+         source TEXT NOT NULL,
+         repo TEXT NOT NULL,
+         token TEXT,
+         event_type TEXT NOT NULL,
+         body BLOB NOT NULL,
+         state TEXT NOT NULL CHECK (state IN ('pending', 'inflight', 'dead')),
+         attempts INTEGER NOT NULL DEFAULT 0,
+         next_attempt_at INTEGER NOT NULL,
+         last_error TEXT,
+         last_status INTEGER,
+         updated_at INTEGER NOT NULL
+     );
+     CREATE INDEX events_due ON events (state, next_attempt_at, id);
+     CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, event_id TEXT NOT NULL, at INTEGER NOT NULL);
+     CREATE INDEX IF NOT EXISTS seen_at ON seen (at)",
+)];
+
+/// The schema version this hookflow writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Applies the migrations after `version`, and records the ones a store made before
+/// `schema_migrations` existed already has.
+fn migrate_schema(conn: &Connection, version: i64, now_ms: i64) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);",
+    )?;
+    for v in 1..=version {
+        conn.execute(
+            "INSERT OR IGNORE INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![v, now_ms],
+        )?;
+    }
+    if version >= 1 {
+        // Stores of schema 1 made before de-duplication keys existed.
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, event_id TEXT NOT NULL, at INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS seen_at ON seen (at);",
+        )?;
+    }
+    for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > version) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; INSERT INTO schema_migrations (version, applied_at) VALUES ({v}, {now_ms}); PRAGMA user_version = {v}; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}
+
+/// The schema version of the store in `dir` (0 when there is none yet), without changing it.
+pub fn schema_version(dir: &Path) -> Result<i64, StoreError> {
+    let path = dir.join(DB_FILE);
+    if !path.exists() {
+        return Ok(0);
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| unavailable(&path, e))?;
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| unavailable(&path, e))
+}
+
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// Makes the data directory private when the relay creates it (tokens sent with requests wait
 /// there), and refuses one that every user may write to. A folder that already exists keeps its
@@ -82,8 +153,31 @@ impl SqliteStore {
     /// Like [`SqliteStore::open`], with a cap on the database size: past it, inserts fail (the
     /// relay answers 503) instead of filling the disk.
     pub fn open_with_limit(dir: &Path, max_bytes: Option<u64>) -> Result<SqliteStore, StoreError> {
+        Self::open_with(dir, max_bytes, true)
+    }
+
+    /// Opens the store of a relay that may be running, without migrating it: an older schema is
+    /// refused with what to run, so a newer command never changes a store under an older relay.
+    pub fn open_existing(dir: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(dir, None, false)
+    }
+
+    /// Opens the store with a size cap; `migrate` applies pending schema migrations, else an
+    /// older schema is refused.
+    pub fn open_with(
+        dir: &Path,
+        max_bytes: Option<u64>,
+        migrate: bool,
+    ) -> Result<SqliteStore, StoreError> {
         prepare_data_dir(dir)?;
         let path = dir.join(DB_FILE);
+        if !migrate && !path.exists() {
+            // Opening would create the file: that is a migration (from nothing) too.
+            return Err(unavailable(
+                &path,
+                format!("there is no store yet and this hookflow needs schema {SCHEMA_VERSION}; run `hookflow relay migrate` (or start the relay without --no-migrate)"),
+            ));
+        }
         let conn = Connection::open(&path).map_err(|e| unavailable(&path, e))?;
         let fail = |e: rusqlite::Error| unavailable(&path, e);
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -119,7 +213,14 @@ impl SqliteStore {
                 |r| r.get(0),
             )
             .map_err(fail)?;
-        if version == 0 && tables > 0 {
+        let has_migrations: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type='table' AND name='schema_migrations'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(fail)?;
+        if version == 0 && tables > 0 && !has_migrations {
             return Err(unavailable(
                 &path,
                 "this database was not made by hookflow; it was left untouched",
@@ -128,39 +229,16 @@ impl SqliteStore {
         if version > SCHEMA_VERSION {
             return Err(unavailable(
                 &path,
-                format!("made by a newer hookflow (schema {version}); upgrade hookflow"),
+                format!("made by a newer hookflow (schema {version}, this one knows {SCHEMA_VERSION}); upgrade hookflow"),
             ));
         }
-        if version == 0 {
-            conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE events (
-                     id TEXT PRIMARY KEY,
-                     received_at INTEGER NOT NULL,
-                     source TEXT NOT NULL,
-                     repo TEXT NOT NULL,
-                     token TEXT,
-                     event_type TEXT NOT NULL,
-                     body BLOB NOT NULL,
-                     state TEXT NOT NULL CHECK (state IN ('pending', 'inflight', 'dead')),
-                     attempts INTEGER NOT NULL DEFAULT 0,
-                     next_attempt_at INTEGER NOT NULL,
-                     last_error TEXT,
-                     last_status INTEGER,
-                     updated_at INTEGER NOT NULL
-                 );
-                 CREATE INDEX events_due ON events (state, next_attempt_at, id);
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )
-            .map_err(fail)?;
+        if version < SCHEMA_VERSION && !migrate {
+            return Err(unavailable(
+                &path,
+                format!("the store's schema is {version} and this hookflow needs {SCHEMA_VERSION}; run `hookflow relay migrate` (or start the relay without --no-migrate)"),
+            ));
         }
-        // Delivery ids for de-duplication (added within schema 1; harmless when present).
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, event_id TEXT NOT NULL, at INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS seen_at ON seen (at);",
-        )
-        .map_err(fail)?;
+        migrate_schema(&conn, version, now_unix_ms()).map_err(fail)?;
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(fail)?;
@@ -553,5 +631,58 @@ mod tests {
         drop(other);
         let err = SqliteStore::open(dir.path()).err().expect("refused");
         assert!(err.to_string().contains("not made by hookflow"), "{err}");
+    }
+
+    #[test]
+    fn migrations_are_recorded_and_newer_or_unmigrated_stores_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // --no-migrate on a folder without a store: nothing is created.
+        let err = SqliteStore::open_with(dir.path(), None, false)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("hookflow relay migrate"), "{err}");
+        assert_eq!(schema_version(dir.path()).expect("version"), 0);
+        drop(SqliteStore::open(dir.path()).expect("creates"));
+        assert_eq!(schema_version(dir.path()).expect("version"), SCHEMA_VERSION);
+        let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+        let recorded: Vec<i64> = conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(recorded, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+        // Up to date: opening without migrating works.
+        drop(SqliteStore::open_existing(dir.path()).expect("current schema"));
+        // A store from a newer hookflow is refused, untouched.
+        conn.execute_batch("PRAGMA user_version = 99;")
+            .expect("bump");
+        drop(conn);
+        let err = SqliteStore::open(dir.path()).err().expect("refused");
+        assert!(
+            err.to_string().contains("newer hookflow (schema 99"),
+            "{err}"
+        );
+        assert_eq!(schema_version(dir.path()).expect("version"), 99);
+    }
+
+    #[test]
+    fn a_schema_1_store_from_before_the_migrations_table_is_adopted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+        // What earlier hookflow wrote: the events table and user_version 1, nothing else.
+        conn.execute_batch(&format!(
+            "{}; PRAGMA user_version = 1;",
+            MIGRATIONS[0]
+                .1
+                .split("CREATE TABLE IF NOT EXISTS seen")
+                .next()
+                .unwrap_or_default()
+        ))
+        .expect("old schema");
+        drop(conn);
+        let mut store = SqliteStore::open_existing(dir.path()).expect("adopted as schema 1");
+        super::super::contract::dedupe(&mut store);
     }
 }
