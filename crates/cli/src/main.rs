@@ -969,11 +969,7 @@ fn cross_check_relay(
     for ep in &config.endpoints {
         let at = |message: String| Problem {
             file: file.to_path_buf(),
-            // The endpoint's `slug:` line.
-            line: text
-                .lines()
-                .position(|l| l.contains("slug:") && l.contains(ep.slug.as_str()))
-                .map(|i| i + 1),
+            line: hookflow_relay::config::endpoint_line(&text, &ep.slug),
             message,
         };
         let routes = hookflow_runtime::matching::routes(workflows, &ep.path);

@@ -536,11 +536,7 @@ impl RelayConfig {
         for e in raw.endpoints {
             let parsed = (|| -> Result<Endpoint, ConfigError> {
                 // At the endpoint's own `slug:` line, not the `endpoints:` line.
-                let slug_line = text.and_then(|t| {
-                    t.lines()
-                        .position(|l| l.contains("slug:") && l.contains(e.slug.as_str()))
-                        .map(|i| i + 1)
-                });
+                let slug_line = text.and_then(|t| endpoint_line(t, &e.slug));
                 let at = |m: String| ConfigError {
                     line: slug_line.or_else(|| text.and_then(|t| locate(t, &["endpoints"]))),
                     ..err(&["endpoints"], format!("endpoint `{}`: {m}", e.slug))
@@ -802,10 +798,7 @@ fn type_problems(text: &str, name: &str) -> Vec<ConfigError> {
             ("endpoints", Yaml::Sequence(items)) => {
                 for item in items {
                     let slug = item.get("slug").and_then(Yaml::as_str).unwrap_or("?");
-                    let slug_line = text
-                        .lines()
-                        .position(|l| l.contains("slug:") && l.contains(slug))
-                        .map(|i| i + 1);
+                    let slug_line = endpoint_line(text, slug);
                     let endpoint = |fields: Mapping| {
                         let mut outer = Mapping::new();
                         outer.insert(key.clone(), Yaml::Sequence(vec![Yaml::Mapping(fields)]));
@@ -859,6 +852,14 @@ fn unreachable_error(name: &str) -> ConfigError {
         message: "the configuration is invalid".into(),
         more: Vec::new(),
     }
+}
+
+/// The line (1-based) of the endpoint `slug` in a configuration's text: its `slug:` line, so a
+/// problem with an endpoint points at that endpoint rather than at `endpoints:`.
+pub fn endpoint_line(text: &str, slug: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| l.contains("slug:") && l.contains(slug))
+        .map(|i| i + 1)
 }
 
 /// One error carrying the rest, or `None` for none.

@@ -109,7 +109,8 @@ pub fn default_store_cap(dir: &std::path::Path) -> Option<u64> {
     {
         let stat = rustix::fs::statvfs(dir).ok()?;
         let free = stat.f_bavail.saturating_mul(stat.f_frsize);
-        let held: u64 = ["events.db", "events.db-wal"]
+        let db = store::sqlite::DB_FILE;
+        let held: u64 = [db.to_string(), format!("{db}-wal")]
             .iter()
             .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
             .map(|m| m.len())

@@ -164,9 +164,7 @@ pub fn routes(dir: &Path, origin_path: &str) -> Vec<Route> {
         else {
             continue;
         };
-        let base = workflow.base_path(&candidate.trigger);
-        let path_only = origin_path.split(['?', '#']).next().unwrap_or_default();
-        if path_only == base || path_only.starts_with(&format!("{base}/")) {
+        if below_base(origin_path, &workflow.base_path(&candidate.trigger)).is_some() {
             out.push(Route {
                 workflow: workflow.relative_path.clone(),
                 trigger: candidate.trigger.clone(),
@@ -176,6 +174,14 @@ pub fn routes(dir: &Path, origin_path: &str) -> Vec<Route> {
         }
     }
     out
+}
+
+/// What follows a trigger's URL base in a request path (with its query), when the path is under
+/// that base: the base must end at a segment, so `/a/webhookx` is not under `/a/webhook`.
+fn below_base<'p>(origin_path: &'p str, base: &str) -> Option<&'p str> {
+    origin_path
+        .strip_prefix(base)
+        .filter(|rest| rest.is_empty() || rest.starts_with(['/', '?', '#']))
 }
 
 struct Candidate {
@@ -235,9 +241,8 @@ fn evaluate(
         return skip(format!("{who} is not a webhook trigger"));
     };
     let base = workflow.base_path(trigger_name);
-    let rest_origin = match request.origin_path.strip_prefix(&base) {
-        Some(rest) if rest.is_empty() || rest.starts_with(['/', '?', '#']) => rest,
-        _ => return skip(format!("{who}: path does not start with {base}")),
+    let Some(rest_origin) = below_base(&request.origin_path, &base) else {
+        return skip(format!("{who}: path does not start with {base}"));
     };
     if !hook.active {
         return skip(format!("{who} is disabled (config.active: false)"));
