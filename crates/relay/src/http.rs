@@ -218,20 +218,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.shutting_down.load(Ordering::SeqCst) {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    if let Ok(c) = state.store.counts().await {
-        if c.full() {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the event store is full ({} of {} bytes); deliveries go on, new events wait",
-                    c.bytes_used,
-                    c.bytes_cap.unwrap_or_default()
-                ),
-            );
-        }
-    }
     match state.store.ping().await {
-        Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
+        Ok(room) if room.full() => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the event store is full ({} of {} bytes); deliveries go on, new events wait",
+                room.bytes_used,
+                room.bytes_cap.unwrap_or_default()
+            ),
+        ),
+        Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "not ready: the store cannot take writes");
             refuse(

@@ -249,11 +249,11 @@ impl Metrics {
                 .oldest_pending
                 .map_or(0.0, |t| ((now_ms - t).max(0)) as f64 / 1000.0);
             let _ = writeln!(out, "# HELP hookflow_oldest_pending_age_seconds Age of the oldest event waiting for delivery.\n# TYPE hookflow_oldest_pending_age_seconds gauge\nhookflow_oldest_pending_age_seconds {age}");
-            let _ = writeln!(out, "# HELP hookflow_store_bytes Bytes the store's data takes.\n# TYPE hookflow_store_bytes gauge\nhookflow_store_bytes {}", c.bytes_used);
-            if let Some(cap) = c.bytes_cap {
+            let _ = writeln!(out, "# HELP hookflow_store_bytes Bytes the store's data takes.\n# TYPE hookflow_store_bytes gauge\nhookflow_store_bytes {}", c.room.bytes_used);
+            if let Some(cap) = c.room.bytes_cap {
                 let _ = writeln!(out, "# HELP hookflow_store_cap_bytes The store's size cap (limits.max_store_bytes).\n# TYPE hookflow_store_cap_bytes gauge\nhookflow_store_cap_bytes {cap}");
             }
-            let _ = writeln!(out, "# HELP hookflow_store_full 1 while new events are refused for lack of room.\n# TYPE hookflow_store_full gauge\nhookflow_store_full {}", u8::from(c.full()));
+            let _ = writeln!(out, "# HELP hookflow_store_full 1 while new events are refused for lack of room.\n# TYPE hookflow_store_full gauge\nhookflow_store_full {}", u8::from(c.room.full()));
         }
         self.request.render(
             &mut out,
@@ -287,8 +287,10 @@ mod tests {
                 inflight: 1,
                 dead: 1,
                 oldest_pending: Some(1_000),
-                bytes_used: 40_960,
-                bytes_cap: Some(40_000),
+                room: crate::store::Room {
+                    bytes_used: 40_960,
+                    bytes_cap: Some(40_000),
+                },
             }),
             3_500,
         );

@@ -146,13 +146,20 @@ pub struct Counts {
     pub dead: u64,
     /// Receive time of the oldest pending event (ms), if any.
     pub oldest_pending: Option<i64>,
+    /// How much room the store's data takes.
+    pub room: Room,
+}
+
+/// How much of the store's size cap its data takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Room {
     /// Bytes the store's data takes (free pages not counted).
     pub bytes_used: u64,
     /// The size cap new events may not pass, if any.
     pub bytes_cap: Option<u64>,
 }
 
-impl Counts {
+impl Room {
     /// Whether new events are refused for lack of room.
     pub fn full(&self) -> bool {
         self.bytes_cap.is_some_and(|cap| self.bytes_used >= cap)
@@ -204,8 +211,9 @@ pub trait Store: Send {
     fn replay_dead(&mut self, ids: &[String], now: i64) -> Result<u64, StoreError>;
     /// Deletes dead letters received before `before` (ms); returns how many.
     fn purge_dead(&mut self, before: i64) -> Result<u64, StoreError>;
-    /// Checks that the store can take a write now.
-    fn ping(&mut self) -> Result<(), StoreError>;
+    /// Checks that the store can take a write now, and says how full it is (cheaply: `/readyz`
+    /// calls it, and must not scan the events).
+    fn ping(&mut self) -> Result<Room, StoreError>;
 }
 
 enum Command {
@@ -217,7 +225,7 @@ enum Command {
     Claim(usize, oneshot::Sender<Result<Vec<DueEvent>, StoreError>>),
     NextDue(oneshot::Sender<Result<Option<i64>, StoreError>>),
     Counts(oneshot::Sender<Result<Counts, StoreError>>),
-    Ping(oneshot::Sender<Result<(), StoreError>>),
+    Ping(oneshot::Sender<Result<Room, StoreError>>),
     RequeueStale(i64, oneshot::Sender<Result<u64, StoreError>>),
 }
 
@@ -288,8 +296,8 @@ impl StoreHandle {
         self.call(Command::Counts).await
     }
 
-    /// Whether the store can take a write now.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    /// Whether the store can take a write now, and how full it is.
+    pub async fn ping(&self) -> Result<Room, StoreError> {
         self.call(Command::Ping).await
     }
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    Counts, DeadLetter, DueEvent, Inserted, NewEvent, Recorded, Store, StoreError, TokenSource,
-    DEDUPE_WINDOW_MS,
+    Counts, DeadLetter, DueEvent, Inserted, NewEvent, Recorded, Room, Store, StoreError,
+    TokenSource, DEDUPE_WINDOW_MS,
 };
 
 /// The schema version this code writes.
@@ -273,6 +273,14 @@ impl SqliteStore {
         unavailable(&self.path, e)
     }
 
+    /// How much of the cap the data takes.
+    fn room(&self) -> Result<Room, StoreError> {
+        Ok(Room {
+            bytes_used: (self.used_pages()? * self.page_size) as u64,
+            bytes_cap: self.cap_pages.map(|p| (p * self.page_size) as u64),
+        })
+    }
+
     /// Pages holding data (the file's pages less the free ones deleted rows left).
     fn used_pages(&self) -> Result<i64, StoreError> {
         let used: i64 = self
@@ -513,8 +521,7 @@ impl Store for SqliteStore {
                 _ => c.dead = n as u64,
             }
         }
-        c.bytes_used = (self.used_pages()? * self.page_size) as u64;
-        c.bytes_cap = self.cap_pages.map(|p| (p * self.page_size) as u64);
+        c.room = self.room()?;
         Ok(c)
     }
 
@@ -564,10 +571,11 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    fn ping(&mut self) -> Result<(), StoreError> {
+    fn ping(&mut self) -> Result<Room, StoreError> {
         self.conn
             .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e))?;
+        self.room()
     }
 
     fn purge_dead(&mut self, before: i64) -> Result<u64, StoreError> {
