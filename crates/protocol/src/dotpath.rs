@@ -18,7 +18,8 @@ pub fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     Some(current)
 }
 
-fn path_segments(path: &str) -> Vec<String> {
+/// The member names and indexes of a lodash path (`a.b[0]` gives `a`, `b`, `0`).
+pub fn path_segments(path: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut chars = path.chars().peekable();

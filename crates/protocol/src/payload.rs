@@ -206,6 +206,8 @@ pub fn unpack_text_limited(
             if out.len() as u64 > limit {
                 return Err(BodyError::TooLarge { limit });
             }
+            // The vector grew by doubling: give back what the body does not use.
+            out.shrink_to_fit();
             Ok(out)
         }
     }

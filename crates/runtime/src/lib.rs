@@ -12,6 +12,7 @@
 //! |---|---|
 //! | [`event`] | the GitHub event file and the payload inside it |
 //! | [`request`] | the HTTP request carried in the payload, decoded as actionsflow does |
+//! | [`body`] | large JSON bodies, parsed only as far as a trigger's rules read them |
 //! | [`workflow`] | workflow files, their `on:` triggers, and their validation |
 //! | [`route`] | `path-to-regexp` patterns of webhook triggers |
 //! | [`matching`] | which triggers a request reaches, and what each hands on |
@@ -26,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod body;
 pub mod event;
 pub mod js;
 pub mod matching;

@@ -16,7 +16,7 @@ use crate::event::Event;
 use crate::request::{Location, WebhookRequest};
 use hookflow_protocol::Environment;
 
-use crate::result::{Match, RunResult};
+use crate::result::{BodyForm, Match, RunResult};
 use crate::rules::Verdict;
 use crate::workflow::{load_workflow, Problem, Workflow, WorkflowError};
 
@@ -70,6 +70,8 @@ pub fn match_event(
     // when the trigger does not take it. It is copied only for a candidate after a match.
     let had_body = request.body.is_some();
     let mut body = request.body.take();
+    // A large body is parsed per trigger, only as far as its rules read ([`crate::body`]).
+    let deferred = request.body_deferred;
     for candidate in candidates(dir, &request.origin_path) {
         let workflow = match load_workflow(&candidate.file, &candidate.relative_path) {
             Ok(w) => w,
@@ -79,7 +81,9 @@ pub fn match_event(
             }
         };
         notices.extend(workflow.notices.iter().map(ToString::to_string));
-        if had_body && body.is_none() {
+        if deferred {
+            body = None;
+        } else if had_body && body.is_none() {
             body = matches.last().and_then(|m| m.item.get("body").cloned());
         }
         match evaluate(
@@ -89,6 +93,7 @@ pub fn match_event(
             &request,
             &mut body,
             env,
+            &mut notices,
         ) {
             Ok(m) => matches.push(m),
             Err(Rejection::Skip(reason)) => reasons.push(reason),
@@ -125,6 +130,11 @@ pub fn match_event(
         }
         return Ok(result);
     }
+    if let (Some(first), Some(text)) = (matches.first_mut(), request.raw_body.as_deref()) {
+        if first.body_form == BodyForm::Partial {
+            compact_body(first, text);
+        }
+    }
     Ok(RunResult {
         event_type: Some(event_type),
         matches,
@@ -132,6 +142,29 @@ pub fn match_event(
         refusal: None,
         notices,
     })
+}
+
+/// Gives a match whose body holds only the parts its rules read the body's whole compact JSON
+/// text instead (for the `body` output), written from the text without parsing it.
+fn compact_body(m: &mut Match, raw: &[u8]) {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return;
+    };
+    let Some(slot) = m.item.get_mut("body") else {
+        return;
+    };
+    // The parts go first: the text takes their place.
+    *slot = Value::Null;
+    let mut out = Vec::with_capacity(text.len());
+    if crate::body::compact(text, &mut out).is_some() {
+        if let Ok(json) = String::from_utf8(out) {
+            *slot = Value::String(json);
+            m.body_form = BodyForm::JsonText;
+            return;
+        }
+    }
+    *slot = Value::String(text.to_string());
+    m.body_form = BodyForm::Parsed;
 }
 
 /// A webhook trigger a request path reaches by its URL alone.
@@ -228,6 +261,7 @@ fn evaluate(
     request: &WebhookRequest,
     body: &mut Option<Value>,
     env: &Environment,
+    notices: &mut Vec<String>,
 ) -> Result<Match, Rejection> {
     let who = format!("{} trigger `{trigger_name}`", workflow.relative_path);
     let skip = |reason: String| Err(Rejection::Skip(reason));
@@ -288,6 +322,24 @@ fn evaluate(
             }
         },
     };
+
+    let mut body_form = BodyForm::Parsed;
+    if let (true, Some(raw)) = (request.body_deferred, request.raw_body.as_deref()) {
+        if let Ok(text) = std::str::from_utf8(raw) {
+            let mut need = hook.rules.body_need();
+            match hook.deduplication_key.as_deref() {
+                Some(key) => need.add_path(&hookflow_protocol::dotpath::path_segments(key)),
+                None => ["id", "key"].iter().for_each(|k| need.add_path(&[k])),
+            }
+            let (value, notice) = crate::request::deferred_body(text, &need);
+            match notice {
+                Some(n) => notices.push(format!("{who}: {n}")),
+                None if !value.is_string() => body_form = BodyForm::Partial,
+                None => {}
+            }
+            *body = Some(value);
+        }
+    }
 
     // The bytes a signature covers: exactly what was forwarded, or the JSON a sender put in.
     let signed_bytes: std::borrow::Cow<[u8]> = match (&request.raw_body, body.as_ref()) {
@@ -358,6 +410,7 @@ fn evaluate(
         trigger: trigger_name.to_string(),
         item,
         masked,
+        body_form,
     })
 }
 

@@ -5,12 +5,12 @@
 //! Deciding *what* matched is [`crate::matching`]'s job; this module only renders a result.
 
 use std::borrow::Cow;
-use std::io::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use crate::result::{RunResult, BUILTIN_OUTPUTS};
+use crate::result::{BodyForm, RunResult, BUILTIN_OUTPUTS};
 
 /// A body longer than this (bytes of its output text) goes to a file named by `body_file`.
 pub const MAX_BODY_OUTPUT: usize = 1024 * 1024;
@@ -104,12 +104,21 @@ fn matches_json(result: &RunResult) -> Value {
 /// The one JSON object `--json` and `replay` print.
 pub fn result_json(result: &RunResult) -> Value {
     let first = result.matches.first();
+    let mut outputs = outputs(result).into_map();
+    if first.is_some_and(|m| m.body_form == BodyForm::JsonText) {
+        // The body as JSON, as for any body (the output itself is its text).
+        if let Some(body) = outputs.get_mut("body") {
+            if let Some(parsed) = body.as_str().and_then(|t| serde_json::from_str(t).ok()) {
+                *body = parsed;
+            }
+        }
+    }
     json!({
         "matched": result.matched(),
         "workflow": first.map(|m| m.workflow.clone()),
         "trigger": first.map(|m| m.trigger.clone()),
         "event_type": result.event_type,
-        "outputs": outputs(result).into_map(),
+        "outputs": outputs,
         "matches": matches_json(result),
         "reason": result.reason,
         "refusal": result.refusal,
@@ -117,10 +126,10 @@ pub fn result_json(result: &RunResult) -> Value {
 }
 
 /// The text an output holds: strings as they are, everything else as compact JSON.
-pub fn output_text(value: &Value) -> String {
+pub fn output_text(value: &Value) -> Cow<'_, str> {
     match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -131,27 +140,28 @@ pub fn write_github_output(
     outputs: &Outputs<'_>,
     spill_dir: &Path,
 ) -> std::io::Result<()> {
-    let mut text = String::new();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?;
+    // Written as it goes: a large value is not copied into one buffer first.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, f);
     let mut delimiters = Delimiters::new();
     for (name, value) in outputs.iter() {
         let mut value_text = output_text(value);
         if name == "body" && value_text.len() > MAX_BODY_OUTPUT {
             let path = spill_body(spill_dir, &value_text)?;
-            append_block(
-                &mut text,
+            write_block(
+                &mut out,
                 &mut delimiters,
                 "body_file",
                 &path.display().to_string(),
-            );
-            value_text = String::new();
+            )?;
+            value_text = Cow::Borrowed("");
         }
-        append_block(&mut text, &mut delimiters, name, &value_text);
+        write_block(&mut out, &mut delimiters, name, &value_text)?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)?;
-    f.write_all(text.as_bytes())
+    out.flush()
 }
 
 fn spill_body(dir: &Path, body: &str) -> std::io::Result<PathBuf> {
@@ -165,21 +175,21 @@ fn spill_body(dir: &Path, body: &str) -> std::io::Result<PathBuf> {
 }
 
 /// One `name<<DELIM` block, with a random delimiter that does not occur in the value.
-fn append_block(out: &mut String, delimiters: &mut Delimiters, name: &str, value: &str) {
+fn write_block<W: Write>(
+    out: &mut W,
+    delimiters: &mut Delimiters,
+    name: &str,
+    value: &str,
+) -> std::io::Result<()> {
     let delimiter = loop {
         let d = format!("ghadelimiter_{}", delimiters.next_hex(16));
         if !value.contains(&d) {
             break d;
         }
     };
-    out.push_str(name);
-    out.push_str("<<");
-    out.push_str(&delimiter);
-    out.push('\n');
-    out.push_str(value);
-    out.push('\n');
-    out.push_str(&delimiter);
-    out.push('\n');
+    writeln!(out, "{name}<<{delimiter}")?;
+    out.write_all(value.as_bytes())?;
+    write!(out, "\n{delimiter}\n")
 }
 
 /// Unpredictable delimiters: one seed from the OS, then SHA-256 of the seed and a counter, so a
@@ -372,10 +382,11 @@ mod tests {
 
     #[test]
     fn blocks_use_fresh_delimiters() {
-        let mut out = String::new();
+        let mut out = Vec::new();
         let mut delimiters = Delimiters::new();
-        append_block(&mut out, &mut delimiters, "body", "line1\nline2");
-        append_block(&mut out, &mut delimiters, "path", "/x");
+        write_block(&mut out, &mut delimiters, "body", "line1\nline2").expect("write");
+        write_block(&mut out, &mut delimiters, "path", "/x").expect("write");
+        let out = String::from_utf8(out).expect("utf8");
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 7);
         let delim = lines[0].strip_prefix("body<<").expect("header");

@@ -38,6 +38,9 @@ pub struct WebhookRequest {
     pub body: Option<Value>,
     /// The exact body bytes as forwarded, when the body was carried as text or encoded bytes.
     pub raw_body: Option<Vec<u8>>,
+    /// The body is JSON text of at least [`crate::body::LARGE_BODY_BYTES`], left unparsed in
+    /// `raw_body` (and `body` is `None`): each trigger parses the parts its rules read.
+    pub body_deferred: bool,
     /// [`BodyEncoding::Base64`] when the body is not UTF-8 and `body` holds its base64 text.
     pub body_encoding: Option<BodyEncoding>,
     /// The query string parsed like Node's `querystring.parse` (repeated keys become arrays).
@@ -103,10 +106,15 @@ impl WebhookRequest {
             .and_then(Value::as_str)
             .map(media_type);
 
+        let mut body_deferred = false;
         let (body, raw_body, body_encoding) = match raw.body {
             RawBody::None => (None, None, None),
             RawBody::Json(v) => (Some(v), None, None),
             RawBody::Bytes(bytes) => match String::from_utf8(bytes) {
+                Ok(text) if defers_parsing(&text, media_type.as_deref()) => {
+                    body_deferred = true;
+                    (None, Some(text.into_bytes()), None)
+                }
                 Ok(text) => (
                     Some(parse_body_text(&text, media_type.as_deref())),
                     Some(text.into_bytes()),
@@ -132,6 +140,7 @@ impl WebhookRequest {
             headers,
             body,
             raw_body,
+            body_deferred,
             body_encoding,
             query: parse_querystring(&parts.querystring),
             querystring: parts.querystring,
@@ -189,6 +198,32 @@ fn media_type(content_type: &str) -> String {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase()
+}
+
+/// Whether a body is large JSON text (an object or an array) better parsed in part
+/// ([`crate::body`]) than whole.
+fn defers_parsing(text: &str, media_type: Option<&str>) -> bool {
+    text.len() >= crate::body::LARGE_BODY_BYTES
+        && media_type != Some(FORM_TYPE)
+        && text.trim_start().starts_with(['{', '['])
+}
+
+/// The body a trigger's rules see for a body left unparsed ([`WebhookRequest::body_deferred`]):
+/// the parts `need` names, or the text when those would take more memory than
+/// [`crate::body::budget`] allows (with a notice saying so) or when it is not JSON after all.
+pub fn deferred_body(text: &str, need: &crate::body::Need) -> (Value, Option<String>) {
+    use crate::body::{budget, project, ProjectError};
+    match project(text, need, budget(text.len())) {
+        Ok(v) => (v, None),
+        Err(ProjectError::NotJson) => (Value::String(text.to_string()), None),
+        Err(ProjectError::TooBig) => (
+            Value::String(text.to_string()),
+            Some(format!(
+                "the body ({} bytes) is too large to parse as far as the trigger's rules read it (its whole, or a large part of it) within the runner's memory budget, so they see it as text; point config.filter and outputs at the fields they need (`body.ref`, `$.body.pull_request.number`) rather than at the whole body",
+                text.len()
+            )),
+        ),
+    }
 }
 
 /// actionsflow's body rules: JSON types are parsed as JSON, forms as forms; then any text that is
@@ -439,7 +474,10 @@ mod tests {
     fn bodies_that_would_blow_up_in_memory_stay_text() {
         let zeros = format!("[{}0]", "0,".repeat(800_000));
         let r = req("/", Some("application/json"), Some(&zeros));
-        assert_eq!(r.body, Some(Value::String(zeros.clone())), "kept as text");
+        assert!(r.body_deferred && r.body.is_none(), "parsed later, in part");
+        let (body, notice) = deferred_body(&zeros, &crate::body::Need::everything());
+        assert_eq!(body, Value::String(zeros.clone()), "kept as text");
+        assert!(notice.is_some_and(|n| n.contains("too large")));
         let form = "a=&".repeat(400_000);
         let r = req("/", Some("application/x-www-form-urlencoded"), Some(&form));
         assert!(matches!(r.body, Some(Value::String(_))));
@@ -450,7 +488,10 @@ mod tests {
         let commits = format!("{{\"commits\":[{}]}}", items.join(","));
         assert!(commits.len() > PARSE_GUARD_MIN_BYTES);
         let r = req("/", Some("application/json"), Some(&commits));
-        assert!(matches!(r.body, Some(Value::Object(_))), "parsed");
+        assert!(r.body_deferred);
+        let (body, notice) = deferred_body(&commits, &crate::body::Need::everything());
+        assert!(matches!(body, Value::Object(_)), "parsed whole");
+        assert_eq!(notice, None);
         // Small bodies are always parsed.
         let r = req("/", Some("application/json"), Some("[0,0,0,0]"));
         assert_eq!(r.body, Some(serde_json::json!([0, 0, 0, 0])));

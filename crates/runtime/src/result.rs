@@ -55,6 +55,22 @@ pub struct Match {
     pub item: Map<String, Value>,
     /// Values of outputs marked `mask: true`.
     pub masked: Vec<String>,
+    /// How `item["body"]` holds the body.
+    pub body_form: BodyForm,
+}
+
+/// How a match holds the request body in its `body` field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyForm {
+    /// Decoded whole: a JSON value, a form, or the text.
+    #[default]
+    Parsed,
+    /// Only the parts this trigger's rules read, of a JSON body of at least
+    /// [`crate::body::LARGE_BODY_BYTES`] (a match after the first).
+    Partial,
+    /// The compact JSON text of such a body, as a string: what the `body` output holds (the
+    /// first match).
+    JsonText,
 }
 
 impl RunResult {

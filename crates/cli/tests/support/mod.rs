@@ -1,4 +1,5 @@
 pub mod cli;
+pub mod examples;
 #[cfg(feature = "relay")]
 pub mod fake_github;
 #[cfg(feature = "relay")]

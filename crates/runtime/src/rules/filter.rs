@@ -7,6 +7,7 @@
 //! type-aware: a number never equals a string. Queries are compiled when the workflow is read,
 //! so an unknown operator or a bad regex is a configuration error, not a run-time surprise.
 
+use crate::body::Need;
 use std::cmp::Ordering;
 
 use regex::Regex;
@@ -79,6 +80,23 @@ impl Filter {
     /// passes.
     pub fn explain(&self, item: &Value) -> Option<String> {
         explain_query(&self.0, item)
+    }
+
+    /// Adds the parts of the request's body this filter reads to `need`.
+    pub fn add_body_need(&self, need: &mut Need) {
+        fn walk(q: &Query, need: &mut Need) {
+            match q {
+                Query::All(parts) | Query::And(parts) | Query::Or(parts) | Query::Nor(parts) => {
+                    parts.iter().for_each(|p| walk(p, need));
+                }
+                Query::Field(path, _, _) => {
+                    if let Some(("body", rest)) = path.split_first().map(|(f, r)| (f.as_str(), r)) {
+                        need.add_path(rest);
+                    }
+                }
+            }
+        }
+        walk(&self.0, need);
     }
 }
 

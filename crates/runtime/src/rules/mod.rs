@@ -15,6 +15,7 @@ pub mod filter;
 pub mod headers;
 pub mod outputs;
 
+use crate::body::Need;
 use hookflow_protocol::options::{problem, OptionProblem};
 use hookflow_protocol::signature::{self as verify, parse_verify, VerifyRule};
 use hookflow_protocol::Environment;
@@ -23,6 +24,32 @@ use serde_json::{Map, Value};
 use filter::Filter;
 use headers::HeaderRule;
 use outputs::OutputRule;
+
+/// The largest text a trigger's own output may hold (GitHub Actions' limit on an output).
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// The length of the text an output holds (a string as it is, other values as compact JSON),
+/// counted without writing it out.
+fn output_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    match value {
+        Value::String(s) => s.len(),
+        other => {
+            let mut n = Count(0);
+            let _ = serde_json::to_writer(&mut n, other);
+            n.0
+        }
+    }
+}
 
 /// The compiled rules of one webhook trigger.
 #[derive(Debug, Clone, Default)]
@@ -123,6 +150,18 @@ impl Rules {
         (rules, problems)
     }
 
+    /// The parts of the request's body the filter and the outputs read.
+    pub fn body_need(&self) -> Need {
+        let mut need = Need::nothing();
+        if let Some(f) = &self.filter {
+            f.add_body_need(&mut need);
+        }
+        for o in &self.outputs {
+            o.add_body_need(&mut need);
+        }
+        need
+    }
+
     /// Applies the rules to a request: `item` is the output item, `body` the exact body bytes.
     /// A verified signature sets the item's `verified` to `true` before the filter and the
     /// outputs see it.
@@ -179,6 +218,14 @@ impl Rules {
         let mut masked = Vec::new();
         for rule in &self.outputs {
             match rule.evaluate(item) {
+                Ok(value) if output_len(&value) > MAX_OUTPUT_BYTES => {
+                    return Verdict::Refuse(format!(
+                        "output `{}` ({}) is {} bytes; GitHub Actions outputs hold at most 1 MB: select a smaller part of the request, or read the whole body from the `body_file` output",
+                        rule.name,
+                        rule.path,
+                        output_len(&value)
+                    ));
+                }
                 Ok(value) => {
                     if rule.mask {
                         let text = match &value {

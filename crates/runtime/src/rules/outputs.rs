@@ -5,8 +5,10 @@
 //! and indexes, RFC 9535's "singular query": `$.body.pull_request.number`) gives that value, or
 //! an empty string when it is absent; a path that can select several (`[*]`, `..`, slices,
 //! filters, unions) always gives a JSON list, even of one or none, so `fromJSON` always sees the
-//! same type. Finding nothing is an error when the output is `required`. Names must be valid output names and must not reuse a built-in one.
+//! same type. Finding nothing is an error when the output is `required`. Names must be valid output
+//! names and must not reuse a built-in one.
 
+use crate::body::Need;
 use jsonpath_rust::parser::model::JpQuery;
 use serde_json::Value;
 
@@ -120,6 +122,15 @@ impl OutputRule {
         })
     }
 
+    /// Adds the parts of the request's body this output reads to `need`.
+    pub fn add_body_need(&self, need: &mut Need) {
+        let mut item = Need::nothing();
+        add_path_need(&mut item, &self.query.segments);
+        if let Some(body) = item.member("body") {
+            *need = std::mem::take(need).union(body.into_owned());
+        }
+    }
+
     /// Evaluates over the request item.
     pub fn evaluate(&self, item: &Value) -> Result<Value, MissingOutput> {
         let found: Vec<Value> = jsonpath_rust::query::js_path_process(&self.query, item)
@@ -133,6 +144,31 @@ impl OutputRule {
             _ if self.many => Ok(Value::Array(found)),
             0 => Ok(Value::String(String::new())),
             _ => Ok(found.into_iter().next().unwrap_or(Value::Null)),
+        }
+    }
+}
+
+/// Adds what the JSONPath `segments` read below `node`: names and indexes name a member or an
+/// element, `*` and slices reach every one, and a filter or `..` reads everything below.
+fn add_path_need(node: &mut Need, segments: &[jsonpath_rust::parser::model::Segment]) {
+    use jsonpath_rust::parser::model::{Segment, Selector};
+    let Some((first, rest)) = segments.split_first() else {
+        return node.set_everything();
+    };
+    if node.is_everything() {
+        return;
+    }
+    let selectors: &[Selector] = match first {
+        Segment::Selector(s) => std::slice::from_ref(s),
+        Segment::Selectors(list) => list,
+        Segment::Descendant(_) => return node.set_everything(),
+    };
+    for s in selectors {
+        match s {
+            Selector::Name(n) => add_path_need(node.named_mut(n), rest),
+            Selector::Index(i) => add_path_need(node.named_mut(&i.to_string()), rest),
+            Selector::Wildcard | Selector::Slice(..) => add_path_need(node.any_mut(), rest),
+            Selector::Filter(_) => return node.set_everything(),
         }
     }
 }
