@@ -87,6 +87,10 @@ struct StoreArgs {
     /// Data directory for the event store [default: hookflow-data].
     #[arg(long, env = "HOOKFLOW_DATA")]
     data: Option<PathBuf>,
+    /// A PostgreSQL database several relays share, instead of SQLite in --data
+    /// (postgres://USER@HOST:PORT/DB?sslmode=verify-full).
+    #[arg(long, env = "HOOKFLOW_STORE")]
+    store: Option<String>,
 }
 
 /// Which relay's store an operator's command works on: its configuration file or its data
@@ -101,6 +105,9 @@ struct StoreLocation {
     /// [default: hookflow-data].
     #[arg(long, env = "HOOKFLOW_DATA")]
     data: Option<PathBuf>,
+    /// The relay's PostgreSQL database (overrides the file's `store:`).
+    #[arg(long, env = "HOOKFLOW_STORE")]
+    store: Option<String>,
 }
 
 #[cfg(feature = "relay")]
@@ -109,6 +116,7 @@ impl From<StoreLocation> for StoreArgs {
         StoreArgs {
             config: l.config,
             data: l.data,
+            store: l.store,
         }
     }
 }
@@ -727,6 +735,7 @@ fn relay_config(
     let overrides = Overrides {
         listen,
         data: store.data.clone(),
+        store: store.store.clone(),
         api_url,
         sources,
     };
@@ -742,17 +751,12 @@ fn relay(args: RelayArgs, sources: Vec<(String, String)>) -> anyhow::Result<Exit
         Some(RelayAction::DeadLetters(action)) => return dead_letters(action),
         Some(RelayAction::Migrate { store }) => {
             let config = relay_config(&StoreArgs::from(store), None, None, Vec::new())?;
-            let (before, after) = hookflow_relay::admin::migrate_store(&config)?;
+            let (place, before, after) =
+                runtime()?.block_on(hookflow_relay::admin::migrate_store(&config))?;
             if before == after {
-                eprintln!(
-                    "hookflow: the store in {} is at schema {after}; nothing to do",
-                    config.data.display()
-                );
+                eprintln!("hookflow: the store in {place} is at schema {after}; nothing to do");
             } else {
-                eprintln!(
-                    "hookflow: the store in {} went from schema {before} to {after}",
-                    config.data.display()
-                );
+                eprintln!("hookflow: the store in {place} went from schema {before} to {after}");
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -821,46 +825,52 @@ fn dead_letters(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
         | DeadLetterAction::Purge { store, .. } => StoreArgs::from(store.clone()),
     };
     let config = relay_config(&store_args, None, None, Vec::new())?;
-    let mut store = admin::open_store(&config)?;
-    let now = environment()?.now_ms();
-    match action {
-        DeadLetterAction::List { json, limit, .. } => {
-            let letters = store.dead_letters(limit)?;
-            if json {
-                print_out(&format!("{}\n", admin::dead_letters_json(&letters, now)))?;
-            } else {
-                print_out(&admin::dead_letters_table(&letters, now))?;
-            }
-        }
-        DeadLetterAction::Replay { ids, all, .. } => {
-            let n = store.replay_dead(if all { &[] } else { &ids }, now)?;
-            eprintln!("hookflow: {n} dead letter(s) queued for delivery again");
-            if !all && (n as usize) < ids.len() {
-                eprintln!(
-                    "hookflow: {} id(s) were not dead letters",
-                    ids.len() - n as usize
-                );
-                return Ok(ExitCode::from(1));
-            }
-        }
-        DeadLetterAction::Purge { older_than, .. } => {
-            let before = match older_than {
-                None => i64::MAX,
-                Some(text) => {
-                    let ms = hookflow_protocol::options::parse_duration_ms(
-                        &serde_json::Value::String(text.clone()),
-                    )
-                    .with_context(|| {
-                        format!("--older-than {text:?} is not a duration such as 7d, 12h, 30m")
-                    })?;
-                    now - ms
+    let env = environment()?;
+    let now = env.now_ms();
+    runtime()?.block_on(async move {
+        let store = admin::open_store(&config, env.clock()).await?;
+        match action {
+            DeadLetterAction::List { json, limit, .. } => {
+                let letters = store.dead_letters(limit).await?;
+                if json {
+                    print_out(&format!("{}\n", admin::dead_letters_json(&letters, now)))?;
+                } else {
+                    print_out(&admin::dead_letters_table(&letters, now))?;
                 }
-            };
-            let n = store.purge_dead(before)?;
-            eprintln!("hookflow: {n} dead letter(s) deleted");
+            }
+            DeadLetterAction::Replay { ids, all, .. } => {
+                let asked = ids.len();
+                let n = store
+                    .replay_dead(if all { Vec::new() } else { ids })
+                    .await?;
+                eprintln!("hookflow: {n} dead letter(s) queued for delivery again");
+                if !all && (n as usize) < asked {
+                    eprintln!(
+                        "hookflow: {} id(s) were not dead letters",
+                        asked - n as usize
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            DeadLetterAction::Purge { older_than, .. } => {
+                let older_than = match older_than {
+                    None => std::time::Duration::ZERO,
+                    Some(text) => {
+                        let ms = hookflow_protocol::options::parse_duration_ms(
+                            &serde_json::Value::String(text.clone()),
+                        )
+                        .with_context(|| {
+                            format!("--older-than {text:?} is not a duration such as 7d, 12h, 30m")
+                        })?;
+                        std::time::Duration::from_millis(ms.max(1) as u64)
+                    }
+                };
+                let n = store.purge_dead(older_than).await?;
+                eprintln!("hookflow: {n} dead letter(s) deleted");
+            }
         }
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// SIGINT or SIGTERM.

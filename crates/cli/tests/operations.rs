@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hookflow_relay::store::sqlite::SqliteStore;
-use hookflow_relay::store::{NewEvent, Recorded, Store, TokenSource};
+use hookflow_relay::store::{ClaimRef, NewEvent, Recorded, Store, TokenSource};
 use serde_json::Value;
 use support::fake_github::{Answer, FakeGithub};
 use support::load::{read_address, spawn_relay};
@@ -58,12 +58,12 @@ fn dead_letter_store(dir: &Path, n: usize) {
         })
         .collect();
     s.insert(&events, 2_000).expect("insert");
-    let claimed = s.claim_due(i64::MAX, n).expect("claim");
-    let dead: Vec<(String, Recorded)> = claimed
-        .into_iter()
+    let claimed = s.claim(i64::MAX - 1, n, 60_000).expect("claim");
+    let dead: Vec<(ClaimRef, Recorded)> = claimed
+        .iter()
         .map(|d| {
             (
-                d.id,
+                d.into(),
                 Recorded::Dead {
                     error: "GitHub answered 404".into(),
                     status: Some(404),

@@ -3,6 +3,7 @@
 
 mod support;
 
+use hookflow_relay::store::Store as _;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -199,7 +200,7 @@ async fn client_errors_become_dead_letters_without_retrying() {
         assert_eq!(gh.dispatches().len(), 1, "never retried blindly");
         r.stop().await;
         let mut s = hookflow_relay::store::sqlite::SqliteStore::open(dir.path()).expect("opens");
-        let letters = hookflow_relay::store::Store::dead_letters(&mut s, 10).expect("dead letters");
+        let letters = s.dead_letters(10).expect("dead letters");
         assert_eq!(letters[0].id, id);
         assert!(
             letters[0].error.contains(expected),

@@ -3,6 +3,7 @@
 
 mod support;
 
+use hookflow_relay::store::Store as _;
 use std::time::{Duration, Instant};
 
 use hookflow_protocol::Environment;

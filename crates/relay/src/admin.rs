@@ -5,8 +5,10 @@
 use serde_json::{json, Value};
 
 use crate::config::RelayConfig;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{DeadLetter, StoreError};
+use crate::config::StoreLocation;
+use crate::store::postgres::PgStore;
+use crate::store::sqlite::{SqliteHandle, SqliteStore};
+use crate::store::{DeadLetter, StoreError, StoreHandle};
 use hookflow_protocol::Environment;
 
 /// Why an operator's command cannot reach the store.
@@ -20,21 +22,45 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
-/// Opens the store of the relay `config` describes, without creating one (the relay may be
-/// running; SQLite's WAL lets both work at once).
-pub fn open_store(config: &RelayConfig) -> Result<SqliteStore, AdminError> {
-    if !config.data.join(crate::store::sqlite::DB_FILE).exists() {
-        return Err(AdminError::NoStore(config.data.clone()));
+/// Opens the store of the relay `config` describes, without creating or migrating it (the relay
+/// may be running: SQLite's WAL lets both work at once, and PostgreSQL is shared anyway).
+/// `clock` gives the times a SQLite store records.
+pub async fn open_store(
+    config: &RelayConfig,
+    clock: std::sync::Arc<dyn hookflow_protocol::Clock>,
+) -> Result<StoreHandle, AdminError> {
+    match &config.store {
+        StoreLocation::Sqlite => {
+            if !config.data.join(crate::store::sqlite::DB_FILE).exists() {
+                return Err(AdminError::NoStore(config.data.clone()));
+            }
+            let store = SqliteStore::open_existing(&config.data)?;
+            Ok(StoreHandle::Sqlite(SqliteHandle::start(store, clock)?))
+        }
+        StoreLocation::Postgres(location) => {
+            Ok(StoreHandle::Postgres(PgStore::open(location, false).await?))
+        }
     }
-    Ok(SqliteStore::open_existing(&config.data)?)
 }
 
 /// Brings the store of the relay `config` describes to this hookflow's schema (creating it when
-/// there is none): the schema version before and after.
-pub fn migrate_store(config: &RelayConfig) -> Result<(i64, i64), AdminError> {
-    let before = crate::store::sqlite::schema_version(&config.data)?;
-    SqliteStore::open_with(&config.data, None, true)?;
-    Ok((before, crate::store::sqlite::SCHEMA_VERSION))
+/// there is none): where it is, and the schema version before and after.
+pub async fn migrate_store(config: &RelayConfig) -> Result<(String, i64, i64), AdminError> {
+    match &config.store {
+        StoreLocation::Sqlite => {
+            let before = crate::store::sqlite::schema_version(&config.data)?;
+            SqliteStore::open_with(&config.data, None, true)?;
+            Ok((
+                config.data.display().to_string(),
+                before,
+                crate::store::sqlite::SCHEMA_VERSION,
+            ))
+        }
+        StoreLocation::Postgres(location) => {
+            let (before, after) = PgStore::migrate(location).await?;
+            Ok((location.to_string(), before.into(), after.into()))
+        }
+    }
 }
 
 /// Dead letters as a JSON array: id, repo, event type, attempts, last error, age in seconds.

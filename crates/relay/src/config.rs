@@ -46,6 +46,8 @@ pub struct RelayConfig {
     pub listen: SocketAddr,
     /// Data directory (the SQLite store).
     pub data: PathBuf,
+    /// Where events are stored: SQLite in `data`, or a shared PostgreSQL database.
+    pub store: StoreLocation,
     /// Whether start-up applies pending schema migrations (`--no-migrate` refuses instead).
     pub migrate: bool,
     /// GitHub API base.
@@ -64,6 +66,15 @@ pub struct RelayConfig {
     pub endpoints: Vec<Endpoint>,
     /// Where `listen`, `data` and `api_url` came from.
     pub settings: Vec<Setting>,
+}
+
+/// Which store a relay uses.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// The embedded SQLite file in the data directory.
+    Sqlite,
+    /// A PostgreSQL database several relays may share.
+    Postgres(Box<crate::store::postgres::PgLocation>),
 }
 
 /// Limits that protect the relay from clients.
@@ -179,6 +190,7 @@ pub struct Endpoint {
 struct RawConfig {
     listen: Option<String>,
     data: Option<PathBuf>,
+    store: Option<String>,
     api_url: Option<String>,
     compat_route: Option<bool>,
     #[serde(default)]
@@ -237,6 +249,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--data`.
     pub data: Option<PathBuf>,
+    /// `--store` (a `postgres://` URL).
+    pub store: Option<String>,
     /// `--api-url`.
     pub api_url: Option<String>,
     /// Where each override came from (`listen` → `flag --listen`, `environment HOOKFLOW_LISTEN`),
@@ -385,6 +399,7 @@ impl RelayConfig {
         let raw = raw.unwrap_or(RawConfig {
             listen: None,
             data: None,
+            store: None,
             api_url: None,
             compat_route: None,
             compat_repos: Vec::new(),
@@ -427,6 +442,13 @@ impl RelayConfig {
                 format!("api_url {api_url:?} is not a URL"),
             ));
         }
+        let store = match o.store.clone().or_else(|| raw.store.clone()) {
+            None => StoreLocation::Sqlite,
+            Some(text) => StoreLocation::Postgres(Box::new(
+                crate::store::postgres::PgLocation::parse(&text)
+                    .map_err(|message| err(&["store"], message))?,
+            )),
+        };
         let dur = |section: &str,
                    key: &str,
                    v: Option<Value>,
@@ -645,6 +667,15 @@ impl RelayConfig {
                 raw.data.is_some(),
             ),
             setting(
+                "store",
+                match &store {
+                    StoreLocation::Sqlite => format!("sqlite ({})", data.display()),
+                    StoreLocation::Postgres(l) => l.describe(),
+                },
+                o.store.is_some(),
+                raw.store.is_some(),
+            ),
+            setting(
                 "api_url",
                 api_url.clone(),
                 o.api_url.is_some(),
@@ -654,6 +685,7 @@ impl RelayConfig {
         Ok(RelayConfig {
             listen,
             data,
+            store,
             settings,
             migrate: true,
             api_url,
@@ -668,9 +700,10 @@ impl RelayConfig {
 }
 
 /// The keys each section accepts (the `Raw*` structs refuse any other).
-const TOP_KEYS: [&str; 9] = [
+const TOP_KEYS: [&str; 10] = [
     "listen",
     "data",
+    "store",
     "api_url",
     "compat_route",
     "compat_repos",

@@ -5,7 +5,7 @@
 //!
 //! HTTP handlers live in [`crate::http`]; this module never sees a request.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use crate::github::{Client, Outcome};
 use crate::metrics::{DeadReason, Metrics};
 use crate::rate_limit::RateLimiter;
 use crate::refused_tokens::RefusedTokens;
-use crate::store::{DueEvent, Recorded, StoreHandle, TokenSource};
+use crate::store::{ClaimRef, Claimed, Recorded, Store, StoreHandle, TokenSource};
 use hookflow_protocol::dispatch::Repo;
 use hookflow_protocol::{credentials, Environment};
 
@@ -66,28 +66,18 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         drain,
     } = worker;
     let mut tasks = tokio::task::JoinSet::new();
-    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Claims in flight, by delivery id: what a shutdown puts back.
+    let in_flight: Arc<Mutex<HashMap<String, ClaimRef>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_minute));
     let config = Arc::new(config);
     // A delivery cannot stay in flight longer than its request timeout; past this lease its
-    // result was lost (the store refused the write) and it is tried again.
+    // result was lost (this relay died, or the store refused the write) and any relay may
+    // claim it again.
     let lease = config.timeout * 2 + Duration::from_secs(60);
-    let mut last_requeue = Instant::now();
     loop {
         if *shutdown.borrow() {
             break;
-        }
-        if last_requeue.elapsed() >= Duration::from_secs(60) {
-            last_requeue = Instant::now();
-            match store.requeue_stale(lease).await {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(
-                    events = n,
-                    "requeued deliveries whose result was not recorded"
-                ),
-                Err(e) => tracing::error!(error = %e, "cannot requeue stale deliveries"),
-            }
         }
         let free = slots.available_permits();
         if free == 0 {
@@ -98,7 +88,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             }
             continue;
         }
-        let due = match store.claim_due(free).await {
+        let due = match store.claim(free, lease).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read due events; retrying in 1 s");
@@ -108,9 +98,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         };
         if due.is_empty() {
             let wait = match store.next_due().await {
-                Ok(Some(at)) => Duration::from_millis(
-                    (at - env.now_ms()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
-                ),
+                Ok(Some(wait)) => wait.min(IDLE_POLL),
                 _ => IDLE_POLL,
             };
             tokio::select! {
@@ -130,22 +118,28 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             let in_flight = in_flight.clone();
             while tasks.try_join_next().is_some() {}
             tasks.spawn(async move {
-                let id = event.id.clone();
-                lock(&in_flight).insert(id.clone());
+                let claim = ClaimRef::from(&event);
+                let id = event.event_id.clone();
+                lock(&in_flight).insert(claim.id.clone(), claim.clone());
                 // Buckets per repository and credential: events carrying strangers' tokens
                 // never spend the slots of an authenticated sender's.
                 let bucket = format!("{} {}", event.repo, credential_key(&event.token));
                 let result = match limiter.take(&bucket) {
                     Ok(()) => deliver(&client, &config, &metrics, &env, &refused, event).await,
                     Err(wait) => Recorded::Defer {
-                        at: env.now_ms() + wait.as_millis() as i64 + 1,
+                        delay: wait + Duration::from_millis(1),
                     },
                 };
-                if let Err(e) = store.record(vec![(id.clone(), result)]).await {
-                    // The event stays in flight and is delivered again after a restart.
-                    tracing::error!(event_id = %id, error = %e, "cannot record a delivery result");
+                match store.record(vec![(claim.clone(), result)]).await {
+                    Ok(1) => {}
+                    Ok(_) => tracing::warn!(
+                        event_id = %id,
+                        "the delivery's lease ran out before its result was recorded; another claim owns it now"
+                    ),
+                    // The delivery stays in flight and is claimed again when its lease runs out.
+                    Err(e) => tracing::error!(event_id = %id, error = %e, "cannot record a delivery result"),
                 }
-                lock(&in_flight).remove(&id);
+                lock(&in_flight).remove(&claim.id);
                 drop(permit);
             });
         }
@@ -158,15 +152,21 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        let left: Vec<String> = lock(&in_flight).drain().collect();
+        let left: Vec<ClaimRef> = lock(&in_flight).drain().map(|(_, c)| c).collect();
         tracing::warn!(
             events = left.len(),
             "deliveries still in flight at the shutdown timeout; cancelled and requeued"
         );
-        let now = env.now_ms();
         let requeue = left
             .into_iter()
-            .map(|id| (id, Recorded::Defer { at: now }))
+            .map(|c| {
+                (
+                    c,
+                    Recorded::Defer {
+                        delay: Duration::ZERO,
+                    },
+                )
+            })
             .collect();
         if let Err(e) = store.record(requeue).await {
             tracing::error!(error = %e, "cannot requeue cancelled deliveries; the next start will");
@@ -174,8 +174,10 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// The set of ids in flight; a panic elsewhere does not make it unusable.
-fn lock(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+/// The claims in flight; a panic elsewhere does not make it unusable.
+fn lock(
+    set: &Mutex<HashMap<String, ClaimRef>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, ClaimRef>> {
     set.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -186,11 +188,11 @@ pub async fn deliver(
     metrics: &Metrics,
     env: &Environment,
     refused: &RefusedTokens,
-    event: DueEvent,
+    event: Claimed,
 ) -> Recorded {
     let attempt = event.attempts + 1;
     let dead = |error: String, status: Option<u16>, reason: DeadReason| {
-        tracing::warn!(event_id = %event.id, attempt, %error, "dead letter");
+        tracing::warn!(event_id = %event.event_id, attempt, %error, "dead letter");
         metrics.dead(reason);
         Recorded::Dead { error, status }
     };
@@ -247,7 +249,7 @@ pub async fn deliver(
     match outcome {
         Outcome::Delivered => {
             metrics.delivered(took);
-            tracing::info!(event_id = %event.id, %repo, attempt, ms = took.as_millis() as u64, "delivered");
+            tracing::info!(event_id = %event.event_id, %repo, attempt, ms = took.as_millis() as u64, "delivered");
             Recorded::Delivered
         }
         Outcome::Failed { status, reason } => {
@@ -267,9 +269,9 @@ pub async fn deliver(
             metrics.retried(took);
             let wait = after
                 .unwrap_or_else(|| backoff(attempt, config.initial_backoff, config.max_backoff));
-            tracing::info!(event_id = %event.id, attempt, retry_in_ms = wait.as_millis() as u64, %reason, "retry");
-            Recorded::RetryAt {
-                at: env.now_ms() + wait.as_millis() as i64,
+            tracing::info!(event_id = %event.event_id, attempt, retry_in_ms = wait.as_millis() as u64, %reason, "retry");
+            Recorded::RetryAfter {
+                delay: wait,
                 error: reason,
             }
         }

@@ -35,7 +35,7 @@ use crate::refused_tokens::RefusedTokens;
 
 use crate::config::{Endpoint, EventTypeSource, Limits, RelayConfig};
 use crate::metrics::{Metrics, Rejected};
-use crate::store::{Inserted, NewEvent, StoreError, StoreHandle, TokenSource};
+use crate::store::{Inserted, NewEvent, Store, StoreError, StoreHandle, TokenSource};
 use hookflow_protocol::credentials;
 use hookflow_protocol::dispatch::{Repo, WEBHOOK_EVENT_TYPE};
 use hookflow_protocol::payload::{ClientPayload, Incoming, Origin, PayloadError};

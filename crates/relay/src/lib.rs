@@ -38,8 +38,11 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 pub use config::RelayConfig;
+use config::StoreLocation;
 pub use hookflow_protocol::Environment;
-use store::{sqlite::SqliteStore, StoreError, StoreHandle};
+use store::postgres::PgStore;
+use store::sqlite::{SqliteHandle, SqliteStore};
+use store::{StoreError, StoreHandle};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +82,8 @@ pub struct Running {
     shutting_down: Arc<AtomicBool>,
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
-    _lock: std::fs::File,
+    /// The data directory's lock (SQLite): one relay per store file.
+    _lock: Option<std::fs::File>,
 }
 
 /// Takes the data directory's lock file, so two relays never deliver from one store.
@@ -147,24 +151,44 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
             addr: config.listen,
             cause,
         })?;
-    let lock = lock_data_dir(&config.data)?;
+    let wake = Arc::new(Notify::new());
     let mut config = config;
-    if config.limits.max_store_bytes.is_none() {
-        config.limits.max_store_bytes = default_store_cap(&config.data);
-    }
-    let store = StoreHandle::start(
-        Box::new(SqliteStore::open_with(
-            &config.data,
-            config.limits.max_store_bytes,
-            config.migrate,
-        )?),
-        env.clock(),
-    )?;
+    let (store, lock) = match &config.store {
+        StoreLocation::Sqlite => {
+            let lock = lock_data_dir(&config.data)?;
+            if config.limits.max_store_bytes.is_none() {
+                config.limits.max_store_bytes = default_store_cap(&config.data);
+            }
+            let mut sqlite = SqliteStore::open_with(
+                &config.data,
+                config.limits.max_store_bytes,
+                config.migrate,
+            )?;
+            // This relay holds the lock: whatever is in flight was left by a crash.
+            let recovered = sqlite.recover(env.now_ms())?;
+            if recovered > 0 {
+                tracing::info!(
+                    events = recovered,
+                    "deliveries left in flight by the last run are due again"
+                );
+            }
+            let handle = SqliteHandle::start(sqlite, env.clock())?;
+            (StoreHandle::Sqlite(handle), Some(lock))
+        }
+        StoreLocation::Postgres(location) => {
+            if config.limits.max_store_bytes.is_some() {
+                tracing::warn!("limits.max_store_bytes applies to the SQLite store only; size a PostgreSQL database with its own tools");
+            }
+            let pg = PgStore::open(location, config.migrate).await?;
+            pg.notify_new_events(wake.clone());
+            tracing::info!(store = %location, relay_id = pg.relay_id(), "store: PostgreSQL");
+            (StoreHandle::Postgres(pg), None)
+        }
+    };
     let addr = listener.local_addr().map_err(|cause| RelayError::Listen {
         addr: config.listen,
         cause,
     })?;
-    let wake = Arc::new(Notify::new());
     let metrics = Arc::new(metrics::Metrics::default());
     let shutting_down = Arc::new(AtomicBool::new(false));
     let (shutdown, stop) = watch::channel(false);

@@ -153,6 +153,10 @@ impl Metrics {
     pub fn duplicate(&self) {
         self.duplicates.fetch_add(1, Ordering::Relaxed);
     }
+    /// How many deliveries GitHub accepted from this relay.
+    pub fn delivered_count(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
     /// GitHub accepted an event.
     pub fn delivered(&self, took: Duration) {
         self.delivered.fetch_add(1, Ordering::Relaxed);

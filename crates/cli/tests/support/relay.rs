@@ -2,6 +2,7 @@
 //! environment, HTTP calls, and waits that end as soon as the condition holds.
 #![allow(dead_code)]
 
+use hookflow_relay::store::Store as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -1,20 +1,19 @@
 //! The relay's durable event store: what was acknowledged, what is due, what failed for good.
 //!
-//! A [`Store`] is a small synchronous trait over one database; [`StoreHandle`] runs it on its own
-//! thread and batches concurrent writes into one transaction (one commit, one `fsync`, many
-//! events), so every request is acknowledged only after its event is committed without paying a
-//! commit each. SQLite ([`sqlite`]) is the embedded engine; a shared database can implement the
-//! same trait for running several relays.
+//! [`Store`] is an async trait with one implementation per engine: SQLite ([`sqlite`]), embedded
+//! in one relay, and PostgreSQL ([`postgres`]), shared by several relays. Both batch concurrent
+//! inserts into one transaction (one commit, many events), so every request is acknowledged only
+//! after its event is committed without paying a commit each. Deliveries are claimed with a
+//! lease and a claim token: a lease that runs out makes the delivery claimable again, and only
+//! the current claim may record a result. [`StoreHandle`] is whichever engine a relay uses.
 //!
 //! The contract tests at the bottom of this file run against every engine.
 
+pub mod postgres;
 pub mod sqlite;
 
-use std::sync::{mpsc, Arc};
+use std::future::Future;
 use std::time::Duration;
-
-use hookflow_protocol::Clock;
-use tokio::sync::oneshot;
 
 /// Where the GitHub token of an event comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,11 +76,14 @@ pub enum Inserted {
 /// How long a delivery id is remembered for de-duplication.
 pub const DEDUPE_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
-/// An event claimed for delivery.
+/// A delivery claimed by this relay: it holds the lease until it records a result or the lease
+/// runs out (then any relay may claim it again, and this relay's result is refused).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DueEvent {
-    /// Its id.
+pub struct Claimed {
+    /// The delivery's id: what results are recorded against.
     pub id: String,
+    /// The event's id (the same as `id` while an event has one delivery).
+    pub event_id: String,
     /// `owner/name`.
     pub repo: String,
     /// The token to dispatch with.
@@ -90,24 +92,46 @@ pub struct DueEvent {
     pub body: Vec<u8>,
     /// Deliveries tried before this one.
     pub attempts: u32,
+    /// The claim token: a result is recorded only with it, so a relay whose lease ran out and
+    /// whose delivery another relay claimed cannot overwrite that relay's result.
+    pub claim: String,
 }
 
-/// What a delivery attempt came to.
+/// Which claim a result is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRef {
+    /// The delivery's id.
+    pub id: String,
+    /// The claim token.
+    pub claim: String,
+}
+
+impl From<&Claimed> for ClaimRef {
+    fn from(c: &Claimed) -> Self {
+        ClaimRef {
+            id: c.id.clone(),
+            claim: c.claim.clone(),
+        }
+    }
+}
+
+/// What a delivery attempt came to. Times are relative: each engine adds them to its own clock
+/// (the database's, for a shared database), never to the relay host's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
     /// GitHub accepted it: the event is done.
     Delivered,
-    /// Try again at this time (ms since the epoch).
-    RetryAt {
-        /// When.
-        at: i64,
+    /// Try again after this long.
+    RetryAfter {
+        /// How long.
+        delay: Duration,
         /// Why the last attempt failed.
         error: String,
     },
-    /// Not tried (the repository's rate limit): try at this time, without counting an attempt.
+    /// Not tried (a rate limit, or a shutdown): try after this long, without counting an attempt.
     Defer {
-        /// When (ms since the epoch).
-        at: i64,
+        /// How long.
+        delay: Duration,
     },
     /// Failed for good: kept as a dead letter.
     Dead {
@@ -186,209 +210,125 @@ pub enum StoreError {
     },
 }
 
-/// A database of events. Implementations must make `insert` durable before returning.
-pub trait Store: Send {
-    /// Stores events in one transaction; all or none. Events whose `dedupe_key` was seen within
-    /// [`DEDUPE_WINDOW_MS`] are not stored again, unless that first event is a dead letter (a
-    /// sender's retry of a failed delivery is a new chance, not a repeat). `now` is the store clock's time (ms).
-    fn insert(&mut self, events: &[NewEvent], now: i64) -> Result<Vec<Inserted>, StoreError>;
-    /// Claims up to `limit` pending events due at `now` (ms) and marks them in flight.
-    fn claim_due(&mut self, now: i64, limit: usize) -> Result<Vec<DueEvent>, StoreError>;
-    /// Records delivery results in one transaction.
-    fn record(&mut self, results: &[(String, Recorded)], now: i64) -> Result<(), StoreError>;
-    /// Returns events left in flight by a crash to pending; returns how many.
-    fn recover(&mut self, now: i64) -> Result<u64, StoreError>;
-    /// Returns events in flight since before `before` (ms) to pending: a delivery whose result
-    /// could not be recorded is tried again without waiting for a restart. Returns how many.
-    fn requeue_stale(&mut self, before: i64, now: i64) -> Result<u64, StoreError>;
-    /// When the next pending event is due (ms), if any.
-    fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
+/// The durable queue behind the relay: SQLite embedded in one relay ([`sqlite`]) or PostgreSQL
+/// shared by several ([`postgres`]). Every method may be called from many tasks at once; each
+/// engine batches what it can (concurrent inserts share one commit).
+pub trait Store: Send + Sync {
+    /// Stores one event; returns once it is committed. An event whose `dedupe_key` was seen within
+    /// [`DEDUPE_WINDOW_MS`] is not stored again, unless that first event is a dead letter (a
+    /// sender's retry of a failed delivery is a new chance, not a repeat).
+    fn insert(&self, event: NewEvent) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
+    /// Claims up to `limit` due deliveries (pending and due, or in flight with an expired lease),
+    /// oldest first, each leased to this relay for `lease`.
+    fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
+    /// Records results; one whose claim is no longer current (its lease ran out and another
+    /// relay claimed it) changes nothing. Returns how many were recorded.
+    fn record(
+        &self,
+        results: Vec<(ClaimRef, Recorded)>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// How long until the next pending delivery is due (zero when one is due now), if any.
+    fn next_due(&self) -> impl Future<Output = Result<Option<Duration>, StoreError>> + Send;
     /// Counts by state.
-    fn counts(&mut self) -> Result<Counts, StoreError>;
+    fn counts(&self) -> impl Future<Output = Result<Counts, StoreError>> + Send;
     /// Dead letters, oldest first.
-    fn dead_letters(&mut self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+    fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
     /// Makes dead letters pending again (all when `ids` is empty); returns how many.
-    fn replay_dead(&mut self, ids: &[String], now: i64) -> Result<u64, StoreError>;
-    /// Deletes dead letters received before `before` (ms); returns how many.
-    fn purge_dead(&mut self, before: i64) -> Result<u64, StoreError>;
+    fn replay_dead(&self, ids: Vec<String>)
+        -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Deletes dead letters received more than `older_than` ago (all of them for zero); returns
+    /// how many.
+    fn purge_dead(
+        &self,
+        older_than: Duration,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Checks that the store can take a write now, and says how full it is (cheaply: `/readyz`
     /// calls it, and must not scan the events).
-    fn ping(&mut self) -> Result<Room, StoreError>;
+    fn ping(&self) -> impl Future<Output = Result<Room, StoreError>> + Send;
 }
 
-enum Command {
-    Insert(NewEvent, oneshot::Sender<Result<Inserted, StoreError>>),
-    Record(
-        Vec<(String, Recorded)>,
-        oneshot::Sender<Result<(), StoreError>>,
-    ),
-    Claim(usize, oneshot::Sender<Result<Vec<DueEvent>, StoreError>>),
-    NextDue(oneshot::Sender<Result<Option<i64>, StoreError>>),
-    Counts(oneshot::Sender<Result<Counts, StoreError>>),
-    Ping(oneshot::Sender<Result<Room, StoreError>>),
-    RequeueStale(i64, oneshot::Sender<Result<u64, StoreError>>),
-}
-
-/// Most inserts committed together.
-const MAX_BATCH: usize = 512;
-
-/// An async handle to a store running on its own thread. Cloning shares the thread.
+/// The store a relay was started with, whichever the engine. Cloning shares it.
 #[derive(Clone)]
-pub struct StoreHandle {
-    tx: mpsc::Sender<Command>,
-    clock: Arc<dyn Clock>,
+pub enum StoreHandle {
+    /// The embedded SQLite store.
+    Sqlite(sqlite::SqliteHandle),
+    /// A shared PostgreSQL database.
+    Postgres(postgres::PgStore),
+}
+
+/// Calls the same method on whichever engine.
+macro_rules! each_engine {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            StoreHandle::Sqlite($s) => $call.await,
+            StoreHandle::Postgres($s) => $call.await,
+        }
+    };
+}
+
+impl Store for StoreHandle {
+    async fn insert(&self, event: NewEvent) -> Result<Inserted, StoreError> {
+        each_engine!(self, s => s.insert(event))
+    }
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
+        each_engine!(self, s => s.claim(limit, lease))
+    }
+    async fn record(&self, results: Vec<(ClaimRef, Recorded)>) -> Result<usize, StoreError> {
+        each_engine!(self, s => s.record(results))
+    }
+    async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
+        each_engine!(self, s => s.next_due())
+    }
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        each_engine!(self, s => s.counts())
+    }
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        each_engine!(self, s => s.dead_letters(limit))
+    }
+    async fn replay_dead(&self, ids: Vec<String>) -> Result<u64, StoreError> {
+        each_engine!(self, s => s.replay_dead(ids))
+    }
+    async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
+        each_engine!(self, s => s.purge_dead(older_than))
+    }
+    async fn ping(&self) -> Result<Room, StoreError> {
+        each_engine!(self, s => s.ping())
+    }
 }
 
 impl StoreHandle {
-    /// Starts the store thread; `clock` gives every time the store records. Events left in
-    /// flight by a previous run become pending.
-    pub fn start(
-        mut store: Box<dyn Store>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<StoreHandle, StoreError> {
-        store.recover(clock.now_ms())?;
-        let (tx, rx) = mpsc::channel::<Command>();
-        let thread_clock = clock.clone();
-        std::thread::Builder::new()
-            .name("hookflow-store".into())
-            .spawn(move || run(store, rx, thread_clock.as_ref()))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the store thread: {e}")))?;
-        Ok(StoreHandle { tx, clock })
-    }
-
-    /// The store clock's time, in milliseconds since the epoch: what every time in the store is
-    /// measured against.
-    pub fn now_ms(&self) -> i64 {
-        self.clock.now_ms()
-    }
-
-    async fn call<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
-    ) -> Result<T, StoreError> {
-        let (reply, wait) = oneshot::channel();
-        self.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
-        wait.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Stores one event; returns once it is committed (batched with concurrent inserts).
-    pub async fn insert(&self, event: NewEvent) -> Result<Inserted, StoreError> {
-        self.call(|r| Command::Insert(event, r)).await
-    }
-
-    /// Records delivery results.
-    pub async fn record(&self, results: Vec<(String, Recorded)>) -> Result<(), StoreError> {
-        self.call(|r| Command::Record(results, r)).await
-    }
-
-    /// Claims due events.
-    pub async fn claim_due(&self, limit: usize) -> Result<Vec<DueEvent>, StoreError> {
-        self.call(|r| Command::Claim(limit, r)).await
-    }
-
-    /// When the next pending event is due.
-    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        self.call(Command::NextDue).await
-    }
-
-    /// Counts by state.
-    pub async fn counts(&self) -> Result<Counts, StoreError> {
-        self.call(Command::Counts).await
-    }
-
-    /// Whether the store can take a write now, and how full it is.
-    pub async fn ping(&self) -> Result<Room, StoreError> {
-        self.call(Command::Ping).await
-    }
-
-    /// Returns events in flight for longer than `lease` to pending.
-    pub async fn requeue_stale(&self, lease: Duration) -> Result<u64, StoreError> {
-        let before = self.now_ms() - lease.as_millis() as i64;
-        self.call(|r| Command::RequeueStale(before, r)).await
-    }
-}
-
-/// The store thread: takes every command waiting, runs all inserts and records in one
-/// transaction, then answers.
-fn run(mut store: Box<dyn Store>, rx: mpsc::Receiver<Command>, clock: &dyn Clock) {
-    while let Ok(first) = rx.recv() {
-        let mut commands = vec![first];
-        while commands.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(c) => commands.push(c),
-                Err(_) => break,
-            }
-        }
-        let mut inserts = Vec::new();
-        let mut insert_replies = Vec::new();
-        let mut records = Vec::new();
-        let mut record_replies = Vec::new();
-        let mut others = Vec::new();
-        for c in commands {
-            match c {
-                Command::Insert(e, r) => {
-                    inserts.push(e);
-                    insert_replies.push(r);
-                }
-                Command::Record(mut rs, r) => {
-                    records.append(&mut rs);
-                    record_replies.push(r);
-                }
-                other => others.push(other),
-            }
-        }
-        if !inserts.is_empty() {
-            match store.insert(&inserts, clock.now_ms()) {
-                Ok(results) => {
-                    for (r, result) in insert_replies.into_iter().zip(results) {
-                        let _ = r.send(Ok(result));
-                    }
-                }
-                Err(e) => {
-                    for r in insert_replies {
-                        let _ = r.send(Err(e.clone()));
-                    }
-                }
-            }
-        }
-        if !records.is_empty() {
-            let result = store.record(&records, clock.now_ms());
-            for r in record_replies {
-                let _ = r.send(result.clone());
-            }
-        }
-        for c in others {
-            match c {
-                Command::Claim(limit, r) => {
-                    let _ = r.send(store.claim_due(clock.now_ms(), limit));
-                }
-                Command::NextDue(r) => {
-                    let _ = r.send(store.next_due());
-                }
-                Command::Counts(r) => {
-                    let _ = r.send(store.counts());
-                }
-                Command::Ping(r) => {
-                    let _ = r.send(store.ping());
-                }
-                Command::RequeueStale(before, r) => {
-                    let _ = r.send(store.requeue_stale(before, clock.now_ms()));
-                }
-                Command::Insert(..) | Command::Record(..) => {}
-            }
+    /// The engine's name, for logs and reports (`sqlite`, `postgres`).
+    pub fn engine(&self) -> &'static str {
+        match self {
+            StoreHandle::Sqlite(_) => "sqlite",
+            StoreHandle::Postgres(_) => "postgres",
         }
     }
 }
 
 #[cfg(test)]
 pub(crate) mod contract {
-    //! The behaviour every engine must have.
+    //! The behaviour every engine must have. Times are real (a shared database keeps its own
+    //! clock), so waits are short sleeps.
     use super::*;
 
-    pub fn event(id: &str, received_at: i64) -> NewEvent {
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    pub fn event(id: &str) -> NewEvent {
         NewEvent {
             id: id.into(),
-            received_at,
+            received_at: now_ms(),
             source: "compat".into(),
             repo: "octo/hooks".into(),
             token: TokenSource::Inline("ghp_secret".into()),
@@ -398,188 +338,244 @@ pub(crate) mod contract {
         }
     }
 
-    pub fn lifecycle(store: &mut dyn Store) {
-        store
-            .insert(&[event("a", 1), event("b", 2)], 2)
-            .expect("insert");
-        store
-            .insert(
-                &[NewEvent {
-                    token: TokenSource::Env("TOKEN".into()),
-                    ..event("c", 3)
-                }],
-                3,
-            )
-            .expect("insert");
-        assert_eq!(store.counts().expect("counts").pending, 3);
-        assert_eq!(store.next_due().expect("next"), Some(1));
-
-        let due = store.claim_due(10, 2).expect("claim");
-        assert_eq!(
-            due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-            ["a", "b"],
-            "oldest first"
-        );
-        assert_eq!(due[0].token, TokenSource::Inline("ghp_secret".into()));
-        assert!(
-            store
-                .claim_due(10, 10)
-                .expect("claim")
-                .iter()
-                .all(|d| d.id == "c"),
-            "claimed ones are not handed out twice"
-        );
-        let c = store.counts().expect("counts");
-        assert_eq!((c.pending, c.inflight), (0, 3));
-
-        store
-            .record(
-                &[
-                    ("a".into(), Recorded::Delivered),
-                    (
-                        "b".into(),
-                        Recorded::RetryAt {
-                            at: 100,
-                            error: "503".into(),
-                        },
-                    ),
-                    (
-                        "c".into(),
-                        Recorded::Dead {
-                            error: "404 not found".into(),
-                            status: Some(404),
-                        },
-                    ),
-                ],
-                50,
-            )
-            .expect("record");
-        assert!(
-            store.claim_due(99, 10).expect("claim").is_empty(),
-            "b waits until 100"
-        );
-        let b = store.claim_due(100, 10).expect("claim");
-        assert_eq!((b[0].id.as_str(), b[0].attempts), ("b", 1));
-
-        // In flight since 100: not stale before 100, stale before 150.
-        assert_eq!(store.requeue_stale(100, 120).expect("requeue"), 0);
-        assert_eq!(store.requeue_stale(150, 150).expect("requeue"), 1);
-        assert_eq!(store.claim_due(150, 10).expect("claim").len(), 1);
-        // A crash leaves b in flight; recovery makes it pending again.
-        assert_eq!(store.recover(200).expect("recover"), 1);
-        assert_eq!(store.claim_due(200, 10).expect("claim").len(), 1);
-
-        let dead = store.dead_letters(10).expect("dead");
-        assert_eq!(dead.len(), 1);
-        assert_eq!(
-            (
-                dead[0].id.as_str(),
-                dead[0].error.as_str(),
-                dead[0].attempts
-            ),
-            ("c", "404 not found", 1)
-        );
-        assert_eq!(store.replay_dead(&[], 300).expect("replay"), 1);
-        let again = store.claim_due(300, 10).expect("claim");
-        assert_eq!(
-            again.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-            ["c"]
-        );
-        store
-            .record(
-                &[(
-                    "c".into(),
-                    Recorded::Dead {
-                        error: "x".into(),
-                        status: None,
-                    },
-                )],
-                301,
-            )
-            .expect("record");
-        assert_eq!(store.purge_dead(4).expect("purge"), 1);
-        assert_eq!(store.counts().expect("counts").dead, 0);
+    fn ids(claimed: &[Claimed]) -> Vec<&str> {
+        claimed.iter().map(|c| c.event_id.as_str()).collect()
     }
 
-    pub fn dedupe(store: &mut dyn Store) {
+    fn dead(c: &Claimed, error: &str, status: Option<u16>) -> (ClaimRef, Recorded) {
+        (
+            c.into(),
+            Recorded::Dead {
+                error: error.into(),
+                status,
+            },
+        )
+    }
+
+    pub async fn lifecycle(store: &impl Store) {
+        let lease = Duration::from_secs(60);
+        let c_event = NewEvent {
+            token: TokenSource::Env("TOKEN".into()),
+            ..event("c")
+        };
+        for e in [event("a"), event("b"), c_event] {
+            assert_eq!(store.insert(e).await.expect("insert"), Inserted::New);
+        }
+        assert_eq!(store.counts().await.expect("counts").pending, 3);
+        assert_eq!(store.next_due().await.expect("next"), Some(Duration::ZERO));
+
+        let due = store.claim(2, lease).await.expect("claim");
+        assert_eq!(ids(&due), ["a", "b"], "oldest first");
+        assert_eq!(due[0].token, TokenSource::Inline("ghp_secret".into()));
+        assert_eq!(due[0].repo, "octo/hooks");
+        let rest = store.claim(10, lease).await.expect("claim");
+        assert_eq!(ids(&rest), ["c"], "claimed ones are not handed out twice");
+        assert_eq!(rest[0].token, TokenSource::Env("TOKEN".into()));
+        let c = store.counts().await.expect("counts");
+        assert_eq!((c.pending, c.inflight), (0, 3));
+
+        let n = store
+            .record(vec![
+                ((&due[0]).into(), Recorded::Delivered),
+                (
+                    (&due[1]).into(),
+                    Recorded::RetryAfter {
+                        delay: Duration::from_millis(400),
+                        error: "503".into(),
+                    },
+                ),
+                dead(&rest[0], "404 not found", Some(404)),
+            ])
+            .await
+            .expect("record");
+        assert_eq!(n, 3);
+        assert!(
+            store.claim(10, lease).await.expect("claim").is_empty(),
+            "b waits for its retry"
+        );
+        let wait = store.next_due().await.expect("next").expect("b is pending");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(400),
+            "{wait:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let b = store.claim(10, lease).await.expect("claim");
+        assert_eq!(ids(&b), ["b"]);
+        assert_eq!(b[0].attempts, 1);
+
+        // A result for a claim that is not current changes nothing.
+        let stale = ClaimRef {
+            id: b[0].id.clone(),
+            claim: "not-the-claim".into(),
+        };
+        assert_eq!(
+            store
+                .record(vec![(stale, Recorded::Delivered)])
+                .await
+                .expect("record"),
+            0
+        );
+        // A lease that runs out makes the delivery claimable again, and the first claim's
+        // result is refused: it cannot overwrite the second's.
+        let deferred = Recorded::Defer {
+            delay: Duration::ZERO,
+        };
+        assert_eq!(
+            store
+                .record(vec![((&b[0]).into(), deferred)])
+                .await
+                .expect("record"),
+            1
+        );
+        let first = store
+            .claim(10, Duration::from_millis(100))
+            .await
+            .expect("claim");
+        assert_eq!(ids(&first), ["b"]);
+        assert_eq!(first[0].attempts, 1, "a deferral is not an attempt");
+        assert!(store.claim(10, lease).await.expect("claim").is_empty());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let second = store.claim(10, lease).await.expect("claim");
+        assert_eq!(ids(&second), ["b"], "the lease ran out");
+        assert_ne!(first[0].claim, second[0].claim);
+        assert_eq!(
+            store
+                .record(vec![((&first[0]).into(), Recorded::Delivered)])
+                .await
+                .expect("record"),
+            0
+        );
+        assert_eq!(
+            store
+                .record(vec![dead(&second[0], "422 unprocessable", Some(422))])
+                .await
+                .expect("record"),
+            1
+        );
+
+        let letters = store.dead_letters(10).await.expect("dead");
+        let summary: Vec<(&str, &str, u32)> = letters
+            .iter()
+            .map(|l| (l.id.as_str(), l.error.as_str(), l.attempts))
+            .collect();
+        assert_eq!(
+            summary,
+            [("b", "422 unprocessable", 2), ("c", "404 not found", 1)]
+        );
+        assert_eq!(letters[0].repo, "octo/hooks");
+        assert_eq!(
+            store
+                .replay_dead(vec!["c".into(), "zz".into()])
+                .await
+                .expect("replay"),
+            1
+        );
+        let again = store.claim(10, lease).await.expect("claim");
+        assert_eq!(ids(&again), ["c"]);
+        assert_eq!(again[0].attempts, 0, "a replay starts over");
+        store
+            .record(vec![dead(&again[0], "x", None)])
+            .await
+            .expect("record");
+        assert_eq!(store.replay_dead(Vec::new()).await.expect("replay"), 2);
+        let both = store.claim(10, lease).await.expect("claim");
+        assert_eq!(both.len(), 2);
+        store
+            .record(both.iter().map(|c| dead(c, "x", None)).collect())
+            .await
+            .expect("record");
+        assert_eq!(
+            store
+                .purge_dead(Duration::from_secs(3600))
+                .await
+                .expect("purge"),
+            0,
+            "not an hour old"
+        );
+        assert_eq!(store.purge_dead(Duration::ZERO).await.expect("purge"), 2);
+        let c = store.counts().await.expect("counts");
+        assert_eq!((c.pending, c.inflight, c.dead), (0, 0, 0));
+        assert_eq!(store.next_due().await.expect("next"), None);
+        store.ping().await.expect("ping");
+    }
+
+    pub async fn dedupe(store: &impl Store) {
         let keyed = |id: &str, key: &str| NewEvent {
             dedupe_key: Some(key.into()),
-            ..event(id, 1_000)
+            ..event(id)
         };
-        let first = store
-            .insert(
-                &[keyed("a", "gh:1"), keyed("b", "gh:2"), keyed("c", "gh:1")],
-                1_000,
-            )
-            .expect("insert");
+        let mut got = Vec::new();
+        for e in [
+            keyed("a", "gh:1"),
+            keyed("b", "gh:2"),
+            keyed("c", "gh:1"),
+            keyed("d", "gh:2"),
+            keyed("e", "gh:3"),
+            event("f"),
+        ] {
+            got.push(store.insert(e).await.expect("insert"));
+        }
         assert_eq!(
-            first,
+            got,
             [
                 Inserted::New,
                 Inserted::New,
-                Inserted::Duplicate("a".into())
-            ],
-            "within one batch too"
-        );
-        let again = store
-            .insert(
-                &[keyed("d", "gh:2"), keyed("e", "gh:3"), event("f", 1)],
-                2_000,
-            )
-            .expect("insert");
-        assert_eq!(
-            again,
-            [
+                Inserted::Duplicate("a".into()),
                 Inserted::Duplicate("b".into()),
                 Inserted::New,
                 Inserted::New
             ]
         );
-        assert_eq!(store.counts().expect("counts").pending, 4);
+        assert_eq!(store.counts().await.expect("counts").pending, 4);
 
         // A dead letter does not swallow its sender's retry; the retry then counts as the first.
-        let due = store.claim_due(i64::MAX, 10).expect("claim");
-        assert!(due.iter().any(|d| d.id == "a"));
-        let dead: Vec<(String, Recorded)> = due
-            .iter()
-            .map(|d| {
-                (
-                    d.id.clone(),
-                    Recorded::Dead {
-                        error: "422".into(),
-                        status: Some(422),
-                    },
-                )
-            })
-            .collect();
-        store.record(&dead, 3_000).expect("record");
-        let retry = store
-            .insert(&[keyed("g", "gh:1"), keyed("h", "gh:1")], 4_000)
-            .expect("insert");
-        assert_eq!(retry, [Inserted::New, Inserted::Duplicate("g".into())]);
+        let due = store
+            .claim(10, Duration::from_secs(60))
+            .await
+            .expect("claim");
+        assert_eq!(due.len(), 4);
+        store
+            .record(due.iter().map(|c| dead(c, "422", Some(422))).collect())
+            .await
+            .expect("record");
+        assert_eq!(
+            store.insert(keyed("g", "gh:1")).await.expect("insert"),
+            Inserted::New
+        );
+        assert_eq!(
+            store.insert(keyed("h", "gh:1")).await.expect("insert"),
+            Inserted::Duplicate("g".into())
+        );
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hookflow_protocol::SystemClock;
-
-    #[tokio::test]
-    async fn concurrent_inserts_share_commits() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = sqlite::SqliteStore::open(dir.path()).expect("opens");
-        let handle = StoreHandle::start(Box::new(store), Arc::new(SystemClock)).expect("starts");
+    /// Many concurrent inserts, several per key: each key is stored once, and every repeat
+    /// names the event stored for its key, even within one batch.
+    pub async fn concurrent_inserts<S: Store + Clone + 'static>(store: &S) {
         let mut tasks = Vec::new();
-        for i in 0..200 {
-            let h = handle.clone();
+        for i in 0..300 {
+            let s = store.clone();
             tasks.push(tokio::spawn(async move {
-                h.insert(contract::event(&format!("e{i:04}"), i)).await
+                let key = format!("k{}", i % 50);
+                let e = NewEvent {
+                    dedupe_key: Some(key.clone()),
+                    ..event(&format!("e{i:04}"))
+                };
+                (key, format!("e{i:04}"), s.insert(e).await.expect("insert"))
             }));
         }
+        let mut stored = std::collections::HashMap::new();
+        let mut repeats = Vec::new();
         for t in tasks {
-            t.await.expect("task").expect("insert");
+            let (key, id, inserted) = t.await.expect("task");
+            match inserted {
+                Inserted::New => assert!(stored.insert(key, id).is_none(), "one per key"),
+                Inserted::Duplicate(first) => repeats.push((key, first)),
+            }
         }
-        assert_eq!(handle.counts().await.expect("counts").pending, 200);
+        assert_eq!(stored.len(), 50);
+        for (key, first) in repeats {
+            assert_eq!(stored.get(&key), Some(&first));
+        }
+        assert_eq!(store.counts().await.expect("counts").pending, 50);
     }
 }

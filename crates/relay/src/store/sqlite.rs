@@ -5,19 +5,23 @@
 //! until they are replayed and delivered, or purged. The file is readable by its owner only.
 
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
+use hookflow_protocol::Clock;
 use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
 
 use super::{
-    Counts, DeadLetter, DueEvent, Inserted, NewEvent, Recorded, Room, Store, StoreError,
+    ClaimRef, Claimed, Counts, DeadLetter, Inserted, NewEvent, Recorded, Room, Store, StoreError,
     TokenSource, DEDUPE_WINDOW_MS,
 };
 
-/// The schema version this code writes.
 /// The schema, one migration per version, each applied once in its own transaction and recorded
 /// in `schema_migrations` (and `PRAGMA user_version`). A released migration never changes: a new
 /// version gets a new entry.
-const MIGRATIONS: [(i64, &str); 1] = [(
+const MIGRATIONS: [(i64, &str); 2] = [
+    (
     1,
     "CREATE TABLE events (
          id TEXT PRIMARY KEY,
@@ -37,7 +41,14 @@ const MIGRATIONS: [(i64, &str); 1] = [(
      CREATE INDEX events_due ON events (state, next_attempt_at, id);
      CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, event_id TEXT NOT NULL, at INTEGER NOT NULL);
      CREATE INDEX IF NOT EXISTS seen_at ON seen (at)",
-)];
+    ),
+    // Leases: a claim token checked when a result is recorded, and when the claim runs out.
+    (
+        2,
+        "ALTER TABLE events ADD COLUMN claim TEXT;
+         ALTER TABLE events ADD COLUMN lease_until INTEGER",
+    ),
+];
 
 /// The schema version this hookflow writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -295,8 +306,11 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    fn insert(&mut self, events: &[NewEvent], now: i64) -> Result<Vec<Inserted>, StoreError> {
+/// The engine itself: synchronous, one connection, used from one thread ([`SqliteHandle`]) or
+/// by a command that reads the store directly. Times are milliseconds since the epoch.
+impl SqliteStore {
+    /// Stores events in one transaction; all or none (see [`Store::insert`]).
+    pub fn insert(&mut self, events: &[NewEvent], now: i64) -> Result<Vec<Inserted>, StoreError> {
         if let Some(cap) = self.cap_pages {
             let used = self.used_pages()?;
             if used >= cap {
@@ -381,11 +395,24 @@ impl Store for SqliteStore {
         Ok(results)
     }
 
-    fn claim_due(&mut self, now: i64, limit: usize) -> Result<Vec<DueEvent>, StoreError> {
+    /// Claims up to `limit` due events, leased until `now + lease_ms` (see [`Store::claim`]).
+    pub fn claim(
+        &mut self,
+        now: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
         let tx = self.conn.transaction().map_err(fail)?;
-        let due: Vec<DueEvent> = {
+        // Leases that ran out: the delivery is due again, and its old claim is void.
+        tx.prepare_cached(
+            "UPDATE events SET state = 'pending', claim = NULL, next_attempt_at = min(next_attempt_at, ?1)
+             WHERE state = 'inflight' AND lease_until < ?1",
+        )
+        .and_then(|mut s| s.execute(params![now]))
+        .map_err(fail)?;
+        let due: Vec<Claimed> = {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT id, repo, token, body, attempts FROM events
@@ -395,14 +422,17 @@ impl Store for SqliteStore {
                 .map_err(fail)?;
             let rows = stmt
                 .query_map(params![now, limit as i64], |r| {
-                    Ok(DueEvent {
-                        id: r.get(0)?,
+                    let id: String = r.get(0)?;
+                    Ok(Claimed {
+                        event_id: id.clone(),
+                        id,
                         repo: r.get(1)?,
                         token: TokenSource::decode(
                             &r.get::<_, Option<String>>(2)?.unwrap_or_default(),
                         ),
                         body: r.get(3)?,
                         attempts: r.get::<_, i64>(4)? as u32,
+                        claim: ulid::Ulid::generate().to_string(),
                     })
                 })
                 .map_err(fail)?;
@@ -411,79 +441,80 @@ impl Store for SqliteStore {
         {
             let mut mark = tx
                 .prepare_cached(
-                    "UPDATE events SET state = 'inflight', updated_at = ?2 WHERE id = ?1",
+                    "UPDATE events SET state = 'inflight', claim = ?2, lease_until = ?3, updated_at = ?4 WHERE id = ?1",
                 )
                 .map_err(fail)?;
             for d in &due {
-                mark.execute(params![d.id, now]).map_err(fail)?;
+                mark.execute(params![d.id, d.claim, now.saturating_add(lease_ms), now])
+                    .map_err(fail)?;
             }
         }
         tx.commit().map_err(fail)?;
         Ok(due)
     }
 
-    fn record(&mut self, results: &[(String, Recorded)], now: i64) -> Result<(), StoreError> {
+    /// Records results in one transaction; those whose claim is not current change nothing.
+    /// Returns, for each result, whether it was recorded.
+    pub fn record(
+        &mut self,
+        results: &[(ClaimRef, Recorded)],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError> {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let at = |d: &Duration| now.saturating_add(d.as_millis().min(i64::MAX as u128) as i64);
         let tx = self.conn.transaction().map_err(fail)?;
-        for (id, result) in results {
-            match result {
-                Recorded::Delivered => {
-                    tx.prepare_cached("DELETE FROM events WHERE id = ?1")
-                        .and_then(|mut s| s.execute(params![id]))
-                        .map_err(fail)?;
-                }
-                Recorded::RetryAt { at, error } => {
-                    tx.prepare_cached(
-                        "UPDATE events SET state = 'pending', attempts = attempts + 1, next_attempt_at = ?2,
-                         last_error = ?3, updated_at = ?4 WHERE id = ?1",
+        let mut recorded = Vec::with_capacity(results.len());
+        for (c, result) in results {
+            let changed = match result {
+                Recorded::Delivered => tx
+                    .prepare_cached(
+                        "DELETE FROM events WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
                     )
-                    .and_then(|mut s| s.execute(params![id, at, error, now]))
-                    .map_err(fail)?;
-                }
-                Recorded::Defer { at } => {
-                    tx.prepare_cached(
-                        "UPDATE events SET state = 'pending', next_attempt_at = ?2, updated_at = ?3 WHERE id = ?1",
+                    .and_then(|mut s| s.execute(params![c.id, c.claim])),
+                Recorded::RetryAfter { delay, error } => tx
+                    .prepare_cached(
+                        "UPDATE events SET state = 'pending', claim = NULL, attempts = attempts + 1, next_attempt_at = ?3,
+                         last_error = ?4, updated_at = ?5 WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
                     )
-                    .and_then(|mut s| s.execute(params![id, at, now]))
-                    .map_err(fail)?;
-                }
-                Recorded::Dead { error, status } => {
-                    // The token stays, so the letter can be replayed; purging deletes it.
-                    tx.prepare_cached(
-                        "UPDATE events SET state = 'dead', attempts = attempts + 1, last_error = ?2, last_status = ?3,
-                         updated_at = ?4 WHERE id = ?1",
+                    .and_then(|mut s| s.execute(params![c.id, c.claim, at(delay), error, now])),
+                Recorded::Defer { delay } => tx
+                    .prepare_cached(
+                        "UPDATE events SET state = 'pending', claim = NULL, next_attempt_at = ?3, updated_at = ?4
+                         WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
                     )
-                    .and_then(|mut s| s.execute(params![id, error, status.map(i64::from), now]))
-                    .map_err(fail)?;
-                }
+                    .and_then(|mut s| s.execute(params![c.id, c.claim, at(delay), now])),
+                // The token stays, so the letter can be replayed; purging deletes it.
+                Recorded::Dead { error, status } => tx
+                    .prepare_cached(
+                        "UPDATE events SET state = 'dead', claim = NULL, attempts = attempts + 1, last_error = ?3,
+                         last_status = ?4, updated_at = ?5 WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![c.id, c.claim, error, status.map(i64::from), now])
+                    }),
             }
+            .map_err(fail)?;
+            recorded.push(changed > 0);
         }
-        tx.commit().map_err(fail)
+        tx.commit().map_err(fail)?;
+        Ok(recorded)
     }
 
-    fn recover(&mut self, now: i64) -> Result<u64, StoreError> {
+    /// Returns events left in flight by a crash to pending; returns how many. Only for the one
+    /// relay that holds the data directory's lock: on a shared store it would take others' work.
+    pub fn recover(&mut self, now: i64) -> Result<u64, StoreError> {
         self.conn
             .execute(
-                "UPDATE events SET state = 'pending', next_attempt_at = min(next_attempt_at, ?1), updated_at = ?1 WHERE state = 'inflight'",
+                "UPDATE events SET state = 'pending', claim = NULL, next_attempt_at = min(next_attempt_at, ?1), updated_at = ?1 WHERE state = 'inflight'",
                 params![now],
             )
             .map(|n| n as u64)
             .map_err(|e| self.fail(e))
     }
 
-    fn requeue_stale(&mut self, before: i64, now: i64) -> Result<u64, StoreError> {
-        self.conn
-            .execute(
-                "UPDATE events SET state = 'pending', next_attempt_at = ?2, updated_at = ?2
-                 WHERE state = 'inflight' AND updated_at < ?1",
-                params![before, now],
-            )
-            .map(|n| n as u64)
-            .map_err(|e| self.fail(e))
-    }
-
-    fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
+    /// When the next pending event is due (ms), if any.
+    pub fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
                 "SELECT min(next_attempt_at) FROM events WHERE state = 'pending'",
@@ -495,7 +526,8 @@ impl Store for SqliteStore {
             .map_err(|e| self.fail(e))
     }
 
-    fn counts(&mut self) -> Result<Counts, StoreError> {
+    /// Counts by state.
+    pub fn counts(&mut self) -> Result<Counts, StoreError> {
         let mut c = Counts::default();
         let mut stmt = self
             .conn
@@ -525,7 +557,8 @@ impl Store for SqliteStore {
         Ok(c)
     }
 
-    fn dead_letters(&mut self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    /// Dead letters, oldest first.
+    pub fn dead_letters(&mut self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -549,7 +582,8 @@ impl Store for SqliteStore {
             .map_err(|e| unavailable(&self.path, e))
     }
 
-    fn replay_dead(&mut self, ids: &[String], now: i64) -> Result<u64, StoreError> {
+    /// Makes dead letters pending again (all when `ids` is empty); returns how many.
+    pub fn replay_dead(&mut self, ids: &[String], now: i64) -> Result<u64, StoreError> {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
         let sql = "UPDATE events SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1 WHERE state = 'dead'";
@@ -571,14 +605,16 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    fn ping(&mut self) -> Result<Room, StoreError> {
+    /// Checks that a write can start now, and how full the store is.
+    pub fn ping(&mut self) -> Result<Room, StoreError> {
         self.conn
             .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
             .map_err(|e| self.fail(e))?;
         self.room()
     }
 
-    fn purge_dead(&mut self, before: i64) -> Result<u64, StoreError> {
+    /// Deletes dead letters received before `before` (ms); returns how many.
+    pub fn purge_dead(&mut self, before: i64) -> Result<u64, StoreError> {
         self.conn
             .execute(
                 "DELETE FROM events WHERE state = 'dead' AND received_at < ?1",
@@ -589,18 +625,215 @@ impl Store for SqliteStore {
     }
 }
 
+enum Command {
+    Insert(NewEvent, oneshot::Sender<Result<Inserted, StoreError>>),
+    Record(
+        Vec<(ClaimRef, Recorded)>,
+        oneshot::Sender<Result<usize, StoreError>>,
+    ),
+    Claim(
+        usize,
+        Duration,
+        oneshot::Sender<Result<Vec<Claimed>, StoreError>>,
+    ),
+    NextDue(oneshot::Sender<Result<Option<Duration>, StoreError>>),
+    Counts(oneshot::Sender<Result<Counts, StoreError>>),
+    Ping(oneshot::Sender<Result<Room, StoreError>>),
+    DeadLetters(usize, oneshot::Sender<Result<Vec<DeadLetter>, StoreError>>),
+    ReplayDead(Vec<String>, oneshot::Sender<Result<u64, StoreError>>),
+    PurgeDead(Duration, oneshot::Sender<Result<u64, StoreError>>),
+}
+
+/// Most inserts committed together.
+const MAX_BATCH: usize = 512;
+
+/// The SQLite store as a [`Store`]: the connection lives on a thread of its own, which takes
+/// every command waiting and runs all inserts (and all results) in one transaction, so a burst
+/// of requests pays one commit. Cloning shares the thread.
+#[derive(Clone)]
+pub struct SqliteHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SqliteHandle {
+    /// Starts the store thread; `clock` gives every time the store records.
+    pub fn start(store: SqliteStore, clock: Arc<dyn Clock>) -> Result<SqliteHandle, StoreError> {
+        let (tx, rx) = mpsc::channel::<Command>();
+        std::thread::Builder::new()
+            .name("hookflow-store".into())
+            .spawn(move || run(store, rx, clock.as_ref()))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the store thread: {e}")))?;
+        Ok(SqliteHandle { tx })
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, wait) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Store for SqliteHandle {
+    async fn insert(&self, event: NewEvent) -> Result<Inserted, StoreError> {
+        self.call(|r| Command::Insert(event, r)).await
+    }
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
+        self.call(|r| Command::Claim(limit, lease, r)).await
+    }
+    async fn record(&self, results: Vec<(ClaimRef, Recorded)>) -> Result<usize, StoreError> {
+        self.call(|r| Command::Record(results, r)).await
+    }
+    async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
+        self.call(Command::NextDue).await
+    }
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        self.call(Command::Counts).await
+    }
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.call(|r| Command::DeadLetters(limit, r)).await
+    }
+    async fn replay_dead(&self, ids: Vec<String>) -> Result<u64, StoreError> {
+        self.call(|r| Command::ReplayDead(ids, r)).await
+    }
+    async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
+        self.call(|r| Command::PurgeDead(older_than, r)).await
+    }
+    async fn ping(&self) -> Result<Room, StoreError> {
+        self.call(Command::Ping).await
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// The store thread: takes every command waiting, runs all inserts and all results in one
+/// transaction each, then answers.
+fn run(mut store: SqliteStore, rx: mpsc::Receiver<Command>, clock: &dyn Clock) {
+    while let Ok(first) = rx.recv() {
+        let mut commands = vec![first];
+        while commands.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => commands.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut inserts = Vec::new();
+        let mut insert_replies = Vec::new();
+        let mut records = Vec::new();
+        let mut record_replies = Vec::new();
+        let mut others = Vec::new();
+        for c in commands {
+            match c {
+                Command::Insert(e, r) => {
+                    inserts.push(e);
+                    insert_replies.push(r);
+                }
+                Command::Record(rs, r) => {
+                    record_replies.push((r, rs.len()));
+                    records.extend(rs);
+                }
+                other => others.push(other),
+            }
+        }
+        if !inserts.is_empty() {
+            match store.insert(&inserts, clock.now_ms()) {
+                Ok(results) => {
+                    for (r, result) in insert_replies.into_iter().zip(results) {
+                        let _ = r.send(Ok(result));
+                    }
+                }
+                Err(e) => {
+                    for r in insert_replies {
+                        let _ = r.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        if !records.is_empty() {
+            match store.record(&records, clock.now_ms()) {
+                Ok(done) => {
+                    let mut done = done.into_iter();
+                    for (r, mine) in record_replies {
+                        let _ = r.send(Ok(done.by_ref().take(mine).filter(|d| *d).count()));
+                    }
+                }
+                Err(e) => {
+                    for (r, _) in record_replies {
+                        let _ = r.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        for c in others {
+            let now = clock.now_ms();
+            match c {
+                Command::Claim(limit, lease, r) => {
+                    let _ = r.send(store.claim(now, limit, millis(lease)));
+                }
+                Command::NextDue(r) => {
+                    let _ =
+                        r.send(store.next_due().map(|at| {
+                            at.map(|at| Duration::from_millis((at - now).max(0) as u64))
+                        }));
+                }
+                Command::Counts(r) => {
+                    let _ = r.send(store.counts());
+                }
+                Command::Ping(r) => {
+                    let _ = r.send(store.ping());
+                }
+                Command::DeadLetters(limit, r) => {
+                    let _ = r.send(store.dead_letters(limit));
+                }
+                Command::ReplayDead(ids, r) => {
+                    let _ = r.send(store.replay_dead(&ids, now));
+                }
+                Command::PurgeDead(older_than, r) => {
+                    let before = if older_than.is_zero() {
+                        i64::MAX
+                    } else {
+                        now - millis(older_than)
+                    };
+                    let _ = r.send(store.purge_dead(before));
+                }
+                Command::Insert(..) | Command::Record(..) => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn contract() {
+    use super::super::contract;
+    use hookflow_protocol::SystemClock;
+
+    fn handle(dir: &Path) -> SqliteHandle {
+        let store = SqliteStore::open(dir).expect("opens");
+        SqliteHandle::start(store, Arc::new(SystemClock)).expect("starts")
+    }
+
+    #[tokio::test]
+    async fn contract_lifecycle() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = SqliteStore::open(dir.path()).expect("opens");
-        super::super::contract::lifecycle(&mut store);
+        contract::lifecycle(&handle(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn contract_dedupe() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = SqliteStore::open(dir.path()).expect("opens");
-        super::super::contract::dedupe(&mut store);
+        contract::dedupe(&handle(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn contract_concurrent_inserts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        contract::concurrent_inserts(&handle(dir.path())).await;
     }
 
     #[test]
@@ -608,13 +841,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let mut s = SqliteStore::open(dir.path()).expect("opens");
-            s.insert(&[super::super::contract::event("x", 1)], 1)
-                .expect("insert");
-            s.claim_due(5, 10).expect("claim");
+            s.insert(&[contract::event("x")], 1).expect("insert");
+            s.claim(i64::MAX - 1, 10, 60_000).expect("claim");
         }
         let mut s = SqliteStore::open(dir.path()).expect("reopens");
         assert_eq!(s.recover(10).expect("recover"), 1);
-        assert_eq!(s.claim_due(10, 10).expect("claim")[0].id, "x");
+        assert_eq!(s.claim(i64::MAX - 1, 10, 60_000).expect("claim")[0].id, "x");
     }
 
     #[test]
@@ -675,8 +907,8 @@ mod tests {
         assert_eq!(schema_version(dir.path()).expect("version"), 99);
     }
 
-    #[test]
-    fn a_schema_1_store_from_before_the_migrations_table_is_adopted() {
+    #[tokio::test]
+    async fn a_schema_1_store_from_before_the_migrations_table_is_adopted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
         // What earlier hookflow wrote: the events table and user_version 1, nothing else.
@@ -690,7 +922,7 @@ mod tests {
         ))
         .expect("old schema");
         drop(conn);
-        let mut store = SqliteStore::open_existing(dir.path()).expect("adopted as schema 1");
-        super::super::contract::dedupe(&mut store);
+        let store = SqliteStore::open(dir.path()).expect("adopted as schema 1, then migrated");
+        contract::dedupe(&SqliteHandle::start(store, Arc::new(SystemClock)).expect("starts")).await;
     }
 }

@@ -1,0 +1,1495 @@
+//! The shared PostgreSQL store: several relays behind a load balancer on one database, each
+//! accepting, claiming and delivering, with nothing lost when one dies.
+//!
+//! - Tables live in their own schema, `hookflow`, versioned by `hookflow.schema_migrations`;
+//!   migrations run under an advisory lock, so relays starting together migrate once.
+//! - An event is stored once (`events`) with one row per destination (`deliveries`, one today),
+//!   so fan-out and batching add rows, not a new shape.
+//! - A claim is one `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) RETURNING`:
+//!   atomic and exclusive across relays. It records the owner, a lease deadline and a claim token
+//!   (a UUID); a result is written only `WHERE claim = $token`, so a relay whose lease ran out
+//!   cannot overwrite the result of the relay that claimed the delivery after it.
+//! - Every time is the database's `now()`, never a relay host's clock.
+//! - Concurrent inserts of one relay share a transaction (`unnest` arrays: a few statements per
+//!   batch, not per event); sender-retry de-duplication is the `seen` table's primary key with
+//!   `ON CONFLICT DO NOTHING`.
+//! - A committed batch sends `NOTIFY hookflow_new`; every relay `LISTEN`s and wakes its delivery
+//!   worker at once, polling being only the fallback.
+//!
+//! Client: `tokio-postgres` with a `deadpool-postgres` pool and rustls for TLS — a small,
+//! explicit driver (no query macros, no build-time database), where batching and `LISTEN` are
+//! plain code.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio_postgres::types::ToSql;
+
+use super::{
+    ClaimRef, Claimed, Counts, DeadLetter, Inserted, NewEvent, Recorded, Room, Store, StoreError,
+    TokenSource, DEDUPE_WINDOW_MS,
+};
+
+/// The schema, one migration per version, each applied once in its own transaction. A released
+/// migration never changes: a new version gets a new entry.
+const MIGRATIONS: [(i32, &str); 1] = [(
+    1,
+    "CREATE TABLE hookflow.events (
+         id          TEXT PRIMARY KEY,
+         received_at TIMESTAMPTZ NOT NULL,
+         source      TEXT NOT NULL,
+         event_type  TEXT NOT NULL,
+         payload     BYTEA NOT NULL,
+         body_bytes  BIGINT NOT NULL
+     );
+     CREATE TABLE hookflow.deliveries (
+         id          BIGSERIAL PRIMARY KEY,
+         event_id    TEXT NOT NULL REFERENCES hookflow.events (id) ON DELETE CASCADE,
+         destination TEXT NOT NULL,
+         lane        TEXT NOT NULL,
+         token       TEXT,
+         state       TEXT NOT NULL CHECK (state IN ('pending', 'inflight', 'delivered', 'dead')),
+         attempts    INTEGER NOT NULL DEFAULT 0,
+         next_at     TIMESTAMPTZ NOT NULL,
+         owner       TEXT,
+         claim       UUID,
+         lease_until TIMESTAMPTZ,
+         last_status INTEGER,
+         last_error  TEXT,
+         updated_at  TIMESTAMPTZ NOT NULL
+     );
+     CREATE INDEX deliveries_due ON hookflow.deliveries (next_at, id) WHERE state = 'pending';
+     CREATE INDEX deliveries_lease ON hookflow.deliveries (lease_until) WHERE state = 'inflight';
+     CREATE INDEX deliveries_event ON hookflow.deliveries (event_id);
+     CREATE INDEX deliveries_dead ON hookflow.deliveries (event_id) WHERE state = 'dead';
+     CREATE TABLE hookflow.seen (
+         key      TEXT PRIMARY KEY,
+         event_id TEXT NOT NULL,
+         at       TIMESTAMPTZ NOT NULL
+     );
+     CREATE INDEX seen_at ON hookflow.seen (at);",
+)];
+
+/// The schema version this hookflow writes.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// The channel new events are announced on.
+const CHANNEL: &str = "hookflow_new";
+
+/// Most inserts committed together, and most insert transactions of one relay at once.
+const MAX_BATCH: usize = 512;
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Connections in the pool.
+const POOL_SIZE: usize = 16;
+
+/// Where a PostgreSQL store is, as given (`postgres://user@host:5432/db?sslmode=verify-full`).
+#[derive(Clone)]
+pub struct PgLocation {
+    config: tokio_postgres::Config,
+    tls: TlsMode,
+    root_cert: Option<std::path::PathBuf>,
+    shown: String,
+}
+
+/// libpq's `sslmode`s, with libpq's meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TlsMode {
+    /// No TLS.
+    Disable,
+    /// TLS when the server offers it, its certificate not checked (libpq's default).
+    Prefer,
+    /// TLS or no connection, its certificate not checked.
+    Require,
+    /// TLS, the certificate checked against the roots, not the host name.
+    VerifyCa,
+    /// TLS, the certificate checked against the roots and the host name.
+    VerifyFull,
+}
+
+impl std::fmt::Debug for PgLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Display for PgLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl PgLocation {
+    /// Parses a `postgres://` or `postgresql://` URL. `sslmode` means what it means to libpq:
+    /// `disable`, `prefer` (the default: TLS when offered, unchecked), `require` (TLS,
+    /// unchecked), `verify-ca` (the certificate checked against the roots) or `verify-full`
+    /// (and the host name: what a database across a network should use). The roots are the
+    /// web's (Mozilla's list) plus `sslrootcert=FILE` (PEM), for a managed database's own CA.
+    pub fn parse(url: &str) -> Result<PgLocation, String> {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            format!(
+                "{}: not a database URL ({e}); write postgres://USER@HOST:PORT/DATABASE",
+                redact(url)
+            )
+        })?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "{}: the store URL must start with postgres:// (or be a folder for SQLite)",
+                redact(url)
+            ));
+        }
+        let mut tls = TlsMode::Prefer;
+        let mut root_cert = None;
+        let mut kept = url::Url::parse(url).map_err(|e| e.to_string())?;
+        let mut pairs = Vec::new();
+        for (k, v) in parsed.query_pairs() {
+            match k.as_ref() {
+                "sslmode" => {
+                    tls = match v.as_ref() {
+                        "disable" => TlsMode::Disable,
+                        "allow" | "prefer" => TlsMode::Prefer,
+                        "require" => TlsMode::Require,
+                        "verify-ca" => TlsMode::VerifyCa,
+                        "verify-full" => TlsMode::VerifyFull,
+                        other => {
+                            return Err(format!(
+                                "{}: sslmode={other} is not a mode; use disable, prefer, require or verify-full",
+                                redact(url)
+                            ))
+                        }
+                    }
+                }
+                "sslrootcert" => root_cert = Some(std::path::PathBuf::from(v.as_ref())),
+                _ => pairs.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        kept.set_query(None);
+        if !pairs.is_empty() {
+            kept.query_pairs_mut().extend_pairs(pairs);
+        }
+        let mut config: tokio_postgres::Config = kept
+            .as_str()
+            .parse()
+            .map_err(|e| format!("{}: {e}", redact(url)))?;
+        config.ssl_mode(match tls {
+            TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+            TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("hookflow-relay");
+        }
+        Ok(PgLocation {
+            config,
+            tls,
+            root_cert,
+            shown: redact(url),
+        })
+    }
+
+    /// The URL without its password, and how TLS is used: for reports.
+    pub fn describe(&self) -> String {
+        let tls = match self.tls {
+            TlsMode::Disable => "TLS off",
+            TlsMode::Prefer => "TLS when the server offers it, certificate not checked",
+            TlsMode::Require => "TLS, certificate not checked",
+            TlsMode::VerifyCa => "TLS, certificate checked against the roots",
+            TlsMode::VerifyFull => "TLS, certificate and host name checked",
+        };
+        format!("{} ({tls})", self.shown)
+    }
+
+    /// The database's name.
+    pub fn database(&self) -> &str {
+        self.config.get_dbname().unwrap_or("postgres")
+    }
+
+    fn connector(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(file) = &self.root_cert {
+            let pem = std::fs::read(file).map_err(|e| {
+                StoreError::Unavailable(format!("sslrootcert {}: {e}", file.display()))
+            })?;
+            let mut added = 0;
+            for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+                let cert: rustls::pki_types::CertificateDer<'static> = cert.map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "sslrootcert {}: not a PEM certificate ({e:?})",
+                        file.display()
+                    ))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    StoreError::Unavailable(format!("sslrootcert {}: {e}", file.display()))
+                })?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(StoreError::Unavailable(format!(
+                    "sslrootcert {}: no certificate in it",
+                    file.display()
+                )));
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| StoreError::Unavailable(format!("TLS: {e}")))?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("TLS: {e}")))?;
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match self.tls {
+            TlsMode::VerifyFull => verifier,
+            TlsMode::VerifyCa => Arc::new(tls::ChainOnly(verifier)),
+            TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => {
+                Arc::new(tls::Unchecked(provider.signature_verification_algorithms))
+            }
+        };
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    }
+}
+
+/// The certificate checks of `require` and `verify-ca`, as libpq makes them.
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::crypto::WebPkiSupportedAlgorithms;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
+
+    /// Any certificate (`prefer`, `require`): the session is encrypted and its handshake
+    /// signed by the certificate's key, but who holds the key is not checked.
+    #[derive(Debug)]
+    pub struct Unchecked(pub WebPkiSupportedAlgorithms);
+
+    impl ServerCertVerifier for Unchecked {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.supported_schemes()
+        }
+    }
+
+    /// The chain checked against the roots, not the host name (`verify-ca`).
+    #[derive(Debug)]
+    pub struct ChainOnly(pub Arc<WebPkiServerVerifier>);
+
+    impl ServerCertVerifier for ChainOnly {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            name: &ServerName<'_>,
+            ocsp: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, Error> {
+            match self
+                .0
+                .verify_server_cert(end_entity, intermediates, name, ocsp, now)
+            {
+                Err(Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => Ok(ServerCertVerified::assertion()),
+                other => other,
+            }
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            self.0.verify_tls12_signature(message, cert, dss)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            self.0.verify_tls13_signature(message, cert, dss)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.supported_verify_schemes()
+        }
+    }
+}
+
+/// The URL without its password.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "the store URL".to_string(),
+    }
+}
+
+fn db_error(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("PostgreSQL: {what}: {e}"))
+}
+
+fn pool_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("PostgreSQL: no connection: {e}"))
+}
+
+/// What [`PgStore::schema`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaState {
+    /// The database's schema version (0: no hookflow tables yet).
+    pub version: i32,
+    /// This hookflow's.
+    pub current: i32,
+}
+
+/// The PostgreSQL store. Cloning shares the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("location", &self.inner.location)
+            .field("relay_id", &self.inner.relay_id)
+            .finish()
+    }
+}
+
+struct Inner {
+    pool: Pool,
+    location: PgLocation,
+    /// This relay's name in `deliveries.owner`.
+    relay_id: String,
+    inserts: mpsc::Sender<(NewEvent, oneshot::Sender<Result<Inserted, StoreError>>)>,
+    counts: Mutex<Option<(Instant, Counts)>>,
+}
+
+/// How long `counts` answers from its cache: `/metrics` may be scraped often, and counting is
+/// work for the database.
+const COUNTS_TTL: Duration = Duration::from_secs(1);
+
+impl PgStore {
+    /// Connects, checks (and with `migrate`, applies) the schema, and starts the insert batcher.
+    pub async fn open(location: &PgLocation, migrate: bool) -> Result<PgStore, StoreError> {
+        let tls = location.connector()?;
+        let manager = Manager::from_config(
+            location.config.clone(),
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| db_error("cannot make a connection pool", e))?;
+        let state = schema_state(&pool, location).await?;
+        if state.version > SCHEMA_VERSION {
+            return Err(StoreError::Unavailable(format!(
+                "{location}: made by a newer hookflow (schema {}, this one knows {SCHEMA_VERSION}); upgrade hookflow",
+                state.version
+            )));
+        }
+        if state.version < SCHEMA_VERSION {
+            if !migrate {
+                return Err(StoreError::Unavailable(format!(
+                    "{location}: the store's schema is {} and this hookflow needs {SCHEMA_VERSION}; run `hookflow relay migrate --store URL` (or start the relay without --no-migrate)",
+                    state.version
+                )));
+            }
+            apply_migrations(&pool, location).await?;
+        }
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let inner = Arc::new(Inner {
+            pool,
+            location: location.clone(),
+            relay_id: format!("relay-{}", ulid::Ulid::generate()),
+            inserts: tx,
+            counts: Mutex::new(None),
+        });
+        tokio::spawn(batcher(Arc::downgrade(&inner), rx));
+        Ok(PgStore { inner })
+    }
+
+    /// The schema version of the database (without changing it).
+    pub async fn schema(location: &PgLocation) -> Result<SchemaState, StoreError> {
+        let (client, connection) = location
+            .config
+            .connect(location.connector()?)
+            .await
+            .map_err(|e| db_error(&format!("cannot connect to {location}"), e))?;
+        tokio::spawn(connection);
+        read_version(&client, location)
+            .await
+            .map(|version| SchemaState {
+                version,
+                current: SCHEMA_VERSION,
+            })
+    }
+
+    /// Applies pending migrations; returns the versions before and after.
+    pub async fn migrate(location: &PgLocation) -> Result<(i32, i32), StoreError> {
+        let before = Self::schema(location).await?.version;
+        if before > SCHEMA_VERSION {
+            return Err(StoreError::Unavailable(format!(
+                "{location}: made by a newer hookflow (schema {before}, this one knows {SCHEMA_VERSION}); upgrade hookflow"
+            )));
+        }
+        drop(Self::open(location, true).await?);
+        Ok((before, SCHEMA_VERSION))
+    }
+
+    /// This relay's name in the `owner` column of the deliveries it claims.
+    pub fn relay_id(&self) -> &str {
+        &self.inner.relay_id
+    }
+
+    /// Wakes `wake` whenever any relay commits new events (`LISTEN hookflow_new`), until the
+    /// store is dropped; reconnects after a lost connection.
+    pub fn notify_new_events(&self, wake: Arc<Notify>) {
+        let weak = Arc::downgrade(&self.inner);
+        let location = self.inner.location.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                match listen(&location, &wake, &weak).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection lost; polling until it is back");
+                        // Whatever was announced meanwhile is found by polling.
+                        wake.notify_one();
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        });
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner.pool.get().await.map_err(pool_error)
+    }
+
+    /// Forgets the cached counts after this relay changed the queue (other relays' changes show
+    /// within [`COUNTS_TTL`]).
+    fn changed(&self) {
+        *self.inner.counts.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Pool figures: connections open, idle, and callers waiting.
+    pub fn pool_status(&self) -> (usize, usize, usize) {
+        let s = self.inner.pool.status();
+        (s.size, s.available, s.waiting)
+    }
+}
+
+async fn read_version(
+    client: &tokio_postgres::Client,
+    location: &PgLocation,
+) -> Result<i32, StoreError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('hookflow.schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| db_error(&format!("cannot read {location}"), e))?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let v: Option<i32> = client
+        .query_one("SELECT max(version) FROM hookflow.schema_migrations", &[])
+        .await
+        .map_err(|e| db_error("cannot read the schema version", e))?
+        .get(0);
+    Ok(v.unwrap_or(0))
+}
+
+async fn schema_state(pool: &Pool, location: &PgLocation) -> Result<SchemaState, StoreError> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| db_error(&format!("cannot connect to {location}"), e))?;
+    Ok(SchemaState {
+        version: read_version(&client, location).await?,
+        current: SCHEMA_VERSION,
+    })
+}
+
+/// Applies every migration the database lacks, under an advisory lock (relays starting together
+/// wait for the first to finish).
+async fn apply_migrations(pool: &Pool, location: &PgLocation) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| db_error("cannot start the migration", e))?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7279431580416);
+         CREATE SCHEMA IF NOT EXISTS hookflow;
+         CREATE TABLE IF NOT EXISTS hookflow.schema_migrations (
+             version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+    )
+    .await
+    .map_err(|e| db_error(&format!("cannot prepare {location} for hookflow"), e))?;
+    let have: Option<i32> = tx
+        .query_one("SELECT max(version) FROM hookflow.schema_migrations", &[])
+        .await
+        .map_err(|e| db_error("cannot read the schema version", e))?
+        .get(0);
+    for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > have.unwrap_or(0)) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| db_error(&format!("migration {v}"), e))?;
+        tx.execute(
+            "INSERT INTO hookflow.schema_migrations (version) VALUES ($1)",
+            &[v],
+        )
+        .await
+        .map_err(|e| db_error(&format!("migration {v}"), e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| db_error("cannot commit the migration", e))
+}
+
+/// One LISTEN session: returns `Ok` when the store is gone, `Err` when the connection is.
+async fn listen(
+    location: &PgLocation,
+    wake: &Notify,
+    alive: &std::sync::Weak<Inner>,
+) -> Result<(), StoreError> {
+    let (client, mut connection) = location
+        .config
+        .connect(location.connector()?)
+        .await
+        .map_err(|e| db_error("cannot connect to LISTEN", e))?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                    if tx.send(()).is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(|e| db_error("cannot LISTEN", e))?;
+    loop {
+        tokio::select! {
+            got = rx.recv() => match got {
+                Some(()) => wake.notify_one(),
+                None => break,
+            },
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {
+                if alive.strong_count() == 0 {
+                    return Ok(());
+                }
+                // Keeps the session's liveness visible; a dead connection errors here.
+                client.simple_query("SELECT 1").await.map_err(|e| db_error("LISTEN session", e))?;
+            }
+        }
+        if alive.strong_count() == 0 {
+            return Ok(());
+        }
+    }
+    match driver.await {
+        Ok(Err(e)) => Err(db_error("LISTEN session", e)),
+        _ => Err(StoreError::Unavailable(
+            "PostgreSQL: LISTEN session ended".into(),
+        )),
+    }
+}
+
+type InsertJob = (NewEvent, oneshot::Sender<Result<Inserted, StoreError>>);
+
+/// Collects concurrent inserts into batches, each committed in one transaction; a few batches
+/// run at once so one slow commit does not hold the others.
+async fn batcher(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<InsertJob>) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    let mut last_prune = Instant::now() - Duration::from_secs(3600);
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let prune = last_prune.elapsed() > Duration::from_secs(600);
+        if prune {
+            last_prune = Instant::now();
+        }
+        tokio::spawn(async move {
+            let events: Vec<NewEvent> = jobs.iter().map(|(e, _)| e.clone()).collect();
+            let result = insert_batch(&inner, &events, prune).await;
+            match result {
+                Ok(results) => {
+                    for ((_, reply), r) in jobs.into_iter().zip(results) {
+                        let _ = reply.send(Ok(r));
+                    }
+                }
+                Err(e) => {
+                    for (_, reply) in jobs {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn lane(event: &NewEvent) -> String {
+    let credential = match &event.token {
+        TokenSource::Inline(t) => hookflow_protocol::credentials::fingerprint(t),
+        TokenSource::Env(name) => format!("env:{name}"),
+    };
+    format!("repo:{} {credential}", event.repo)
+}
+
+/// Stores a batch in one transaction: de-duplication keys, events, deliveries, then a NOTIFY.
+async fn insert_batch(
+    inner: &Inner,
+    events: &[NewEvent],
+    prune: bool,
+) -> Result<Vec<Inserted>, StoreError> {
+    let mut client = inner.pool.get().await.map_err(pool_error)?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| db_error("cannot start a transaction", e))?;
+    let fail = |e: tokio_postgres::Error| db_error("cannot store events", e);
+    if prune {
+        tx.execute(
+            "DELETE FROM hookflow.seen WHERE at < now() - $1 * interval '1 millisecond'",
+            &[&(DEDUPE_WINDOW_MS as f64)],
+        )
+        .await
+        .map_err(fail)?;
+    }
+    let mut results: Vec<Option<Inserted>> = vec![None; events.len()];
+    // The first event of each key in the batch tries to take the key; later ones in the batch
+    // repeat it (or whatever holds the key).
+    let mut first_of_key: std::collections::HashMap<&str, usize> = Default::default();
+    let mut repeats_in_batch = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        if let Some(key) = &e.dedupe_key {
+            match first_of_key.get(key.as_str()) {
+                Some(&first) => repeats_in_batch.push((i, first)),
+                None => {
+                    first_of_key.insert(key, i);
+                }
+            }
+        }
+    }
+    if !first_of_key.is_empty() {
+        let keys: Vec<&str> = first_of_key.keys().copied().collect();
+        let ids: Vec<&str> = keys
+            .iter()
+            .map(|k| events[first_of_key[k]].id.as_str())
+            .collect();
+        let taken: std::collections::HashSet<String> = tx
+            .query(
+                "INSERT INTO hookflow.seen (key, event_id, at)
+                 SELECT k, e, now() FROM unnest($1::text[], $2::text[]) AS t(k, e)
+                 ON CONFLICT (key) DO NOTHING RETURNING key",
+                &[&keys, &ids],
+            )
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        let (held_keys, held_ids): (Vec<&str>, Vec<&str>) = keys
+            .iter()
+            .zip(&ids)
+            .filter(|(k, _)| !taken.contains(**k))
+            .map(|(k, i)| (*k, *i))
+            .unzip();
+        if !held_keys.is_empty() {
+            // A key whose first event is a dead letter (every delivery dead) is taken over:
+            // a sender's retry of a failed delivery is a new chance, not a repeat.
+            let taken_over: std::collections::HashSet<String> = tx
+                .query(
+                    "UPDATE hookflow.seen s SET event_id = t.e, at = now()
+                     FROM unnest($1::text[], $2::text[]) AS t(k, e)
+                     WHERE s.key = t.k
+                       AND EXISTS (SELECT 1 FROM hookflow.deliveries d WHERE d.event_id = s.event_id)
+                       AND NOT EXISTS (SELECT 1 FROM hookflow.deliveries d
+                                       WHERE d.event_id = s.event_id AND d.state <> 'dead')
+                     RETURNING s.key",
+                    &[&held_keys, &held_ids],
+                )
+                .await
+                .map_err(fail)?
+                .into_iter()
+                .map(|r| r.get(0))
+                .collect();
+            let still_held: Vec<&str> = held_keys
+                .iter()
+                .copied()
+                .filter(|k| !taken_over.contains(*k))
+                .collect();
+            if !still_held.is_empty() {
+                for row in tx
+                    .query(
+                        "SELECT key, event_id FROM hookflow.seen WHERE key = ANY($1)",
+                        &[&still_held],
+                    )
+                    .await
+                    .map_err(fail)?
+                {
+                    let key: String = row.get(0);
+                    let holder: String = row.get(1);
+                    if let Some(&i) = first_of_key.get(key.as_str()) {
+                        results[i] = Some(Inserted::Duplicate(holder));
+                    }
+                }
+            }
+        }
+    }
+    for (i, first) in repeats_in_batch {
+        results[i] = Some(match &results[first] {
+            Some(Inserted::Duplicate(holder)) => Inserted::Duplicate(holder.clone()),
+            _ => Inserted::Duplicate(events[first].id.clone()),
+        });
+    }
+    let new: Vec<&NewEvent> = events
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_none())
+        .map(|(e, _)| e)
+        .collect();
+    if !new.is_empty() {
+        let ids: Vec<&str> = new.iter().map(|e| e.id.as_str()).collect();
+        let sources: Vec<&str> = new.iter().map(|e| e.source.as_str()).collect();
+        let types: Vec<&str> = new.iter().map(|e| e.event_type.as_str()).collect();
+        let payloads: Vec<&[u8]> = new.iter().map(|e| e.body.as_slice()).collect();
+        let sizes: Vec<i64> = new.iter().map(|e| e.body.len() as i64).collect();
+        let destinations: Vec<String> = new.iter().map(|e| format!("repo:{}", e.repo)).collect();
+        let lanes: Vec<String> = new.iter().map(|e| lane(e)).collect();
+        let tokens: Vec<String> = new.iter().map(|e| e.token.encode()).collect();
+        let params: [&(dyn ToSql + Sync); 5] = [&ids, &sources, &types, &payloads, &sizes];
+        tx.execute(
+            "INSERT INTO hookflow.events (id, received_at, source, event_type, payload, body_bytes)
+             SELECT i, now(), s, t, p, b
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int8[]) AS x(i, s, t, p, b)",
+            &params,
+        )
+        .await
+        .map_err(fail)?;
+        tx.execute(
+            "INSERT INTO hookflow.deliveries (event_id, destination, lane, token, state, next_at, updated_at)
+             SELECT i, d, l, k, 'pending', now(), now()
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x(i, d, l, k)",
+            &[&ids, &destinations, &lanes, &tokens],
+        )
+        .await
+        .map_err(fail)?;
+        tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+            .await
+            .map_err(fail)?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| db_error("cannot commit events", e))?;
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or(Inserted::New))
+        .collect())
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_millis() as f64
+}
+
+impl Store for PgStore {
+    async fn insert(&self, event: NewEvent) -> Result<Inserted, StoreError> {
+        let (reply, wait) = oneshot::channel();
+        self.inner
+            .inserts
+            .send((event, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let inserted = wait.await.map_err(|_| StoreError::Closed)?;
+        self.changed();
+        inserted
+    }
+
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
+        let client = self.client().await?;
+        let fail = |e: tokio_postgres::Error| db_error("cannot claim deliveries", e);
+        // Leases that ran out: due again, and their claims void. Any relay may do this.
+        client
+            .execute(
+                "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
+                     next_at = least(next_at, now()), updated_at = now()
+                 WHERE state = 'inflight' AND lease_until < now()",
+                &[],
+            )
+            .await
+            .map_err(fail)?;
+        let rows = client
+            .query(
+                "UPDATE hookflow.deliveries d
+                 SET state = 'inflight', owner = $1, claim = gen_random_uuid(),
+                     lease_until = now() + $3 * interval '1 millisecond', updated_at = now()
+                 FROM (SELECT id FROM hookflow.deliveries
+                       WHERE state = 'pending' AND next_at <= now()
+                       ORDER BY next_at, id
+                       FOR UPDATE SKIP LOCKED
+                       LIMIT $2) c, hookflow.events e
+                 WHERE d.id = c.id AND e.id = d.event_id
+                 RETURNING d.id, d.event_id, d.destination, d.token, e.payload, d.attempts,
+                           d.claim::text, d.next_at",
+                &[&self.inner.relay_id, &(limit as i64), &millis(lease)],
+            )
+            .await
+            .map_err(fail)?;
+        let mut claimed: Vec<(std::time::SystemTime, i64, Claimed)> = rows
+            .into_iter()
+            .map(|r| {
+                let id: i64 = r.get(0);
+                let destination: String = r.get(2);
+                let token: Option<String> = r.get(3);
+                (
+                    r.get::<_, std::time::SystemTime>(7),
+                    id,
+                    Claimed {
+                        id: id.to_string(),
+                        event_id: r.get(1),
+                        repo: destination
+                            .strip_prefix("repo:")
+                            .unwrap_or(&destination)
+                            .to_string(),
+                        token: TokenSource::decode(&token.unwrap_or_default()),
+                        body: r.get(4),
+                        attempts: r.get::<_, i32>(5).max(0) as u32,
+                        claim: r.get(6),
+                    },
+                )
+            })
+            .collect();
+        claimed.sort_by_key(|c| (c.0, c.1));
+        self.changed();
+        Ok(claimed.into_iter().map(|(_, _, c)| c).collect())
+    }
+
+    async fn record(&self, results: Vec<(ClaimRef, Recorded)>) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let fail = |e: tokio_postgres::Error| db_error("cannot record results", e);
+        let tx = client.transaction().await.map_err(fail)?;
+        let mut n = 0;
+        for (c, result) in &results {
+            let Ok(id) = c.id.parse::<i64>() else {
+                continue;
+            };
+            let Ok(claim) = uuid_text(&c.claim) else {
+                continue;
+            };
+            let changed = match result {
+                Recorded::Delivered => {
+                    tx.execute(
+                        "DELETE FROM hookflow.events WHERE id = (
+                             SELECT event_id FROM hookflow.deliveries
+                             WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight')",
+                        &[&id, &claim],
+                    )
+                    .await
+                }
+                Recorded::RetryAfter { delay, error } => {
+                    tx.execute(
+                        "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
+                             attempts = attempts + 1, next_at = now() + $3 * interval '1 millisecond',
+                             last_error = $4, updated_at = now()
+                         WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
+                        &[&id, &claim, &millis(*delay), error],
+                    )
+                    .await
+                }
+                Recorded::Defer { delay } => {
+                    tx.execute(
+                        "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
+                             next_at = now() + $3 * interval '1 millisecond', updated_at = now()
+                         WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
+                        &[&id, &claim, &millis(*delay)],
+                    )
+                    .await
+                }
+                Recorded::Dead { error, status } => {
+                    tx.execute(
+                        "UPDATE hookflow.deliveries SET state = 'dead', claim = NULL, owner = NULL,
+                             attempts = attempts + 1, last_error = $3, last_status = $4, updated_at = now()
+                         WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
+                        &[&id, &claim, error, &status.map(i32::from)],
+                    )
+                    .await
+                }
+            }
+            .map_err(fail)?;
+            if changed > 0 {
+                n += 1;
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        self.changed();
+        Ok(n)
+    }
+
+    async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (extract(epoch FROM (least(
+                     (SELECT min(next_at) FROM hookflow.deliveries WHERE state = 'pending'),
+                     (SELECT min(lease_until) FROM hookflow.deliveries WHERE state = 'inflight')
+                 ) - now())) * 1000)::float8",
+                &[],
+            )
+            .await
+            .map_err(|e| db_error("cannot read the queue", e))?;
+        let ms: Option<f64> = row.get(0);
+        Ok(ms.map(|ms| Duration::from_millis(ms.max(0.0).ceil() as u64)))
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        if let Some((at, c)) = self
+            .inner
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            if at.elapsed() < COUNTS_TTL {
+                return Ok(c.clone());
+            }
+        }
+        let client = self.client().await?;
+        let fail = |e: tokio_postgres::Error| db_error("cannot count the queue", e);
+        let mut c = Counts::default();
+        for row in client
+            .query(
+                "SELECT state, count(*) FROM hookflow.deliveries GROUP BY state",
+                &[],
+            )
+            .await
+            .map_err(fail)?
+        {
+            let state: String = row.get(0);
+            let n = row.get::<_, i64>(1).max(0) as u64;
+            match state.as_str() {
+                "pending" => c.pending = n,
+                "inflight" => c.inflight = n,
+                "dead" => c.dead = n,
+                _ => {}
+            }
+        }
+        c.oldest_pending = client
+            .query_opt(
+                "SELECT (extract(epoch FROM e.received_at) * 1000)::int8
+                 FROM hookflow.deliveries d JOIN hookflow.events e ON e.id = d.event_id
+                 WHERE d.state = 'pending' ORDER BY d.next_at, d.id LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(fail)?
+            .map(|r| r.get(0));
+        *self.inner.counts.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), c.clone()));
+        Ok(c)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT e.id, d.destination, e.event_type, d.attempts, coalesce(d.last_error, ''),
+                        (extract(epoch FROM e.received_at) * 1000)::int8
+                 FROM hookflow.deliveries d JOIN hookflow.events e ON e.id = d.event_id
+                 WHERE d.state = 'dead' ORDER BY e.received_at, e.id LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await
+            .map_err(|e| db_error("cannot read dead letters", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let destination: String = r.get(1);
+                DeadLetter {
+                    id: r.get(0),
+                    repo: destination
+                        .strip_prefix("repo:")
+                        .unwrap_or(&destination)
+                        .to_string(),
+                    event_type: r.get(2),
+                    attempts: r.get::<_, i32>(3).max(0) as u32,
+                    error: r.get(4),
+                    received_at: r.get(5),
+                }
+            })
+            .collect())
+    }
+
+    async fn replay_dead(&self, ids: Vec<String>) -> Result<u64, StoreError> {
+        self.changed();
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE hookflow.deliveries SET state = 'pending', attempts = 0, next_at = now(),
+                     claim = NULL, owner = NULL, updated_at = now()
+                 WHERE state = 'dead' AND (cardinality($1::text[]) = 0 OR event_id = ANY($1))",
+                &[&ids],
+            )
+            .await
+            .map_err(|e| db_error("cannot replay dead letters", e))
+    }
+
+    async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
+        self.changed();
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM hookflow.events e
+                 WHERE e.received_at <= now() - $1 * interval '1 millisecond'
+                   AND EXISTS (SELECT 1 FROM hookflow.deliveries d WHERE d.event_id = e.id AND d.state = 'dead')
+                   AND NOT EXISTS (SELECT 1 FROM hookflow.deliveries d WHERE d.event_id = e.id AND d.state <> 'dead')",
+                &[&millis(older_than)],
+            )
+            .await
+            .map_err(|e| db_error("cannot purge dead letters", e))
+    }
+
+    async fn ping(&self) -> Result<Room, StoreError> {
+        let client = self.client().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| db_error("the database does not answer", e))?;
+        // The database's size is its operator's to manage; the relay sets no cap of its own.
+        Ok(Room::default())
+    }
+}
+
+/// A claim token as the database writes it (a UUID); anything else matches no claim.
+fn uuid_text(s: &str) -> Result<&str, ()> {
+    let ok = s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| {
+            matches!(i, 8 | 13 | 18 | 23) == (b == b'-') && (b == b'-' || b.is_ascii_hexdigit())
+        });
+    if ok {
+        Ok(s)
+    } else {
+        Err(())
+    }
+}
+
+pub mod scratch {
+    //! Throwaway databases for tests and benchmarks: each made fresh on a server and dropped
+    //! when done, so runs never see each other's rows.
+    use super::PgLocation;
+
+    /// A database made for one test or benchmark run; dropped (with any sessions) on drop.
+    pub struct ScratchDb {
+        /// Where it is.
+        pub location: PgLocation,
+        /// Its URL, password included (for child processes).
+        pub url: String,
+        admin: String,
+        /// Its name.
+        pub name: String,
+    }
+
+    impl Drop for ScratchDb {
+        fn drop(&mut self) {
+            let admin = self.admin.clone();
+            let name = self.name.clone();
+            // A runtime of its own: the caller's may be shutting down.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(async {
+                        if let Ok((client, conn)) =
+                            tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+                        {
+                            tokio::spawn(conn);
+                            let _ = client
+                                .batch_execute(&format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                ))
+                                .await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+
+    /// The server tests use: `HOOKFLOW_TEST_POSTGRES`, else the local one.
+    pub fn server_url() -> String {
+        std::env::var("HOOKFLOW_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    impl ScratchDb {
+        /// A fresh database on the server at `admin_url` (a user that may create databases).
+        pub async fn create(admin_url: &str) -> Result<ScratchDb, String> {
+            let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| {
+                    format!("PostgreSQL at {} does not answer ({e}); start it or set HOOKFLOW_TEST_POSTGRES", super::redact(admin_url))
+                })?;
+            tokio::spawn(conn);
+            let name = format!(
+                "hookflow_scratch_{}",
+                ulid::Ulid::generate().to_string().to_lowercase()
+            );
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .map_err(|e| format!("cannot create a database: {e}"))?;
+            let mut url = url::Url::parse(admin_url).map_err(|e| e.to_string())?;
+            url.set_path(&format!("/{name}"));
+            Ok(ScratchDb {
+                location: PgLocation::parse(url.as_str())?,
+                url: url.to_string(),
+                admin: admin_url.to_string(),
+                name,
+            })
+        }
+
+        /// For a test: a fresh database on [`server_url`], or `None` when `scripts/test` found
+        /// no server outside CI and said it skips these tests (`HOOKFLOW_SKIP_POSTGRES=1`).
+        /// Panics when the server does not answer otherwise: CI never skips.
+        pub async fn for_tests() -> Option<ScratchDb> {
+            if std::env::var("HOOKFLOW_SKIP_POSTGRES").as_deref() == Ok("1")
+                && std::env::var("CI").as_deref() != Ok("true")
+            {
+                eprintln!("skipped: no PostgreSQL server (see scripts/test)");
+                return None;
+            }
+            match ScratchDb::create(&server_url()).await {
+                Ok(db) => Some(db),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::super::contract;
+    use super::*;
+
+    use super::scratch::{server_url, ScratchDb};
+
+    async fn fresh_db() -> Option<ScratchDb> {
+        ScratchDb::for_tests().await
+    }
+
+    #[tokio::test]
+    async fn contract_lifecycle() {
+        let Some(db) = fresh_db().await else {
+            return;
+        };
+        let store = PgStore::open(&db.location, true).await.expect("opens");
+        contract::lifecycle(&store).await;
+    }
+
+    #[tokio::test]
+    async fn contract_dedupe() {
+        let Some(db) = fresh_db().await else {
+            return;
+        };
+        let store = PgStore::open(&db.location, true).await.expect("opens");
+        contract::dedupe(&store).await;
+    }
+
+    #[tokio::test]
+    async fn contract_concurrent_inserts() {
+        let Some(db) = fresh_db().await else {
+            return;
+        };
+        let store = PgStore::open(&db.location, true).await.expect("opens");
+        contract::concurrent_inserts(&store).await;
+    }
+
+    #[tokio::test]
+    async fn migrations_are_versioned_and_a_newer_database_refused() {
+        let Some(db) = fresh_db().await else {
+            return;
+        };
+        let err = PgStore::open(&db.location, false)
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("hookflow relay migrate"), "{err}");
+        assert_eq!(
+            PgStore::schema(&db.location).await.expect("schema").version,
+            0
+        );
+        assert_eq!(
+            PgStore::migrate(&db.location).await.expect("migrates"),
+            (0, SCHEMA_VERSION)
+        );
+        assert_eq!(
+            PgStore::migrate(&db.location).await.expect("again"),
+            (SCHEMA_VERSION, SCHEMA_VERSION)
+        );
+        drop(
+            PgStore::open(&db.location, false)
+                .await
+                .expect("current schema"),
+        );
+        let store = PgStore::open(&db.location, true).await.expect("opens");
+        store
+            .client()
+            .await
+            .expect("client")
+            .batch_execute("INSERT INTO hookflow.schema_migrations (version) VALUES (99)")
+            .await
+            .expect("bump");
+        let err = PgStore::open(&db.location, true)
+            .await
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("newer hookflow (schema 99"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn relays_starting_together_migrate_once() {
+        let Some(db) = fresh_db().await else {
+            return;
+        };
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let l = db.location.clone();
+                tokio::spawn(async move { PgStore::open(&l, true).await.map(|_| ()) })
+            })
+            .collect();
+        for o in opens {
+            o.await.expect("task").expect("opens");
+        }
+        assert_eq!(
+            PgStore::schema(&db.location).await.expect("schema").version,
+            SCHEMA_VERSION
+        );
+    }
+
+    #[tokio::test]
+    async fn two_relays_never_claim_the_same_delivery() {
+        let Some(db) = fresh_db().await else {
+            return;
+        };
+        let a = PgStore::open(&db.location, true).await.expect("opens");
+        let b = PgStore::open(&db.location, true).await.expect("opens");
+        for i in 0..400 {
+            a.insert(contract::event(&format!("e{i:04}")))
+                .await
+                .expect("insert");
+        }
+        let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
+        loop {
+            let (x, y) = tokio::join!(
+                a.claim(7, Duration::from_secs(60)),
+                b.claim(7, Duration::from_secs(60))
+            );
+            let (x, y) = (x.expect("claim"), y.expect("claim"));
+            if x.is_empty() && y.is_empty() {
+                break;
+            }
+            seen_a.extend(x.into_iter().map(|c| c.event_id));
+            seen_b.extend(y.into_iter().map(|c| c.event_id));
+        }
+        let mut all: Vec<String> = seen_a.iter().chain(&seen_b).cloned().collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 400, "every delivery claimed");
+        assert_eq!(seen_a.len() + seen_b.len(), 400, "and none twice");
+        assert!(
+            !seen_a.is_empty() && !seen_b.is_empty(),
+            "both relays worked"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_event_wakes_every_listening_relay() {
+        let Some(db) = fresh_db().await else {
+            return;
+        };
+        let a = PgStore::open(&db.location, true).await.expect("opens");
+        let b = PgStore::open(&db.location, true).await.expect("opens");
+        let wake = Arc::new(Notify::new());
+        b.notify_new_events(wake.clone());
+        // Give the LISTEN session a moment to start, then insert on the other relay.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        a.insert(contract::event("x")).await.expect("insert");
+        tokio::time::timeout(Duration::from_secs(5), wake.notified())
+            .await
+            .expect("woken by NOTIFY");
+    }
+
+    /// The URL of `db` with `query` added and its host replaced.
+    fn variant(db: &ScratchDb, host: &str, query: &str) -> PgLocation {
+        let mut url = url::Url::parse(&server_url()).expect("URL");
+        url.set_path(&format!("/{}", db.name));
+        url.set_host(Some(host)).expect("host");
+        let text = format!(
+            "{url}{}{query}",
+            if url.query().is_some() { "&" } else { "?" }
+        );
+        PgLocation::parse(&text).expect("parses")
+    }
+
+    #[tokio::test]
+    async fn tls_modes_mean_what_they_mean_to_libpq() {
+        let Some(db) = fresh_db().await else {
+            return;
+        };
+        let (client, conn) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        tokio::spawn(conn);
+        let ssl: String = client.query_one("SHOW ssl", &[]).await.expect("ssl").get(0);
+        let host = url::Url::parse(&server_url())
+            .expect("URL")
+            .host_str()
+            .unwrap_or("127.0.0.1")
+            .to_string();
+        let require = variant(&db, &host, "sslmode=require");
+        if ssl != "on" {
+            // A server without TLS: `require` refuses to go on in clear.
+            let err = PgStore::open(&require, true).await.expect_err("refused");
+            assert!(err.to_string().contains("PostgreSQL"), "{err}");
+            return;
+        }
+        let store = PgStore::open(&require, true)
+            .await
+            .expect("require: TLS, unchecked");
+        let encrypted: bool = store
+            .client()
+            .await
+            .expect("client")
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("pg_stat_ssl")
+            .get(0);
+        assert!(encrypted, "the session is encrypted");
+        // verify-full against the web's roots: a self-signed server certificate is refused.
+        let err = PgStore::open(&variant(&db, &host, "sslmode=verify-full"), true)
+            .await
+            .expect_err("an unknown issuer is refused");
+        assert!(err.to_string().contains("cannot connect"), "{err}");
+        // With the server's own certificate as root (sslrootcert), verify-ca accepts it.
+        let cert: String = client
+            .query_one("SHOW ssl_cert_file", &[])
+            .await
+            .expect("cert file")
+            .get(0);
+        if std::path::Path::new(&cert).is_file() {
+            let with_root = format!("sslmode=verify-ca&sslrootcert={cert}");
+            PgStore::open(&variant(&db, &host, &with_root), true)
+                .await
+                .expect("verify-ca with the server's certificate as root");
+        }
+    }
+
+    #[test]
+    fn urls_are_parsed_and_passwords_never_shown() {
+        let l = PgLocation::parse(
+            "postgres://app:s3cret@db.example.com:6543/hooks?sslmode=verify-full",
+        )
+        .expect("parses");
+        assert_eq!(l.tls, TlsMode::VerifyFull);
+        assert_eq!(l.database(), "hooks");
+        assert!(!l.to_string().contains("s3cret"), "{l}");
+        assert!(!format!("{l:?}").contains("s3cret"));
+        let err = PgLocation::parse("postgres://app:s3cret@db/hooks?sslmode=sometimes")
+            .expect_err("refused");
+        assert!(
+            err.contains("sslmode=sometimes") && !err.contains("s3cret"),
+            "{err}"
+        );
+        let err = PgLocation::parse("mysql://db/hooks").expect_err("refused");
+        assert!(err.contains("postgres://"), "{err}");
+        assert_eq!(
+            PgLocation::parse("postgresql://u@h/d?sslmode=disable")
+                .expect("parses")
+                .tls,
+            TlsMode::Disable
+        );
+        assert!(uuid_text("not-a-uuid").is_err());
+        assert!(uuid_text("0b9a5f3e-2c1d-4e5f-8a7b-6c5d4e3f2a1b").is_ok());
+    }
+}
