@@ -710,6 +710,7 @@ fn setting_sources(matches: Option<&clap::ArgMatches>) -> Vec<(String, String)> 
     [
         ("listen", "--listen", "HOOKFLOW_LISTEN"),
         ("data", "--data", "HOOKFLOW_DATA"),
+        ("store", "--store", "HOOKFLOW_STORE"),
         ("api_url", "--api-url", "GITHUB_API_URL"),
     ]
     .into_iter()

@@ -82,6 +82,9 @@ const CHANNEL: &str = "hookflow_new";
 const MAX_BATCH: usize = 512;
 const BATCHES_IN_FLIGHT: usize = 4;
 
+/// How often a relay frees deliveries whose lease ran out.
+const REAP_EVERY: Duration = Duration::from_millis(250);
+
 /// Connections in the pool.
 const POOL_SIZE: usize = 16;
 
@@ -136,7 +139,7 @@ impl PgLocation {
         })?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(format!(
-                "{}: the store URL must start with postgres:// (or be a folder for SQLite)",
+                "{}: the store must be a postgres:// URL; for the embedded SQLite store leave it out and use --data DIR",
                 redact(url)
             ));
         }
@@ -404,6 +407,9 @@ struct Inner {
     /// This relay's name in `deliveries.owner`.
     relay_id: String,
     inserts: mpsc::Sender<(NewEvent, oneshot::Sender<Result<Inserted, StoreError>>)>,
+    records: mpsc::Sender<RecordJob>,
+    /// When this relay last freed deliveries whose lease ran out.
+    last_reap: Mutex<Instant>,
     counts: Mutex<Option<(Instant, Counts)>>,
 }
 
@@ -446,14 +452,18 @@ impl PgStore {
             apply_migrations(&pool, location).await?;
         }
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let (records, records_rx) = mpsc::channel(MAX_BATCH * 4);
         let inner = Arc::new(Inner {
             pool,
             location: location.clone(),
             relay_id: format!("relay-{}", ulid::Ulid::generate()),
             inserts: tx,
+            records,
+            last_reap: Mutex::new(Instant::now() - REAP_EVERY),
             counts: Mutex::new(None),
         });
         tokio::spawn(batcher(Arc::downgrade(&inner), rx));
+        tokio::spawn(record_batcher(Arc::downgrade(&inner), records_rx));
         Ok(PgStore { inner })
     }
 
@@ -864,6 +874,104 @@ async fn insert_batch(
         .collect())
 }
 
+/// Writes results in one transaction (one commit for every delivery that finished meanwhile);
+/// for each, whether its claim was current.
+async fn record_batch(
+    inner: &Inner,
+    results: &[(ClaimRef, Recorded)],
+) -> Result<Vec<bool>, StoreError> {
+    let mut client = inner.pool.get().await.map_err(pool_error)?;
+    let fail = |e: tokio_postgres::Error| db_error("cannot record results", e);
+    let tx = client.transaction().await.map_err(fail)?;
+    let mut recorded = Vec::with_capacity(results.len());
+    for (c, result) in results {
+        let (Ok(id), Ok(claim)) = (c.id.parse::<i64>(), uuid_text(&c.claim)) else {
+            recorded.push(false);
+            continue;
+        };
+        let changed = match result {
+            Recorded::Delivered => {
+                tx.execute(
+                    "DELETE FROM hookflow.events WHERE id = (
+                         SELECT event_id FROM hookflow.deliveries
+                         WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight')",
+                    &[&id, &claim],
+                )
+                .await
+            }
+            Recorded::RetryAfter { delay, error } => {
+                tx.execute(
+                    "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
+                         attempts = attempts + 1, next_at = now() + $3 * interval '1 millisecond',
+                         last_error = $4, updated_at = now()
+                     WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
+                    &[&id, &claim, &millis(*delay), error],
+                )
+                .await
+            }
+            Recorded::Defer { delay } => {
+                tx.execute(
+                    "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
+                         next_at = now() + $3 * interval '1 millisecond', updated_at = now()
+                     WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
+                    &[&id, &claim, &millis(*delay)],
+                )
+                .await
+            }
+            Recorded::Dead { error, status } => {
+                tx.execute(
+                    "UPDATE hookflow.deliveries SET state = 'dead', claim = NULL, owner = NULL,
+                         attempts = attempts + 1, last_error = $3, last_status = $4, updated_at = now()
+                     WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
+                    &[&id, &claim, error, &status.map(i32::from)],
+                )
+                .await
+            }
+        }
+        .map_err(fail)?;
+        recorded.push(changed > 0);
+    }
+    tx.commit().await.map_err(fail)?;
+    Ok(recorded)
+}
+
+type RecordJob = (
+    Vec<(ClaimRef, Recorded)>,
+    oneshot::Sender<Result<usize, StoreError>>,
+);
+
+/// Collects the results of concurrent deliveries into one transaction each round.
+async fn record_batcher(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<RecordJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let all: Vec<(ClaimRef, Recorded)> =
+            jobs.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+        match record_batch(&inner, &all).await {
+            Ok(done) => {
+                let mut done = done.into_iter();
+                for (results, reply) in jobs {
+                    let n = done.by_ref().take(results.len()).filter(|d| *d).count();
+                    let _ = reply.send(Ok(n));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in jobs {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_millis() as f64
 }
@@ -884,16 +992,31 @@ impl Store for PgStore {
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
         let client = self.client().await?;
         let fail = |e: tokio_postgres::Error| db_error("cannot claim deliveries", e);
-        // Leases that ran out: due again, and their claims void. Any relay may do this.
-        client
-            .execute(
-                "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
+        // Leases that ran out: due again, and their claims void. Any relay may do this; each
+        // does it now and then, not at every claim.
+        let reap = {
+            let mut last = self
+                .inner
+                .last_reap
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let due = last.elapsed() >= REAP_EVERY;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        if reap {
+            client
+                .execute(
+                    "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
                      next_at = least(next_at, now()), updated_at = now()
                  WHERE state = 'inflight' AND lease_until < now()",
-                &[],
-            )
-            .await
-            .map_err(fail)?;
+                    &[],
+                )
+                .await
+                .map_err(fail)?;
+        }
         let rows = client
             .query(
                 "UPDATE hookflow.deliveries d
@@ -941,64 +1064,15 @@ impl Store for PgStore {
     }
 
     async fn record(&self, results: Vec<(ClaimRef, Recorded)>) -> Result<usize, StoreError> {
-        let mut client = self.client().await?;
-        let fail = |e: tokio_postgres::Error| db_error("cannot record results", e);
-        let tx = client.transaction().await.map_err(fail)?;
-        let mut n = 0;
-        for (c, result) in &results {
-            let Ok(id) = c.id.parse::<i64>() else {
-                continue;
-            };
-            let Ok(claim) = uuid_text(&c.claim) else {
-                continue;
-            };
-            let changed = match result {
-                Recorded::Delivered => {
-                    tx.execute(
-                        "DELETE FROM hookflow.events WHERE id = (
-                             SELECT event_id FROM hookflow.deliveries
-                             WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight')",
-                        &[&id, &claim],
-                    )
-                    .await
-                }
-                Recorded::RetryAfter { delay, error } => {
-                    tx.execute(
-                        "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
-                             attempts = attempts + 1, next_at = now() + $3 * interval '1 millisecond',
-                             last_error = $4, updated_at = now()
-                         WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
-                        &[&id, &claim, &millis(*delay), error],
-                    )
-                    .await
-                }
-                Recorded::Defer { delay } => {
-                    tx.execute(
-                        "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
-                             next_at = now() + $3 * interval '1 millisecond', updated_at = now()
-                         WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
-                        &[&id, &claim, &millis(*delay)],
-                    )
-                    .await
-                }
-                Recorded::Dead { error, status } => {
-                    tx.execute(
-                        "UPDATE hookflow.deliveries SET state = 'dead', claim = NULL, owner = NULL,
-                             attempts = attempts + 1, last_error = $3, last_status = $4, updated_at = now()
-                         WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
-                        &[&id, &claim, error, &status.map(i32::from)],
-                    )
-                    .await
-                }
-            }
-            .map_err(fail)?;
-            if changed > 0 {
-                n += 1;
-            }
-        }
-        tx.commit().await.map_err(fail)?;
+        let (reply, wait) = oneshot::channel();
+        self.inner
+            .records
+            .send((results, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let n = wait.await.map_err(|_| StoreError::Closed)?;
         self.changed();
-        Ok(n)
+        n
     }
 
     async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
