@@ -139,10 +139,14 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     last_prune: i64,
+    last_reap: i64,
     page_size: i64,
     /// New events are refused at this many pages in use.
     cap_pages: Option<i64>,
 }
+
+/// How often (ms) a claim also frees deliveries whose lease ran out.
+const REAP_EVERY_MS: i64 = 250;
 
 /// Room kept above the cap for what must go on when the store is full: recording delivery
 /// results, dead letters, recovery at start-up (an eighth of the cap, at least 64 KiB).
@@ -275,6 +279,7 @@ impl SqliteStore {
             conn,
             path,
             last_prune: 0,
+            last_reap: i64::MIN,
             page_size,
             cap_pages,
         })
@@ -404,14 +409,18 @@ impl SqliteStore {
     ) -> Result<Vec<Claimed>, StoreError> {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let reap = now.saturating_sub(self.last_reap) >= REAP_EVERY_MS || now < self.last_reap;
         let tx = self.conn.transaction().map_err(fail)?;
-        // Leases that ran out: the delivery is due again, and its old claim is void.
-        tx.prepare_cached(
-            "UPDATE events SET state = 'pending', claim = NULL, next_attempt_at = min(next_attempt_at, ?1)
-             WHERE state = 'inflight' AND lease_until < ?1",
-        )
-        .and_then(|mut s| s.execute(params![now]))
-        .map_err(fail)?;
+        if reap {
+            // Leases that ran out: the delivery is due again, and its old claim is void. Now
+            // and then, not at every claim.
+            tx.prepare_cached(
+                "UPDATE events SET state = 'pending', claim = NULL, next_attempt_at = min(next_attempt_at, ?1)
+                 WHERE state = 'inflight' AND lease_until < ?1",
+            )
+            .and_then(|mut s| s.execute(params![now]))
+            .map_err(fail)?;
+        }
         let due: Vec<Claimed> = {
             let mut stmt = tx
                 .prepare_cached(
@@ -450,6 +459,9 @@ impl SqliteStore {
             }
         }
         tx.commit().map_err(fail)?;
+        if reap {
+            self.last_reap = now;
+        }
         Ok(due)
     }
 
