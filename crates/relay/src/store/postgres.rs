@@ -1328,31 +1328,32 @@ pub(crate) mod tests {
         ScratchDb::for_tests().await
     }
 
+    /// A store on a fresh database (kept while the returned guard lives).
+    async fn fresh_store() -> Option<(ScratchDb, PgStore)> {
+        let db = fresh_db().await?;
+        let store = PgStore::open(&db.location, true).await.expect("opens");
+        Some((db, store))
+    }
+
     #[tokio::test]
     async fn contract_lifecycle() {
-        let Some(db) = fresh_db().await else {
-            return;
-        };
-        let store = PgStore::open(&db.location, true).await.expect("opens");
-        contract::lifecycle(&store).await;
+        if let Some((_db, store)) = fresh_store().await {
+            contract::lifecycle(&store).await;
+        }
     }
 
     #[tokio::test]
     async fn contract_dedupe() {
-        let Some(db) = fresh_db().await else {
-            return;
-        };
-        let store = PgStore::open(&db.location, true).await.expect("opens");
-        contract::dedupe(&store).await;
+        if let Some((_db, store)) = fresh_store().await {
+            contract::dedupe(&store).await;
+        }
     }
 
     #[tokio::test]
     async fn contract_concurrent_inserts() {
-        let Some(db) = fresh_db().await else {
-            return;
-        };
-        let store = PgStore::open(&db.location, true).await.expect("opens");
-        contract::concurrent_inserts(&store).await;
+        if let Some((_db, store)) = fresh_store().await {
+            contract::concurrent_inserts(&store).await;
+        }
     }
 
     #[tokio::test]
