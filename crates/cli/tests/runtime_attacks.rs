@@ -220,36 +220,24 @@ fn a_gzip_bomb_is_capped_and_cannot_take_the_runners_memory() {
     assert!(stderr.contains("more than 1048576 bytes"), "{stderr}");
 
     // Under the default cap (32 MiB): peak RSS at most 4x the decoded body + 16 MiB.
-    let gnu_time = Path::new("/usr/bin/time");
-    assert!(
-        gnu_time.exists(),
-        "GNU time measures peak RSS here (apt-get install time; .ci/run installs it)"
+    let out_file = tmp.path().join("out");
+    let (peak, out) = support::cli::run_peak_rss(
+        tmp.path(),
+        &[
+            "run".as_ref(),
+            "--workflows".as_ref(),
+            wf.as_ref(),
+            "--event".as_ref(),
+            ev.as_ref(),
+        ],
+        &[
+            ("GITHUB_EVENT_NAME", "repository_dispatch".as_ref()),
+            ("GITHUB_OUTPUT", out_file.as_ref()),
+            ("RUNNER_TEMP", tmp.path().as_ref()),
+        ],
     );
-    let rss_file = tmp.path().join("rss");
-    let status = std::process::Command::new(gnu_time)
-        .args(["-f", "%M", "-o"])
-        .arg(&rss_file)
-        .arg(env!("CARGO_BIN_EXE_hookflow"))
-        .args(["run", "--workflows"])
-        .arg(&wf)
-        .arg("--event")
-        .arg(&ev)
-        .env("GITHUB_EVENT_NAME", "repository_dispatch")
-        .env("GITHUB_OUTPUT", tmp.path().join("out"))
-        .env("RUNNER_TEMP", tmp.path())
-        .env_remove("GITHUB_ACTIONS")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("runs");
-    assert!(status.success());
-    let peak_kib: u64 = fs::read_to_string(&rss_file)
-        .expect("rss")
-        .trim()
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("a number");
+    assert!(out.status.success());
+    let peak_kib = peak / 1024;
     let bound_kib = (4 * decoded as u64 + 16 * 1024 * 1024) / 1024;
     assert!(
         peak_kib <= bound_kib,

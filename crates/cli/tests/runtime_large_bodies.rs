@@ -133,37 +133,26 @@ fn large_push(size: usize) -> Option<Vec<u8>> {
 
 /// Peak RSS in bytes of `hookflow run` on `event`, with its outputs file and stderr.
 fn run_measured(dir: &Path, wf: &Path, event: &Path) -> (u64, String, String, bool) {
-    let gnu_time = Path::new("/usr/bin/time");
-    assert!(
-        gnu_time.exists(),
-        "GNU time measures peak RSS here (apt-get install time; .ci/run installs it)"
-    );
-    let rss = dir.join("rss");
     let outputs = dir.join("outputs");
     let _ = fs::remove_file(&outputs);
-    let out = std::process::Command::new(gnu_time)
-        .args(["-f", "%M", "-o"])
-        .arg(&rss)
-        .arg(env!("CARGO_BIN_EXE_hookflow"))
-        .args(["run", "--workflows"])
-        .arg(wf)
-        .arg("--event")
-        .arg(event)
-        .env("GITHUB_EVENT_NAME", "repository_dispatch")
-        .env("GITHUB_OUTPUT", &outputs)
-        .env("RUNNER_TEMP", dir)
-        .env("WEBHOOK_SECRET", SECRET)
-        .env_remove("GITHUB_ACTIONS")
-        .output()
-        .expect("runs");
-    let kib: u64 = fs::read_to_string(&rss)
-        .expect("rss")
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("a number");
+    let (peak, out) = support::cli::run_peak_rss(
+        dir,
+        &[
+            "run".as_ref(),
+            "--workflows".as_ref(),
+            wf.as_ref(),
+            "--event".as_ref(),
+            event.as_ref(),
+        ],
+        &[
+            ("GITHUB_EVENT_NAME", "repository_dispatch".as_ref()),
+            ("GITHUB_OUTPUT", outputs.as_ref()),
+            ("RUNNER_TEMP", dir.as_ref()),
+            ("WEBHOOK_SECRET", SECRET.as_ref()),
+        ],
+    );
     (
-        kib * 1024,
+        peak,
         fs::read_to_string(&outputs).unwrap_or_default(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
         out.status.success(),

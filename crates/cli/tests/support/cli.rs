@@ -39,3 +39,35 @@ pub fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write");
     path
 }
+
+/// Runs the `hookflow` binary with `args` under GNU time (`/usr/bin/time`, which `.ci/run`
+/// installs) with `envs` set and `GITHUB_ACTIONS` unset, in `dir` (GNU time writes there);
+/// returns its peak RSS in bytes and its output.
+pub fn run_peak_rss(
+    dir: &Path,
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &std::ffi::OsStr)],
+) -> (u64, std::process::Output) {
+    let gnu_time = Path::new("/usr/bin/time");
+    assert!(
+        gnu_time.exists(),
+        "GNU time measures peak RSS here (apt-get install time; .ci/run installs it)"
+    );
+    let rss = dir.join("rss");
+    let out = std::process::Command::new(gnu_time)
+        .args(["-f", "%M", "-o"])
+        .arg(&rss)
+        .arg(assert_cmd::cargo::cargo_bin("hookflow"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .expect("runs");
+    let kib: u64 = std::fs::read_to_string(&rss)
+        .expect("rss")
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a number");
+    (kib * 1024, out)
+}
