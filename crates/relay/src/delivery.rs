@@ -33,6 +33,10 @@ fn credential_key(token: &TokenSource) -> String {
 /// Longest idle wait between looks at the store (retries that came due).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
+/// Under a backlog, how long the worker waits for a quarter of its slots to free up so that one
+/// claim takes several deliveries rather than one claim per finished delivery.
+const CLAIM_GATHER: Duration = Duration::from_millis(2);
+
 /// What the delivery worker works with.
 pub struct Worker {
     /// The event store.
@@ -75,9 +79,18 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     // result was lost (this relay died, or the store refused the write) and any relay may
     // claim it again.
     let lease = config.timeout * 2 + Duration::from_secs(60);
+    let gather = (config.concurrency / 4).max(1);
+    // Whether the last claim took all it asked for: more may be due.
+    let mut backlog = false;
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if backlog && slots.available_permits() < gather {
+            tokio::select! {
+                permits = tokio::time::timeout(CLAIM_GATHER, slots.clone().acquire_many_owned(gather as u32)) => drop(permits),
+                _ = shutdown.changed() => {}
+            }
         }
         let free = slots.available_permits();
         if free == 0 {
@@ -96,6 +109,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
         };
+        backlog = due.len() == free;
         if due.is_empty() {
             let wait = match store.next_due().await {
                 Ok(Some(wait)) => wait.min(IDLE_POLL),

@@ -34,9 +34,10 @@ use super::{
 
 /// The schema, one migration per version, each applied once in its own transaction. A released
 /// migration never changes: a new version gets a new entry.
-const MIGRATIONS: [(i32, &str); 1] = [(
-    1,
-    "CREATE TABLE hookflow.events (
+const MIGRATIONS: [(i32, &str); 2] = [
+    (
+        1,
+        "CREATE TABLE hookflow.events (
          id          TEXT PRIMARY KEY,
          received_at TIMESTAMPTZ NOT NULL,
          source      TEXT NOT NULL,
@@ -70,7 +71,24 @@ const MIGRATIONS: [(i32, &str); 1] = [(
          at       TIMESTAMPTZ NOT NULL
      );
      CREATE INDEX seen_at ON hookflow.seen (at);",
-)];
+    ),
+    // Queue tables churn: every row is deleted within moments of its insert. Vacuum them after
+    // a fixed number of dead rows, not a fraction of the table, and without pausing, so scans
+    // of the due index do not wade through dead entries. The foreign key goes: its per-row
+    // triggers cost more than the rest of an insert, and the store's own statements keep
+    // events and deliveries together (set-based, in the statement that deletes either).
+    (
+        2,
+        "ALTER TABLE hookflow.deliveries DROP CONSTRAINT deliveries_event_id_fkey;
+         ALTER TABLE hookflow.deliveries SET (autovacuum_vacuum_scale_factor = 0,
+             autovacuum_vacuum_threshold = 5000, autovacuum_vacuum_cost_delay = 0,
+             autovacuum_analyze_scale_factor = 0.02);
+         ALTER TABLE hookflow.events SET (autovacuum_vacuum_scale_factor = 0,
+             autovacuum_vacuum_threshold = 5000, autovacuum_vacuum_cost_delay = 0);
+         ALTER TABLE hookflow.seen SET (autovacuum_vacuum_scale_factor = 0,
+             autovacuum_vacuum_threshold = 5000, autovacuum_vacuum_cost_delay = 0);",
+    ),
+];
 
 /// The schema version this hookflow writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -187,6 +205,7 @@ impl PgLocation {
         if config.get_application_name().is_none() {
             config.application_name("hookflow-relay");
         }
+        config.options("-c plan_cache_mode=force_custom_plan");
         Ok(PgLocation {
             config,
             tls,
@@ -723,12 +742,18 @@ fn lane(event: &NewEvent) -> String {
 }
 
 /// Stores a batch in one transaction: de-duplication keys, events, deliveries, then a NOTIFY.
+/// Without de-duplication keys, one statement.
 async fn insert_batch(
     inner: &Inner,
     events: &[NewEvent],
     prune: bool,
 ) -> Result<Vec<Inserted>, StoreError> {
     let mut client = inner.pool.get().await.map_err(pool_error)?;
+    if !prune && events.iter().all(|e| e.dedupe_key.is_none()) {
+        let all: Vec<&NewEvent> = events.iter().collect();
+        write_new(&client, &all).await?;
+        return Ok(vec![Inserted::New; events.len()]);
+    }
     let tx = client
         .transaction()
         .await
@@ -736,7 +761,11 @@ async fn insert_batch(
     let fail = |e: tokio_postgres::Error| db_error("cannot store events", e);
     if prune {
         tx.execute(
-            "DELETE FROM hookflow.seen WHERE at < now() - $1 * interval '1 millisecond'",
+            &tx.prepare_cached(
+                "DELETE FROM hookflow.seen WHERE at < now() - $1 * interval '1 millisecond'",
+            )
+            .await
+            .map_err(fail)?,
             &[&(DEDUPE_WINDOW_MS as f64)],
         )
         .await
@@ -765,9 +794,13 @@ async fn insert_batch(
             .collect();
         let taken: std::collections::HashSet<String> = tx
             .query(
-                "INSERT INTO hookflow.seen (key, event_id, at)
+                &tx.prepare_cached(
+                    "INSERT INTO hookflow.seen (key, event_id, at)
                  SELECT k, e, now() FROM unnest($1::text[], $2::text[]) AS t(k, e)
                  ON CONFLICT (key) DO NOTHING RETURNING key",
+                )
+                .await
+                .map_err(fail)?,
                 &[&keys, &ids],
             )
             .await
@@ -784,15 +817,14 @@ async fn insert_batch(
         if !held_keys.is_empty() {
             // A key whose first event is a dead letter (every delivery dead) is taken over:
             // a sender's retry of a failed delivery is a new chance, not a repeat.
-            let taken_over: std::collections::HashSet<String> = tx
-                .query(
-                    "UPDATE hookflow.seen s SET event_id = t.e, at = now()
+            let taken_over: std::collections::HashSet<String> = tx.query(
+            &tx.prepare_cached("UPDATE hookflow.seen s SET event_id = t.e, at = now()
                      FROM unnest($1::text[], $2::text[]) AS t(k, e)
                      WHERE s.key = t.k
                        AND EXISTS (SELECT 1 FROM hookflow.deliveries d WHERE d.event_id = s.event_id)
                        AND NOT EXISTS (SELECT 1 FROM hookflow.deliveries d
                                        WHERE d.event_id = s.event_id AND d.state <> 'dead')
-                     RETURNING s.key",
+                     RETURNING s.key").await.map_err(fail)?,
                     &[&held_keys, &held_ids],
                 )
                 .await
@@ -808,7 +840,11 @@ async fn insert_batch(
             if !still_held.is_empty() {
                 for row in tx
                     .query(
-                        "SELECT key, event_id FROM hookflow.seen WHERE key = ANY($1)",
+                        &tx.prepare_cached(
+                            "SELECT key, event_id FROM hookflow.seen WHERE key = ANY($1)",
+                        )
+                        .await
+                        .map_err(fail)?,
                         &[&still_held],
                     )
                     .await
@@ -835,36 +871,7 @@ async fn insert_batch(
         .filter(|(_, r)| r.is_none())
         .map(|(e, _)| e)
         .collect();
-    if !new.is_empty() {
-        let ids: Vec<&str> = new.iter().map(|e| e.id.as_str()).collect();
-        let sources: Vec<&str> = new.iter().map(|e| e.source.as_str()).collect();
-        let types: Vec<&str> = new.iter().map(|e| e.event_type.as_str()).collect();
-        let payloads: Vec<&[u8]> = new.iter().map(|e| e.body.as_slice()).collect();
-        let sizes: Vec<i64> = new.iter().map(|e| e.body.len() as i64).collect();
-        let destinations: Vec<String> = new.iter().map(|e| format!("repo:{}", e.repo)).collect();
-        let lanes: Vec<String> = new.iter().map(|e| lane(e)).collect();
-        let tokens: Vec<String> = new.iter().map(|e| e.token.encode()).collect();
-        let params: [&(dyn ToSql + Sync); 5] = [&ids, &sources, &types, &payloads, &sizes];
-        tx.execute(
-            "INSERT INTO hookflow.events (id, received_at, source, event_type, payload, body_bytes)
-             SELECT i, now(), s, t, p, b
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int8[]) AS x(i, s, t, p, b)",
-            &params,
-        )
-        .await
-        .map_err(fail)?;
-        tx.execute(
-            "INSERT INTO hookflow.deliveries (event_id, destination, lane, token, state, next_at, updated_at)
-             SELECT i, d, l, k, 'pending', now(), now()
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x(i, d, l, k)",
-            &[&ids, &destinations, &lanes, &tokens],
-        )
-        .await
-        .map_err(fail)?;
-        tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])
-            .await
-            .map_err(fail)?;
-    }
+    write_new(&tx, &new).await?;
     tx.commit()
         .await
         .map_err(|e| db_error("cannot commit events", e))?;
@@ -874,65 +881,208 @@ async fn insert_batch(
         .collect())
 }
 
+/// Writes new events and their deliveries and announces them, in one statement (so without
+/// de-duplication keys a batch is one round trip and one commit).
+async fn write_new(
+    client: &impl deadpool_postgres::GenericClient,
+    new: &[&NewEvent],
+) -> Result<(), StoreError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let fail = |e: tokio_postgres::Error| db_error("cannot store events", e);
+    let ids: Vec<&str> = new.iter().map(|e| e.id.as_str()).collect();
+    let sources: Vec<&str> = new.iter().map(|e| e.source.as_str()).collect();
+    let types: Vec<&str> = new.iter().map(|e| e.event_type.as_str()).collect();
+    let payloads: Vec<&[u8]> = new.iter().map(|e| e.body.as_slice()).collect();
+    let sizes: Vec<i64> = new.iter().map(|e| e.body.len() as i64).collect();
+    let destinations: Vec<String> = new.iter().map(|e| format!("repo:{}", e.repo)).collect();
+    let lanes: Vec<String> = new.iter().map(|e| lane(e)).collect();
+    let tokens: Vec<String> = new.iter().map(|e| e.token.encode()).collect();
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &ids,
+        &sources,
+        &types,
+        &payloads,
+        &sizes,
+        &destinations,
+        &lanes,
+        &tokens,
+    ];
+    let statement = client
+        .prepare_cached(
+            "WITH e AS (
+                 INSERT INTO hookflow.events (id, received_at, source, event_type, payload, body_bytes)
+                 SELECT i, now(), s, t, p, b
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int8[])
+                     AS x(i, s, t, p, b)
+             ), d AS (
+                 INSERT INTO hookflow.deliveries
+                     (event_id, destination, lane, token, state, next_at, updated_at)
+                 SELECT i, d, l, k, 'pending', now(), now()
+                 FROM unnest($1::text[], $6::text[], $7::text[], $8::text[]) AS x(i, d, l, k)
+             )
+             SELECT pg_notify('hookflow_new', '')", // CHANNEL
+        )
+        .await
+        .map_err(fail)?;
+    client.execute(&statement, &params).await.map_err(fail)?;
+    Ok(())
+}
+
 /// Writes results in one transaction (one commit for every delivery that finished meanwhile);
-/// for each, whether its claim was current.
+/// for each, whether its claim was current. When every result is a delivery done (the common
+/// case under load), one statement.
 async fn record_batch(
     inner: &Inner,
     results: &[(ClaimRef, Recorded)],
 ) -> Result<Vec<bool>, StoreError> {
     let mut client = inner.pool.get().await.map_err(pool_error)?;
     let fail = |e: tokio_postgres::Error| db_error("cannot record results", e);
-    let tx = client.transaction().await.map_err(fail)?;
-    let mut recorded = Vec::with_capacity(results.len());
-    for (c, result) in results {
-        let (Ok(id), Ok(claim)) = (c.id.parse::<i64>(), uuid_text(&c.claim)) else {
-            recorded.push(false);
-            continue;
-        };
-        let changed = match result {
-            Recorded::Delivered => {
-                tx.execute(
-                    "DELETE FROM hookflow.events WHERE id = (
-                         SELECT event_id FROM hookflow.deliveries
-                         WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight')",
-                    &[&id, &claim],
-                )
-                .await
+    let mut recorded = vec![false; results.len()];
+    // A malformed reference names no delivery: it is not recorded.
+    let valid: Vec<(usize, i64, &str, &Recorded)> = results
+        .iter()
+        .enumerate()
+        .filter_map(
+            |(i, (c, r))| match (c.id.parse::<i64>(), uuid_text(&c.claim)) {
+                (Ok(id), Ok(claim)) => Some((i, id, claim, r)),
+                _ => None,
+            },
+        )
+        .collect();
+    let (done, other): (Vec<_>, Vec<_>) = valid
+        .into_iter()
+        .partition(|(_, _, _, r)| matches!(r, Recorded::Delivered));
+    if other.is_empty() {
+        write_results(&Db::Client(&client), &done, &[], &mut recorded).await?;
+    } else {
+        let tx = client.transaction().await.map_err(fail)?;
+        write_results(&Db::Tx(&tx), &done, &other, &mut recorded).await?;
+        tx.commit().await.map_err(fail)?;
+    }
+    Ok(recorded)
+}
+
+type ResultRow<'a> = (usize, i64, &'a str, &'a Recorded);
+
+async fn write_results(
+    db: &Db<'_>,
+    done: &[ResultRow<'_>],
+    other: &[ResultRow<'_>],
+    recorded: &mut [bool],
+) -> Result<(), StoreError> {
+    let fail = |e: tokio_postgres::Error| db_error("cannot record results", e);
+    if !done.is_empty() {
+        let ids: Vec<i64> = done.iter().map(|d| d.1).collect();
+        let claims: Vec<&str> = done.iter().map(|d| d.2).collect();
+        let at: std::collections::HashMap<i64, usize> = done.iter().map(|d| (d.1, d.0)).collect();
+        // A claim token is set only while a delivery is in flight. (No `state` test: it would
+        // invite the planner to read the whole lease index, dead entries and all, instead of
+        // finding each delivery by its key.)
+        let deleted = db
+            .query(
+                "WITH done AS (
+                     DELETE FROM hookflow.deliveries d
+                     USING unnest($1::int8[], $2::text[]) AS t(id, claim)
+                     WHERE d.id = t.id AND d.claim = t.claim::uuid
+                     RETURNING d.id, d.event_id
+                 ), gone AS (
+                     DELETE FROM hookflow.events e USING done
+                     WHERE e.id = done.event_id
+                       AND NOT EXISTS (SELECT 1 FROM hookflow.deliveries o
+                                       WHERE o.event_id = e.id
+                                         AND o.id NOT IN (SELECT id FROM done))
+                 )
+                 SELECT id FROM done",
+                &[&ids, &claims],
+            )
+            .await
+            .map_err(fail)?;
+        for row in deleted {
+            if let Some(&i) = at.get(&row.get::<_, i64>(0)) {
+                recorded[i] = true;
             }
+        }
+    }
+    for (i, id, claim, result) in other {
+        let changed = match *result {
+            Recorded::Delivered => continue,
             Recorded::RetryAfter { delay, error } => {
-                tx.execute(
+                db.execute(
                     "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
                          attempts = attempts + 1, next_at = now() + $3 * interval '1 millisecond',
                          last_error = $4, updated_at = now()
-                     WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
+                     WHERE id = $1 AND claim = $2::text::uuid",
                     &[&id, &claim, &millis(*delay), error],
                 )
                 .await
             }
             Recorded::Defer { delay } => {
-                tx.execute(
+                db.execute(
                     "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
                          next_at = now() + $3 * interval '1 millisecond', updated_at = now()
-                     WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
+                     WHERE id = $1 AND claim = $2::text::uuid",
                     &[&id, &claim, &millis(*delay)],
                 )
                 .await
             }
             Recorded::Dead { error, status } => {
-                tx.execute(
+                db.execute(
                     "UPDATE hookflow.deliveries SET state = 'dead', claim = NULL, owner = NULL,
                          attempts = attempts + 1, last_error = $3, last_status = $4, updated_at = now()
-                     WHERE id = $1 AND claim = $2::text::uuid AND state = 'inflight'",
+                     WHERE id = $1 AND claim = $2::text::uuid",
                     &[&id, &claim, error, &status.map(i32::from)],
                 )
                 .await
             }
         }
         .map_err(fail)?;
-        recorded.push(changed > 0);
+        recorded[*i] = changed > 0;
     }
-    tx.commit().await.map_err(fail)?;
-    Ok(recorded)
+    Ok(())
+}
+
+/// A pooled connection, or a transaction on one: statements come from the connection's cache.
+enum Db<'a> {
+    Client(&'a deadpool_postgres::Client),
+    Tx(&'a deadpool_postgres::Transaction<'a>),
+}
+
+impl Db<'_> {
+    async fn statement(
+        &self,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        match self {
+            Db::Client(c) => c.prepare_cached(sql).await,
+            Db::Tx(t) => t.prepare_cached(sql).await,
+        }
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        match self {
+            Db::Client(c) => c.query(&statement, params).await,
+            Db::Tx(t) => t.query(&statement, params).await,
+        }
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        match self {
+            Db::Client(c) => c.execute(&statement, params).await,
+            Db::Tx(t) => t.execute(&statement, params).await,
+        }
+    }
 }
 
 type RecordJob = (
@@ -1009,9 +1159,9 @@ impl Store for PgStore {
         if reap {
             client
                 .execute(
-                    "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
+                    &client.prepare_cached("UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
                      next_at = least(next_at, now()), updated_at = now()
-                 WHERE state = 'inflight' AND lease_until < now()",
+                 WHERE state = 'inflight' AND lease_until < now()").await.map_err(fail)?,
                     &[],
                 )
                 .await
@@ -1019,7 +1169,9 @@ impl Store for PgStore {
         }
         let rows = client
             .query(
-                "UPDATE hookflow.deliveries d
+                &client
+                    .prepare_cached(
+                        "UPDATE hookflow.deliveries d
                  SET state = 'inflight', owner = $1, claim = gen_random_uuid(),
                      lease_until = now() + $3 * interval '1 millisecond', updated_at = now()
                  FROM (SELECT id FROM hookflow.deliveries
@@ -1030,6 +1182,9 @@ impl Store for PgStore {
                  WHERE d.id = c.id AND e.id = d.event_id
                  RETURNING d.id, d.event_id, d.destination, d.token, e.payload, d.attempts,
                            d.claim::text, d.next_at",
+                    )
+                    .await
+                    .map_err(fail)?,
                 &[&self.inner.relay_id, &(limit as i64), &millis(lease)],
             )
             .await
@@ -1079,10 +1234,12 @@ impl Store for PgStore {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "SELECT (extract(epoch FROM (least(
-                     (SELECT min(next_at) FROM hookflow.deliveries WHERE state = 'pending'),
-                     (SELECT min(lease_until) FROM hookflow.deliveries WHERE state = 'inflight')
-                 ) - now())) * 1000)::float8",
+                // Pending deliveries only: a lease that runs out is found by the reaper in
+                // `claim`, which the worker's idle poll reaches. (The oldest leases are mostly
+                // of deliveries long done, whose dead index entries a min() would wade through.)
+                "SELECT (extract(epoch FROM (
+                     (SELECT min(next_at) FROM hookflow.deliveries WHERE state = 'pending')
+                 - now())) * 1000)::float8",
                 &[],
             )
             .await
@@ -1186,16 +1343,25 @@ impl Store for PgStore {
     async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
         self.changed();
         let client = self.client().await?;
-        client
-            .execute(
-                "DELETE FROM hookflow.events e
-                 WHERE e.received_at <= now() - $1 * interval '1 millisecond'
-                   AND EXISTS (SELECT 1 FROM hookflow.deliveries d WHERE d.event_id = e.id AND d.state = 'dead')
-                   AND NOT EXISTS (SELECT 1 FROM hookflow.deliveries d WHERE d.event_id = e.id AND d.state <> 'dead')",
+        let row = client
+            .query_one(
+                "WITH gone AS (
+                     DELETE FROM hookflow.events e
+                     WHERE e.received_at <= now() - $1 * interval '1 millisecond'
+                       AND EXISTS (SELECT 1 FROM hookflow.deliveries d
+                                   WHERE d.event_id = e.id AND d.state = 'dead')
+                       AND NOT EXISTS (SELECT 1 FROM hookflow.deliveries d
+                                       WHERE d.event_id = e.id AND d.state <> 'dead')
+                     RETURNING e.id
+                 ), deliveries AS (
+                     DELETE FROM hookflow.deliveries d USING gone WHERE d.event_id = gone.id
+                 )
+                 SELECT count(*) FROM gone",
                 &[&millis(older_than)],
             )
             .await
-            .map_err(|e| db_error("cannot purge dead letters", e))
+            .map_err(|e| db_error("cannot purge dead letters", e))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     async fn ping(&self) -> Result<Room, StoreError> {
