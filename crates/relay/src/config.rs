@@ -140,6 +140,17 @@ pub struct DeliveryConfig {
     /// Dispatches per minute to one repository (0: no limit). GitHub's secondary rate limits
     /// allow about 80 content-creating requests a minute.
     pub rate_limit_per_minute: u32,
+    /// How long a relay holds a delivery it claimed; past it (the relay died or hung), any
+    /// relay may claim it again. `None`: the timeout twice plus a minute.
+    pub lease: Option<Duration>,
+}
+
+impl DeliveryConfig {
+    /// The lease a claim takes.
+    pub fn lease(&self) -> Duration {
+        self.lease
+            .unwrap_or(self.timeout * 2 + Duration::from_secs(60))
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -151,6 +162,7 @@ impl Default for DeliveryConfig {
             max_backoff: Duration::from_secs(3600),
             timeout: Duration::from_secs(30),
             rate_limit_per_minute: 80,
+            lease: None,
         }
     }
 }
@@ -227,6 +239,7 @@ struct RawDelivery {
     initial_backoff: Option<Value>,
     max_backoff: Option<Value>,
     timeout: Option<Value>,
+    lease: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -541,6 +554,20 @@ impl RelayConfig {
                 delivery.max_backoff,
             )?;
             delivery.timeout = dur("delivery", "timeout", d.timeout, delivery.timeout)?;
+            if d.lease.is_some() {
+                let lease = dur("delivery", "lease", d.lease, Duration::ZERO)?;
+                if lease <= delivery.timeout {
+                    return Err(err(
+                        &["delivery", "lease"],
+                        format!(
+                            "delivery.lease ({}s) must be longer than delivery.timeout ({}s): a delivery still in flight would be taken over and sent twice",
+                            lease.as_secs_f64(),
+                            delivery.timeout.as_secs_f64()
+                        ),
+                    ));
+                }
+                delivery.lease = Some(lease);
+            }
             delivery.rate_limit_per_minute = d
                 .rate_limit_per_minute
                 .unwrap_or(delivery.rate_limit_per_minute);
@@ -725,12 +752,13 @@ const LIMIT_KEYS: [&str; 11] = [
     "idle_timeout",
     "max_store_bytes",
 ];
-const DELIVERY_KEYS: [&str; 6] = [
+const DELIVERY_KEYS: [&str; 7] = [
     "concurrency",
     "max_attempts",
     "initial_backoff",
     "max_backoff",
     "timeout",
+    "lease",
     "rate_limit_per_minute",
 ];
 const ENDPOINT_KEYS: [&str; 8] = [
@@ -987,6 +1015,24 @@ mod tests {
                 && all.contains("endpoint `b`")
                 && !all.contains("endpoint `c`"),
             "{all}"
+        );
+    }
+
+    #[test]
+    fn the_lease_defaults_from_the_timeout_and_must_outlast_it() {
+        let o = Overrides::default();
+        let c = RelayConfig::parse("delivery:\n  timeout: 10s\n", "r.yml", &o).expect("parses");
+        assert_eq!(c.delivery.lease(), Duration::from_secs(80));
+        let c = RelayConfig::parse("delivery:\n  timeout: 2s\n  lease: 5s\n", "r.yml", &o)
+            .expect("parses");
+        assert_eq!(c.delivery.lease(), Duration::from_secs(5));
+        let e = RelayConfig::parse("delivery:\n  timeout: 10s\n  lease: 10s\n", "r.yml", &o)
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("r.yml:3: ")
+                && e.to_string()
+                    .contains("must be longer than delivery.timeout"),
+            "{e}"
         );
     }
 

@@ -78,7 +78,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     // A delivery cannot stay in flight longer than its request timeout; past this lease its
     // result was lost (this relay died, or the store refused the write) and any relay may
     // claim it again.
-    let lease = config.timeout * 2 + Duration::from_secs(60);
+    let lease = config.lease();
     let gather = (config.concurrency / 4).max(1);
     // Whether the last claim took all it asked for: more may be due.
     let mut backlog = false;
