@@ -23,6 +23,8 @@ pub enum Answer {
     Status(u16, &'static str, Vec<(&'static str, String)>),
     /// Never answers (the client must time out).
     Hang,
+    /// 204 No Content, after this long.
+    AcceptAfter(Duration),
     /// 403 with `x-ratelimit-remaining: 0` and a reset this many seconds after the answer.
     RateLimit403(u64),
 }
@@ -205,7 +207,7 @@ async fn dispatch(
             .or_else(|| i.default.clone())
             .unwrap_or(Answer::Accept);
         let status = match &answer {
-            Answer::Accept => 204,
+            Answer::Accept | Answer::AcceptAfter(_) => 204,
             Answer::Status(s, _, _) => *s,
             Answer::RateLimit403(_) => 403,
             Answer::Hang => 0,
@@ -224,6 +226,10 @@ async fn dispatch(
     };
     match answer {
         Answer::Accept => StatusCode::NO_CONTENT.into_response(),
+        Answer::AcceptAfter(wait) => {
+            tokio::time::sleep(wait).await;
+            StatusCode::NO_CONTENT.into_response()
+        }
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::NO_CONTENT.into_response()

@@ -1438,6 +1438,14 @@ pub mod scratch {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
     }
 
+    async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", super::redact(url)))?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
     impl ScratchDb {
         /// A fresh database on the server at `admin_url` (a user that may create databases).
         pub async fn create(admin_url: &str) -> Result<ScratchDb, String> {
@@ -1463,6 +1471,16 @@ pub mod scratch {
                 admin: admin_url.to_string(),
                 name,
             })
+        }
+
+        /// A session on this database (tests' servers are local: no TLS).
+        pub async fn client(&self) -> Result<tokio_postgres::Client, String> {
+            connect(&self.url).await
+        }
+
+        /// A session on the server's administrative database (the one that made this one).
+        pub async fn admin_client(&self) -> Result<tokio_postgres::Client, String> {
+            connect(&self.admin).await
         }
 
         /// For a test: a fresh database on [`server_url`], or `None` when `scripts/test` found
