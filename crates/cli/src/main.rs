@@ -132,6 +132,17 @@ enum RelayAction {
         #[command(flatten)]
         store: StoreLocation,
     },
+    /// Move a stopped relay's SQLite store into PostgreSQL: pending deliveries, dead letters and
+    /// the last day's de-duplication keys. The SQLite file is then renamed out of the way.
+    #[command(name = "migrate-store")]
+    MigrateStore {
+        /// The SQLite relay's data directory (its relay must be stopped).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database: postgres://USER@HOST:PORT/DB.
+        #[arg(long, value_name = "URL", env = "HOOKFLOW_STORE")]
+        to: String,
+    },
 }
 
 #[cfg(feature = "relay")]
@@ -759,6 +770,30 @@ fn relay(args: RelayArgs, sources: Vec<(String, String)>) -> anyhow::Result<Exit
             } else {
                 eprintln!("hookflow: the store in {place} went from schema {before} to {after}");
             }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(RelayAction::MigrateStore { from, to }) => {
+            let to = hookflow_relay::store::postgres::PgLocation::parse(&to)
+                .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+            let now = environment()?.now_ms();
+            let moved = runtime()?.block_on(hookflow_relay::admin::move_store(&from, &to, now))?;
+            eprintln!(
+                "hookflow: moved {} pending deliveries, {} dead letters and {} de-duplication keys from {} to {}{}",
+                moved.pending,
+                moved.dead,
+                moved.keys,
+                from.display(),
+                to,
+                if moved.already_there > 0 {
+                    format!(" ({} events were there already and were left as they were)", moved.already_there)
+                } else {
+                    String::new()
+                }
+            );
+            eprintln!(
+                "hookflow: the SQLite store is now {}; delete it once the relays on PostgreSQL run well",
+                moved.set_aside.display()
+            );
             return Ok(ExitCode::SUCCESS);
         }
         None => {}

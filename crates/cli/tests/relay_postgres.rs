@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hookflow_relay::store::postgres::scratch::ScratchDb;
 use hookflow_relay::store::Store as _;
 use serde_json::json;
-use support::fake_github::FakeGithub;
+use support::fake_github::{Answer, FakeGithub};
 use support::relay::{config, post, test_env, WAIT};
 
 async fn start_on(
@@ -118,4 +118,156 @@ async fn two_relays_on_one_database_deliver_every_webhook_exactly_once() {
     assert_eq!((c.pending, c.inflight, c.dead), (0, 0, 0));
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_store_moves_a_stopped_sqlite_relay_into_postgres() {
+    let Some(db) = ScratchDb::for_tests().await else {
+        return;
+    };
+    // A SQLite relay with 3 deliveries waiting for a retry in an hour and 2 dead letters.
+    let gh = FakeGithub::start().await;
+    gh.script(vec![
+        Answer::server_error(),
+        Answer::server_error(),
+        Answer::server_error(),
+        Answer::not_found(),
+        Answer::not_found(),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut cfg = config(&data, &gh, "");
+    cfg.delivery.initial_backoff = Duration::from_secs(3600);
+    cfg.delivery.max_backoff = Duration::from_secs(3600);
+    let sqlite = hookflow_relay::start(cfg.clone(), test_env())
+        .await
+        .expect("relay starts");
+    let client = support::relay::http();
+    let send = |url: String, n: usize| {
+        let client = client.clone();
+        async move {
+            let resp = client
+                .post(format!("{url}/octo/hooks/ci/webhook?__token=ghp_moving{n}"))
+                .header("X-GitHub-Delivery", format!("delivery-{n}"))
+                .body(format!("{{\"n\":{n}}}"))
+                .send()
+                .await
+                .expect("sent");
+            support::relay::json_of(resp).await
+        }
+    };
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (status, answer) = send(support::relay::url(&sqlite, ""), n).await;
+        assert_eq!(status, 200, "{answer}");
+        ids.push(answer["event_id"].as_str().expect("id").to_string());
+    }
+    gh.wait_for(5, WAIT).await;
+    let start = Instant::now();
+    loop {
+        let c = sqlite.store.counts().await.expect("counts");
+        if (c.pending, c.inflight, c.dead) == (3, 0, 2) {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "{c:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Refused while the relay holds the folder.
+    let migrate = || {
+        support::cli::hookflow()
+            .args(["relay", "migrate-store", "--from"])
+            .arg(&data)
+            .args(["--to", &db.url])
+            .output()
+            .expect("runs")
+    };
+    let out = migrate();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another hookflow relay is using"), "{err}");
+    sqlite.stop().await;
+
+    let out = migrate();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("moved 3 pending deliveries, 2 dead letters and 5 de-duplication keys"),
+        "{err}"
+    );
+    assert!(
+        !data.join("events.db").exists(),
+        "the SQLite file is set aside"
+    );
+    assert!(
+        std::fs::read_dir(&data)
+            .expect("list")
+            .filter_map(Result::ok)
+            .any(|e| e
+                .file_name()
+                .to_string_lossy()
+                .starts_with("events.db.moved-")),
+        "{err}"
+    );
+    // Run again: nothing left to move, and it says so.
+    let again = migrate();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no event store in"));
+
+    // In PostgreSQL: the same events, states, attempts and due times.
+    let c = db.client().await.expect("session");
+    let rows = c
+        .query(
+            "SELECT e.id, d.state, d.attempts, d.next_at > now() + interval '50 minutes',
+                    d.last_error, d.token, convert_from(e.payload, 'UTF8')
+             FROM hookflow.events e JOIN hookflow.deliveries d ON d.event_id = e.id ORDER BY e.id",
+            &[],
+        )
+        .await
+        .expect("query");
+    assert_eq!(rows.len(), 5);
+    let mut moved_ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    moved_ids.sort();
+    ids.sort();
+    assert_eq!(moved_ids, ids);
+    for r in &rows {
+        let state: String = r.get(1);
+        assert_eq!(r.get::<_, i32>(2), 1, "one attempt made");
+        let error: Option<String> = r.get(4);
+        if state == "pending" {
+            assert!(r.get::<_, bool>(3), "still due in an hour");
+        } else {
+            assert_eq!(state, "dead");
+            assert!(error.unwrap_or_default().contains("404"));
+        }
+        let token: String = r.get(5);
+        assert!(
+            token.contains("ghp_moving"),
+            "the sender's token came along"
+        );
+        let payload: String = r.get(6);
+        assert!(payload.contains("client_payload"), "{payload}");
+    }
+
+    // A relay on PostgreSQL: a sender's retry is still recognised, and the moved deliveries go
+    // out once due.
+    let gh2 = FakeGithub::start().await;
+    let pg = start_on(&db, &gh2, dir.path()).await;
+    let (status, answer) = send(support::relay::url(&pg, ""), 0).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicate"], json!(true), "{answer}");
+    c.batch_execute("UPDATE hookflow.deliveries SET next_at = now() WHERE state = 'pending'")
+        .await
+        .expect("due now");
+    let delivered = gh2.wait_for(3, WAIT).await;
+    let mut tokens: Vec<String> = delivered.iter().map(|d| d.authorization.clone()).collect();
+    tokens.sort();
+    assert_eq!(tokens.len(), 3);
+    assert!(
+        tokens.iter().all(|t| t.starts_with("Bearer ghp_moving")),
+        "{tokens:?}"
+    );
+    let letters = pg.store.dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters.len(), 2);
+    pg.stop().await;
 }

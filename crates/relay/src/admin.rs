@@ -63,6 +63,83 @@ pub async fn migrate_store(config: &RelayConfig) -> Result<(String, i64, i64), A
     }
 }
 
+/// What [`move_store`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// Pending deliveries copied.
+    pub pending: u64,
+    /// Dead letters copied.
+    pub dead: u64,
+    /// Events the database already had (a move run again), left as they were.
+    pub already_there: u64,
+    /// De-duplication keys copied.
+    pub keys: u64,
+    /// Where the SQLite file went, out of the way of a relay started on the folder again.
+    pub set_aside: std::path::PathBuf,
+}
+
+/// Events copied per transaction.
+const MOVE_PAGE: usize = 500;
+
+/// Moves a stopped relay's SQLite store in `from` into the PostgreSQL database at `to`
+/// (migrating both first): pending deliveries, dead letters and the de-duplication keys of the
+/// last day. Refuses while a relay holds the folder. Afterwards the SQLite file is renamed
+/// (`events.db.moved-…`) so that a relay started on the folder by mistake delivers nothing twice.
+/// Safe to run again after a failure part way: events already copied are left alone.
+pub async fn move_store(
+    from: &std::path::Path,
+    to: &crate::store::postgres::PgLocation,
+    now_ms: i64,
+) -> Result<Moved, AdminError> {
+    use crate::store::sqlite::{lock_data_dir, DB_FILE};
+    if !from.join(DB_FILE).exists() {
+        return Err(AdminError::NoStore(from.to_path_buf()));
+    }
+    let _lock = lock_data_dir(from)?;
+    let mut sqlite = SqliteStore::open_with(from, None, true)?;
+    let pg = PgStore::open(to, true).await?;
+    let mut moved = Moved {
+        pending: 0,
+        dead: 0,
+        already_there: 0,
+        keys: 0,
+        set_aside: std::path::PathBuf::new(),
+    };
+    let keys = sqlite.export_seen(now_ms - crate::store::DEDUPE_WINDOW_MS)?;
+    moved.keys = keys.len() as u64;
+    pg.import(&[], &keys).await?;
+    let mut after = String::new();
+    loop {
+        let page = sqlite.export_events(&after, MOVE_PAGE)?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.event.id.clone();
+        let added = pg.import(&page, &[]).await?;
+        let dead = page.iter().filter(|e| e.dead).count() as u64;
+        moved.dead += dead;
+        moved.pending += page.len() as u64 - dead;
+        moved.already_there += page.len() as u64 - added;
+    }
+    sqlite.close()?;
+    let stamp = chrono::DateTime::from_timestamp_millis(now_ms).map_or_else(
+        || now_ms.to_string(),
+        |t| t.format("%Y%m%dT%H%M%SZ").to_string(),
+    );
+    moved.set_aside = from.join(format!("{DB_FILE}.moved-{stamp}"));
+    std::fs::rename(from.join(DB_FILE), &moved.set_aside).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "copied, but cannot rename {}: {e}; rename or delete it before starting a relay on {}",
+            from.join(DB_FILE).display(),
+            from.display()
+        ))
+    })?;
+    for side in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(from.join(format!("{DB_FILE}{side}")));
+    }
+    Ok(moved)
+}
+
 /// Dead letters as a JSON array: id, repo, event type, attempts, last error, age in seconds.
 pub fn dead_letters_json(letters: &[DeadLetter], now_ms: i64) -> Value {
     Value::Array(

@@ -50,9 +50,6 @@ pub enum RelayError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Another relay uses the data directory.
-    #[error("another hookflow relay is using {0}; stop it first, or give this one its own --data")]
-    Locked(std::path::PathBuf),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {cause}")]
     Listen {
@@ -84,25 +81,6 @@ pub struct Running {
     worker: JoinHandle<()>,
     /// The data directory's lock (SQLite): one relay per store file.
     _lock: Option<std::fs::File>,
-}
-
-/// Takes the data directory's lock file, so two relays never deliver from one store.
-fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, RelayError> {
-    store::sqlite::prepare_data_dir(dir)?;
-    let path = dir.join("relay.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(RelayError::Locked(dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(StoreError::Unavailable(format!("{}: cannot lock: {e}", path.display())).into())
-        }
-    }
 }
 
 /// The store cap when the configuration sets none: what the store holds now plus half the free
@@ -155,7 +133,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
     let mut config = config;
     let (store, lock) = match &config.store {
         StoreLocation::Sqlite => {
-            let lock = lock_data_dir(&config.data)?;
+            let lock = store::sqlite::lock_data_dir(&config.data)?;
             if config.limits.max_store_bytes.is_none() {
                 config.limits.max_store_bytes = default_store_cap(&config.data);
             }

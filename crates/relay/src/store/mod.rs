@@ -64,6 +64,34 @@ pub struct NewEvent {
     pub dedupe_key: Option<String>,
 }
 
+/// An event waiting in a store (pending, or a dead letter), as it moves to another store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The event as it was stored (its `dedupe_key` is in [`SeenKey`]s).
+    pub event: NewEvent,
+    /// A dead letter, not a pending delivery.
+    pub dead: bool,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (milliseconds since the epoch).
+    pub next_attempt_at: i64,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// GitHub's status of the last failure.
+    pub last_status: Option<u16>,
+}
+
+/// A sender's delivery id the store remembers, so a repeat is recognised after a move too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenKey {
+    /// The de-duplication key.
+    pub key: String,
+    /// The event it named first.
+    pub event_id: String,
+    /// When (milliseconds since the epoch).
+    pub at: i64,
+}
+
 /// What became of an event given to [`Store::insert`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
@@ -199,6 +227,9 @@ pub enum StoreError {
     /// The store thread is gone (shutting down).
     #[error("the event store is shut down")]
     Closed,
+    /// A relay holds the SQLite data directory.
+    #[error("another hookflow relay is using {0}; stop it first, or give this one its own --data")]
+    Locked(std::path::PathBuf),
     /// The store reached its size cap: new events are refused until delivered ones make room;
     /// deliveries and their results still go on.
     #[error("the event store is full ({used} of {cap} bytes, limits.max_store_bytes); new events are refused until delivered ones make room")]

@@ -28,8 +28,8 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_postgres::types::ToSql;
 
 use super::{
-    ClaimRef, Claimed, Counts, DeadLetter, Inserted, NewEvent, Recorded, Room, Store, StoreError,
-    TokenSource, DEDUPE_WINDOW_MS,
+    ClaimRef, Claimed, Counts, DeadLetter, Inserted, NewEvent, Recorded, Room, SeenKey, Store,
+    StoreError, StoredEvent, TokenSource, DEDUPE_WINDOW_MS,
 };
 
 /// The schema, one migration per version, each applied once in its own transaction. A released
@@ -552,6 +552,102 @@ impl PgStore {
     /// within [`COUNTS_TTL`]).
     fn changed(&self) {
         *self.inner.counts.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Adds events moved from another store, with their state, attempts and due times, and the
+    /// de-duplication keys it remembered; one transaction per call. An event already here (a
+    /// move run again after it failed part way) is left as it is. Returns how many were new.
+    pub async fn import(
+        &self,
+        events: &[StoredEvent],
+        seen: &[SeenKey],
+    ) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let fail = |e: tokio_postgres::Error| db_error("cannot import events", e);
+        let tx = client.transaction().await.map_err(fail)?;
+        let mut added = 0;
+        if !events.is_empty() {
+            let e = |f: fn(&StoredEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
+            let ids = e(|x| x.event.id.clone());
+            let sources = e(|x| x.event.source.clone());
+            let types = e(|x| x.event.event_type.clone());
+            let payloads: Vec<&[u8]> = events.iter().map(|x| x.event.body.as_slice()).collect();
+            let received: Vec<f64> = events.iter().map(|x| x.event.received_at as f64).collect();
+            let destinations = e(|x| format!("repo:{}", x.event.repo));
+            let lanes = e(|x| lane(&x.event));
+            let tokens = e(|x| x.event.token.encode());
+            let states = e(|x| if x.dead { "dead" } else { "pending" }.to_string());
+            let attempts: Vec<i32> = events
+                .iter()
+                .map(|x| i32::try_from(x.attempts).unwrap_or(i32::MAX))
+                .collect();
+            let due: Vec<f64> = events.iter().map(|x| x.next_attempt_at as f64).collect();
+            let errors: Vec<Option<&str>> =
+                events.iter().map(|x| x.last_error.as_deref()).collect();
+            let statuses: Vec<Option<i32>> = events
+                .iter()
+                .map(|x| x.last_status.map(i32::from))
+                .collect();
+            let params: [&(dyn ToSql + Sync); 13] = [
+                &ids,
+                &sources,
+                &types,
+                &payloads,
+                &received,
+                &destinations,
+                &lanes,
+                &tokens,
+                &states,
+                &attempts,
+                &due,
+                &errors,
+                &statuses,
+            ];
+            added = tx
+                .execute(
+                    "WITH x AS (
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[],
+                             $5::float8[], $6::text[], $7::text[], $8::text[], $9::text[],
+                             $10::int4[], $11::float8[], $12::text[], $13::int4[])
+                             AS x(i, s, t, p, r, d, l, k, st, a, n, err, status)
+                     ), e AS (
+                         INSERT INTO hookflow.events
+                             (id, received_at, source, event_type, payload, body_bytes)
+                         SELECT i, to_timestamp(r / 1000), s, t, p, length(p) FROM x
+                         ON CONFLICT (id) DO NOTHING
+                         RETURNING id
+                     )
+                     INSERT INTO hookflow.deliveries (event_id, destination, lane, token, state,
+                         attempts, next_at, last_error, last_status, updated_at)
+                     SELECT i, d, l, k, st, a, to_timestamp(n / 1000), err, status, now()
+                     FROM x WHERE i IN (SELECT id FROM e)",
+                    &params,
+                )
+                .await
+                .map_err(fail)?;
+        }
+        if !seen.is_empty() {
+            let keys: Vec<&str> = seen.iter().map(|k| k.key.as_str()).collect();
+            let ids: Vec<&str> = seen.iter().map(|k| k.event_id.as_str()).collect();
+            let at: Vec<f64> = seen.iter().map(|k| k.at as f64).collect();
+            tx.execute(
+                "INSERT INTO hookflow.seen (key, event_id, at)
+                 SELECT k, e, to_timestamp(a / 1000)
+                 FROM unnest($1::text[], $2::text[], $3::float8[]) AS t(k, e, a)
+                 ON CONFLICT (key) DO NOTHING",
+                &[&keys, &ids, &at],
+            )
+            .await
+            .map_err(fail)?;
+        }
+        if added > 0 {
+            tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+                .await
+                .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)?;
+        self.changed();
+        Ok(added)
     }
 
     /// Pool figures: connections open, idle, and callers waiting.

@@ -13,8 +13,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{
-    ClaimRef, Claimed, Counts, DeadLetter, Inserted, NewEvent, Recorded, Room, Store, StoreError,
-    TokenSource, DEDUPE_WINDOW_MS,
+    ClaimRef, Claimed, Counts, DeadLetter, Inserted, NewEvent, Recorded, Room, SeenKey, Store,
+    StoreError, StoredEvent, TokenSource, DEDUPE_WINDOW_MS,
 };
 
 /// The schema, one migration per version, each applied once in its own transaction and recorded
@@ -96,6 +96,26 @@ fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Takes the data directory's lock file (`relay.lock`), so two relays never deliver from one
+/// store and nothing moves the store while a relay runs on it. Held while the file is open.
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    prepare_data_dir(dir)?;
+    let path = dir.join("relay.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| unavailable(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(unavailable(&path, format!("cannot lock: {e}")))
+        }
+    }
 }
 
 /// Makes the data directory private when the relay creates it (tokens sent with requests wait
@@ -592,6 +612,83 @@ impl SqliteStore {
             .map_err(|e| unavailable(&self.path, e))?;
         rows.collect::<Result<_, _>>()
             .map_err(|e| unavailable(&self.path, e))
+    }
+
+    /// Up to `limit` waiting events (pending, in flight, dead) with ids after `after`, in id
+    /// order: a page of a move to another store. In flight counts as pending: the relay that
+    /// held this store is stopped, so no delivery is running.
+    pub fn export_events(
+        &mut self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, received_at, source, repo, token, event_type, body, state, attempts,
+                        next_attempt_at, last_error, last_status
+                 FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(fail)?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok(StoredEvent {
+                    event: NewEvent {
+                        id: r.get(0)?,
+                        received_at: r.get(1)?,
+                        source: r.get(2)?,
+                        repo: r.get(3)?,
+                        token: TokenSource::decode(
+                            &r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                        ),
+                        event_type: r.get(5)?,
+                        body: r.get(6)?,
+                        dedupe_key: None,
+                    },
+                    dead: r.get::<_, String>(7)? == "dead",
+                    attempts: r.get::<_, i64>(8)?.clamp(0, u32::MAX.into()) as u32,
+                    next_attempt_at: r.get(9)?,
+                    last_error: r.get(10)?,
+                    last_status: r
+                        .get::<_, Option<i64>>(11)?
+                        .and_then(|s| u16::try_from(s).ok()),
+                })
+            })
+            .map_err(fail)?;
+        rows.collect::<Result<_, _>>().map_err(fail)
+    }
+
+    /// The de-duplication keys remembered since `since` (milliseconds since the epoch).
+    pub fn export_seen(&mut self, since: i64) -> Result<Vec<SeenKey>, StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key, event_id, at FROM seen WHERE at >= ?1 ORDER BY at")
+            .map_err(fail)?;
+        let rows = stmt
+            .query_map(params![since], |r| {
+                Ok(SeenKey {
+                    key: r.get(0)?,
+                    event_id: r.get(1)?,
+                    at: r.get(2)?,
+                })
+            })
+            .map_err(fail)?;
+        rows.collect::<Result<_, _>>().map_err(fail)
+    }
+
+    /// Closes the store after writing everything into the main file (no `-wal` left beside
+    /// it), so the file can be moved.
+    pub fn close(self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .map_err(|e| unavailable(&self.path, e))?;
+        self.conn
+            .close()
+            .map_err(|(_, e)| unavailable(&self.path, e))
     }
 
     /// Makes dead letters pending again (all when `ids` is empty); returns how many.
