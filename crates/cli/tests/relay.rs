@@ -777,7 +777,7 @@ async fn a_sender_retrying_the_same_delivery_is_stored_once() {
         3,
         "two github deliveries and one compat request"
     );
-    let metrics = r.metrics.render(None, 0);
+    let metrics = r.metrics.render(None, None, 0);
     assert!(metrics.contains("hookflow_duplicates_total 2"), "{metrics}");
     r.stop().await;
 }

@@ -52,6 +52,24 @@ async fn a_relay_on_postgres_accepts_deduplicates_and_delivers() {
     // No SQLite file was made: the data folder is not the store.
     assert!(!dir.path().join("events.db").exists());
     support::relay::settled(&r).await;
+    // /metrics: the pool, the time of store operations, the queue.
+    let text = support::relay::http()
+        .get(support::relay::url(&r, "/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "hookflow_store_pool_connections{state=\"max\"} 16\n",
+        "hookflow_store_seconds_count{op=\"insert\"} 1\n",
+        "hookflow_store_seconds_count{op=\"record\"} 1\n",
+        "hookflow_queue_depth{state=\"pending\"} 0\n",
+        "hookflow_store_pool_waiting 0\n",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
     r.stop().await;
 }
 

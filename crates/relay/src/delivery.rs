@@ -14,7 +14,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use crate::backoff::backoff;
 use crate::config::DeliveryConfig;
 use crate::github::{Client, Outcome};
-use crate::metrics::{DeadReason, Metrics};
+use crate::metrics::{DeadReason, Metrics, StoreOp};
 use crate::rate_limit::RateLimiter;
 use crate::refused_tokens::RefusedTokens;
 use crate::store::{ClaimRef, Claimed, Recorded, Store, StoreHandle, TokenSource};
@@ -101,7 +101,10 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             }
             continue;
         }
-        let due = match store.claim(free, lease).await {
+        let started = Instant::now();
+        let claimed = store.claim(free, lease).await;
+        metrics.store_took(StoreOp::Claim, started.elapsed());
+        let due = match claimed {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read due events; retrying in 1 s");
@@ -144,7 +147,10 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                         delay: wait + Duration::from_millis(1),
                     },
                 };
-                match store.record(vec![(claim.clone(), result)]).await {
+                let started = Instant::now();
+                let recorded = store.record(vec![(claim.clone(), result)]).await;
+                metrics.store_took(StoreOp::Record, started.elapsed());
+                match recorded {
                     Ok(1) => {}
                     Ok(_) => tracing::warn!(
                         event_id = %id,

@@ -120,7 +120,13 @@ pub struct AppState {
     pub compat_rate: Arc<RateLimiter>,
     /// The clock and the secrets (API keys, signature secrets).
     pub env: Environment,
+    /// The queue figures `/metrics` showed last, and when they were counted.
+    pub queue_figures: Arc<std::sync::Mutex<Option<(std::time::Instant, crate::store::Counts)>>>,
 }
+
+/// How long `/metrics` shows the same queue figures: counting is a scan of the queue, and
+/// scrapers (several Prometheus servers, a dashboard) may ask often.
+const QUEUE_FIGURES_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The router.
 pub fn router(state: AppState) -> Router {
@@ -239,8 +245,32 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let counts = state.store.counts().await.ok();
-    let text = state.metrics.render(counts.as_ref(), state.env.now_ms());
+    let cached = state
+        .queue_figures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < QUEUE_FIGURES_TTL)
+        .map(|(_, c)| c.clone());
+    let counts = match cached {
+        Some(c) => Some(c),
+        None => {
+            let fresh = state.store.counts().await.ok();
+            if let Some(c) = &fresh {
+                *state
+                    .queue_figures
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) =
+                    Some((std::time::Instant::now(), c.clone()));
+            }
+            fresh
+        }
+    };
+    let text = state.metrics.render(
+        counts.as_ref(),
+        state.store.pool_status(),
+        state.env.now_ms(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -437,7 +467,12 @@ async fn store_request(state: &AppState, r: Accepted<'_>) -> Result<(String, boo
 /// the sender should see, and whether the event is a repeat of one already stored.
 async fn store_event(state: &AppState, event: NewEvent) -> Result<(String, bool), Refused> {
     let id = event.id.clone();
-    match state.store.insert(event).await {
+    let started = std::time::Instant::now();
+    let inserted = state.store.insert(event).await;
+    state
+        .metrics
+        .store_took(crate::metrics::StoreOp::Insert, started.elapsed());
+    match inserted {
         Ok(Inserted::New) => {
             state.metrics.stored();
             state.wake.notify_one();

@@ -202,6 +202,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         metrics: metrics.clone(),
         shutting_down: shutting_down.clone(),
         env,
+        queue_figures: Arc::default(),
     };
     let app = http::router(state);
     let server = tokio::spawn(http::serve(listener, app, limits, drain, stop));

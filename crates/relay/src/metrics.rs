@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::store::Counts;
+use crate::store::{Counts, PoolStatus};
 
 /// Why a request was refused (label values of `hookflow_rejected_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,23 +89,55 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.samples(out, name, "");
+    }
+
+    /// The sample lines, with `labels` (`op="insert",`) before `le`.
+    fn samples(&self, out: &mut String, name: &str, labels: &str) {
         for (b, bound) in self.buckets.iter().zip(self.bounds) {
             let _ = writeln!(
                 out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
+                "{name}_bucket{{{labels}le=\"{bound}\"}} {}",
                 b.load(Ordering::Relaxed)
             );
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
+        let plain = labels.trim_end_matches(',');
+        let braces = if plain.is_empty() {
+            String::new()
+        } else {
+            format!("{{{plain}}}")
+        };
         let _ = writeln!(
             out,
-            "{name}_sum {}",
+            "{name}_sum{braces} {}",
             self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
-        let _ = writeln!(out, "{name}_count {count}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
     }
 }
+
+/// A store operation, timed as the relay waits for it (label of `hookflow_store_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Storing an event, until its commit (batching included).
+    Insert,
+    /// Claiming due deliveries.
+    Claim,
+    /// Recording delivery results.
+    Record,
+}
+
+const STORE_OPS: [(StoreOp, &str); 3] = [
+    (StoreOp::Insert, "insert"),
+    (StoreOp::Claim, "claim"),
+    (StoreOp::Record, "record"),
+];
+
+const STORE_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 /// All of the relay's metrics.
 pub struct Metrics {
@@ -118,6 +150,7 @@ pub struct Metrics {
     dead: [AtomicU64; 3],
     request: Histogram,
     delivery: Histogram,
+    store: [Histogram; 3],
 }
 
 impl Default for Metrics {
@@ -136,6 +169,7 @@ impl Default for Metrics {
             delivery: Histogram::new(&[
                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
+            store: STORE_OPS.map(|_| Histogram::new(STORE_BOUNDS)),
         }
     }
 }
@@ -183,9 +217,16 @@ impl Metrics {
     pub fn request_took(&self, d: Duration) {
         self.request.observe(d);
     }
+    /// How long a store operation took.
+    pub fn store_took(&self, op: StoreOp, d: Duration) {
+        if let Some(i) = STORE_OPS.iter().position(|(o, _)| *o == op) {
+            self.store[i].observe(d);
+        }
+    }
 
-    /// Prometheus text; `counts` are the store's, when it answered.
-    pub fn render(&self, counts: Option<&Counts>, now_ms: i64) -> String {
+    /// Prometheus text; `counts` are the store's, when it answered; `pool`, its connection
+    /// pool's (PostgreSQL).
+    pub fn render(&self, counts: Option<&Counts>, pool: Option<PoolStatus>, now_ms: i64) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
             let _ = writeln!(
@@ -269,6 +310,20 @@ impl Metrics {
             "hookflow_delivery_duration_seconds",
             "Time of one dispatch request to GitHub.",
         );
+        let _ = writeln!(out, "# HELP hookflow_store_seconds Time of store operations as the relay waits for them: insert (until committed), claim, record.\n# TYPE hookflow_store_seconds histogram");
+        for (i, (_, op)) in STORE_OPS.iter().enumerate() {
+            self.store[i].samples(&mut out, "hookflow_store_seconds", &format!("op=\"{op}\","));
+        }
+        if let Some(p) = pool {
+            let _ = writeln!(out, "# HELP hookflow_store_pool_connections Database connections of this relay's pool.\n# TYPE hookflow_store_pool_connections gauge");
+            for (state, n) in [("open", p.open), ("idle", p.idle), ("max", p.max)] {
+                let _ = writeln!(
+                    out,
+                    "hookflow_store_pool_connections{{state=\"{state}\"}} {n}"
+                );
+            }
+            let _ = writeln!(out, "# HELP hookflow_store_pool_waiting Store operations waiting for a connection.\n# TYPE hookflow_store_pool_waiting gauge\nhookflow_store_pool_waiting {}", p.waiting);
+        }
         out
     }
 }
@@ -285,6 +340,7 @@ mod tests {
         m.rejected(Rejected::Size);
         m.dead(DeadReason::Refused);
         m.request_took(Duration::from_millis(3));
+        m.store_took(StoreOp::Insert, Duration::from_micros(800));
         let text = m.render(
             Some(&Counts {
                 pending: 2,
@@ -295,6 +351,12 @@ mod tests {
                     bytes_used: 40_960,
                     bytes_cap: Some(40_000),
                 },
+            }),
+            Some(PoolStatus {
+                open: 3,
+                idle: 1,
+                waiting: 0,
+                max: 16,
             }),
             3_500,
         );
@@ -312,5 +374,11 @@ mod tests {
         assert!(text.contains("hookflow_request_duration_seconds_bucket{le=\"0.0025\"} 0\n"));
         assert!(text.contains("hookflow_request_duration_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("hookflow_request_duration_seconds_count 1\n"));
+        assert!(text.contains("hookflow_store_seconds_bucket{op=\"insert\",le=\"0.0005\"} 0\n"));
+        assert!(text.contains("hookflow_store_seconds_bucket{op=\"insert\",le=\"0.001\"} 1\n"));
+        assert!(text.contains("hookflow_store_seconds_count{op=\"insert\"} 1\n"));
+        assert!(text.contains("hookflow_store_seconds_count{op=\"claim\"} 0\n"));
+        assert!(text.contains("hookflow_store_pool_connections{state=\"open\"} 3\n"));
+        assert!(text.contains("hookflow_store_pool_waiting 0\n"));
     }
 }

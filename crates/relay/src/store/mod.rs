@@ -92,6 +92,19 @@ pub struct SeenKey {
     pub at: i64,
 }
 
+/// A connection pool's figures (PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open.
+    pub open: usize,
+    /// Open and idle.
+    pub idle: usize,
+    /// Operations waiting for a connection.
+    pub waiting: usize,
+    /// The pool's size.
+    pub max: usize,
+}
+
 /// What became of an event given to [`Store::insert`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
@@ -340,6 +353,14 @@ impl StoreHandle {
         match self {
             StoreHandle::Sqlite(_) => "sqlite",
             StoreHandle::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The connection pool's figures, for an engine that has one.
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        match self {
+            StoreHandle::Sqlite(_) => None,
+            StoreHandle::Postgres(s) => Some(s.pool_status()),
         }
     }
 }

@@ -429,12 +429,7 @@ struct Inner {
     records: mpsc::Sender<RecordJob>,
     /// When this relay last freed deliveries whose lease ran out.
     last_reap: Mutex<Instant>,
-    counts: Mutex<Option<(Instant, Counts)>>,
 }
-
-/// How long `counts` answers from its cache: `/metrics` may be scraped often, and counting is
-/// work for the database.
-const COUNTS_TTL: Duration = Duration::from_secs(1);
 
 impl PgStore {
     /// Connects, checks (and with `migrate`, applies) the schema, and starts the insert batcher.
@@ -479,7 +474,6 @@ impl PgStore {
             inserts: tx,
             records,
             last_reap: Mutex::new(Instant::now() - REAP_EVERY),
-            counts: Mutex::new(None),
         });
         tokio::spawn(batcher(Arc::downgrade(&inner), rx));
         tokio::spawn(record_batcher(Arc::downgrade(&inner), records_rx));
@@ -546,12 +540,6 @@ impl PgStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.inner.pool.get().await.map_err(pool_error)
-    }
-
-    /// Forgets the cached counts after this relay changed the queue (other relays' changes show
-    /// within [`COUNTS_TTL`]).
-    fn changed(&self) {
-        *self.inner.counts.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Adds events moved from another store, with their state, attempts and due times, and the
@@ -646,14 +634,18 @@ impl PgStore {
                 .map_err(fail)?;
         }
         tx.commit().await.map_err(fail)?;
-        self.changed();
         Ok(added)
     }
 
-    /// Pool figures: connections open, idle, and callers waiting.
-    pub fn pool_status(&self) -> (usize, usize, usize) {
+    /// The connection pool's figures.
+    pub fn pool_status(&self) -> super::PoolStatus {
         let s = self.inner.pool.status();
-        (s.size, s.available, s.waiting)
+        super::PoolStatus {
+            open: s.size,
+            idle: s.available,
+            waiting: s.waiting,
+            max: s.max_size,
+        }
     }
 }
 
@@ -1231,7 +1223,6 @@ impl Store for PgStore {
             .await
             .map_err(|_| StoreError::Closed)?;
         let inserted = wait.await.map_err(|_| StoreError::Closed)?;
-        self.changed();
         inserted
     }
 
@@ -1310,7 +1301,6 @@ impl Store for PgStore {
             })
             .collect();
         claimed.sort_by_key(|c| (c.0, c.1));
-        self.changed();
         Ok(claimed.into_iter().map(|(_, _, c)| c).collect())
     }
 
@@ -1322,7 +1312,6 @@ impl Store for PgStore {
             .await
             .map_err(|_| StoreError::Closed)?;
         let n = wait.await.map_err(|_| StoreError::Closed)?;
-        self.changed();
         n
     }
 
@@ -1345,17 +1334,6 @@ impl Store for PgStore {
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
-        if let Some((at, c)) = self
-            .inner
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            if at.elapsed() < COUNTS_TTL {
-                return Ok(c.clone());
-            }
-        }
         let client = self.client().await?;
         let fail = |e: tokio_postgres::Error| db_error("cannot count the queue", e);
         let mut c = Counts::default();
@@ -1386,8 +1364,6 @@ impl Store for PgStore {
             .await
             .map_err(fail)?
             .map(|r| r.get(0));
-        *self.inner.counts.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), c.clone()));
         Ok(c)
     }
 
@@ -1423,7 +1399,6 @@ impl Store for PgStore {
     }
 
     async fn replay_dead(&self, ids: Vec<String>) -> Result<u64, StoreError> {
-        self.changed();
         let client = self.client().await?;
         client
             .execute(
@@ -1437,7 +1412,6 @@ impl Store for PgStore {
     }
 
     async fn purge_dead(&self, older_than: Duration) -> Result<u64, StoreError> {
-        self.changed();
         let client = self.client().await?;
         let row = client
             .query_one(
