@@ -16,6 +16,16 @@ async fn start_on(
     gh: &FakeGithub,
     dir: &std::path::Path,
 ) -> hookflow_relay::Running {
+    start_limited(db, gh, dir, 0).await
+}
+
+/// As [`start_on`], with a dispatch rate limit per repository and credential.
+async fn start_limited(
+    db: &ScratchDb,
+    gh: &FakeGithub,
+    dir: &std::path::Path,
+    per_minute: u32,
+) -> hookflow_relay::Running {
     // One client address sends everything here: the per-address limits are off.
     let cfg = config(
         dir,
@@ -25,6 +35,8 @@ async fn start_on(
             db.url
         ),
     );
+    let mut cfg = cfg;
+    cfg.delivery.rate_limit_per_minute = per_minute;
     hookflow_relay::start(cfg, test_env())
         .await
         .expect("relay starts")
@@ -288,4 +300,61 @@ async fn migrate_store_moves_a_stopped_sqlite_relay_into_postgres() {
     let letters = pg.store.dead_letters(10).await.expect("dead letters");
     assert_eq!(letters.len(), 2);
     pg.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dispatch_rate_limit_holds_for_the_cluster_not_per_relay() {
+    let Some(db) = ScratchDb::for_tests().await else {
+        return;
+    };
+    let gh = FakeGithub::start().await;
+    let (d1, d2) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    // 6 a minute: a burst of 6, then one every 10 s, whichever relay delivers.
+    let a = start_limited(&db, &gh, d1.path(), 6).await;
+    let b = start_limited(&db, &gh, d2.path(), 6).await;
+    for n in 0..10 {
+        let r = if n % 2 == 0 { &a } else { &b };
+        let (status, answer) = post(
+            r,
+            "/octo/hooks/ci/webhook?__token=ghp_limited",
+            format!("{{\"n\":{n}}}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    gh.wait_for(6, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        gh.delivered().len(),
+        6,
+        "two relays together sent one burst, not one each"
+    );
+    // The other four wait for slots 10 s apart, booked across both relays.
+    let c = db.client().await.expect("session");
+    let waits: Vec<f64> = c
+        .query(
+            "SELECT extract(epoch FROM next_at - now())::float8 FROM hookflow.deliveries
+             WHERE state = 'pending' ORDER BY next_at",
+            &[],
+        )
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(waits.len(), 4, "{waits:?}");
+    for (i, pair) in waits.windows(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        assert!((gap - 10.0).abs() < 1.0, "slot {i} to {}: {waits:?}", i + 1);
+    }
+    assert!(waits[0] > 4.0 && waits[0] < 11.0, "{waits:?}");
+    // A repository of its own has its own bucket.
+    let (status, _) = post(&a, "/octo/other/ci/webhook?__token=ghp_limited", "{}").await;
+    assert_eq!(status, 200);
+    gh.wait_for(7, WAIT).await;
+    a.stop().await;
+    b.stop().await;
 }

@@ -30,6 +30,39 @@ fn credential_key(token: &TokenSource) -> String {
     }
 }
 
+/// The dispatch rate limit per lane (repository and credential): the relay's own on SQLite
+/// (one relay per store), the database's on PostgreSQL, so that the limit holds for the whole
+/// cluster and N relays do not send N times as much.
+enum Limiter {
+    Local(RateLimiter),
+    Cluster(crate::store::postgres::PgStore, u32),
+}
+
+impl Limiter {
+    fn for_store(store: &StoreHandle, per_minute: u32) -> Limiter {
+        match store {
+            StoreHandle::Postgres(pg) if per_minute > 0 => Limiter::Cluster(pg.clone(), per_minute),
+            _ => Limiter::Local(RateLimiter::new(per_minute)),
+        }
+    }
+
+    /// A token now, or the wait until the slot booked for this delivery.
+    async fn take(&self, lane: &str) -> Result<(), Duration> {
+        match self {
+            Limiter::Local(l) => l.take(lane),
+            Limiter::Cluster(pg, per_minute) => match pg.take_slot(lane, *per_minute).await {
+                Ok(taken) => taken,
+                Err(e) => {
+                    // The result cannot be recorded either while the database is away: try
+                    // again shortly.
+                    tracing::warn!(error = %e, "cannot take a dispatch slot; deferring the delivery");
+                    Err(Duration::from_secs(1))
+                }
+            },
+        }
+    }
+}
+
 /// Longest idle wait between looks at the store (retries that came due).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
@@ -73,7 +106,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     // Claims in flight, by delivery id: what a shutdown puts back.
     let in_flight: Arc<Mutex<HashMap<String, ClaimRef>>> = Arc::default();
     let slots = Arc::new(Semaphore::new(config.concurrency));
-    let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_minute));
+    let limiter = Arc::new(Limiter::for_store(&store, config.rate_limit_per_minute));
     let config = Arc::new(config);
     // A delivery cannot stay in flight longer than its request timeout; past this lease its
     // result was lost (this relay died, or the store refused the write) and any relay may
@@ -141,7 +174,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                 // Buckets per repository and credential: events carrying strangers' tokens
                 // never spend the slots of an authenticated sender's.
                 let bucket = format!("{} {}", event.repo, credential_key(&event.token));
-                let result = match limiter.take(&bucket) {
+                let result = match limiter.take(&bucket).await {
                     Ok(()) => deliver(&client, &config, &metrics, &env, &refused, event).await,
                     Err(wait) => Recorded::Defer {
                         delay: wait + Duration::from_millis(1),

@@ -34,7 +34,7 @@ use super::{
 
 /// The schema, one migration per version, each applied once in its own transaction. A released
 /// migration never changes: a new version gets a new entry.
-const MIGRATIONS: [(i32, &str); 2] = [
+const MIGRATIONS: [(i32, &str); 3] = [
     (
         1,
         "CREATE TABLE hookflow.events (
@@ -88,6 +88,17 @@ const MIGRATIONS: [(i32, &str); 2] = [
          ALTER TABLE hookflow.seen SET (autovacuum_vacuum_scale_factor = 0,
              autovacuum_vacuum_threshold = 5000, autovacuum_vacuum_cost_delay = 0);",
     ),
+    // The dispatch rate limit of each lane (repository and credential) for the whole cluster:
+    // a token bucket, and the last slot booked for a delivery that found it empty.
+    (
+        3,
+        "CREATE TABLE hookflow.lanes (
+             lane      TEXT PRIMARY KEY,
+             tokens    FLOAT8 NOT NULL,
+             at        TIMESTAMPTZ NOT NULL,
+             last_slot TIMESTAMPTZ NOT NULL
+         );",
+    ),
 ];
 
 /// The schema version this hookflow writes.
@@ -102,6 +113,9 @@ const BATCHES_IN_FLIGHT: usize = 4;
 
 /// How often a relay frees deliveries whose lease ran out.
 const REAP_EVERY: Duration = Duration::from_millis(250);
+
+/// Full rate-limit buckets are forgotten every this many reaps (about a minute).
+const LANE_PRUNE_EVERY_REAPS: u64 = 240;
 
 /// Connections in the pool.
 const POOL_SIZE: usize = 16;
@@ -388,8 +402,16 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn db_error(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("PostgreSQL: {what}: {e}"))
+/// A database error with its causes (the server's own message comes as the source of
+/// `tokio_postgres::Error`, whose text alone is just "db error").
+fn db_error(what: &str, e: impl std::error::Error) -> StoreError {
+    let mut text = format!("PostgreSQL: {what}: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    StoreError::Unavailable(text)
 }
 
 fn pool_error(e: impl std::fmt::Display) -> StoreError {
@@ -429,6 +451,8 @@ struct Inner {
     records: mpsc::Sender<RecordJob>,
     /// When this relay last freed deliveries whose lease ran out.
     last_reap: Mutex<Instant>,
+    /// How often it did.
+    reaps: std::sync::atomic::AtomicU64,
 }
 
 impl PgStore {
@@ -474,6 +498,7 @@ impl PgStore {
             inserts: tx,
             records,
             last_reap: Mutex::new(Instant::now() - REAP_EVERY),
+            reaps: Default::default(),
         });
         tokio::spawn(batcher(Arc::downgrade(&inner), rx));
         tokio::spawn(record_batcher(Arc::downgrade(&inner), records_rx));
@@ -635,6 +660,82 @@ impl PgStore {
         }
         tx.commit().await.map_err(fail)?;
         Ok(added)
+    }
+
+    /// Takes a dispatch token of `lane` (`per_minute`, a minute's worth of burst) for the whole
+    /// cluster, or books the delivery the lane's next free slot and gives the wait until it: the
+    /// same rule as the relay's own [`crate::rate_limit::RateLimiter`], kept in the database so
+    /// that N relays do not send N times the limit.
+    pub async fn take_slot(
+        &self,
+        lane: &str,
+        per_minute: u32,
+    ) -> Result<Result<(), Duration>, StoreError> {
+        if per_minute == 0 {
+            return Ok(Ok(()));
+        }
+        let client = self.client().await?;
+        let fail = |e: tokio_postgres::Error| db_error("cannot take a dispatch slot", e);
+        let rate = f64::from(per_minute);
+        let take = client
+            .prepare_cached(
+                "WITH cur AS (
+                     SELECT lane, least($2::float8, tokens + extract(epoch FROM now() - at) * $2::float8 / 60.0) AS t
+                     FROM hookflow.lanes WHERE lane = $1 FOR UPDATE
+                 )
+                 UPDATE hookflow.lanes l SET
+                     tokens = CASE WHEN cur.t >= 1 THEN cur.t - 1 ELSE cur.t END,
+                     at = now(),
+                     last_slot = CASE WHEN cur.t >= 1 THEN l.last_slot ELSE greatest(
+                         now() + (1 - cur.t) * 60.0 / $2::float8 * interval '1 second',
+                         l.last_slot + 60.0 / $2::float8 * interval '1 second') END
+                 FROM cur WHERE l.lane = cur.lane
+                 RETURNING cur.t >= 1, extract(epoch FROM l.last_slot - now())::float8",
+            )
+            .await
+            .map_err(fail)?;
+        let mut row = client
+            .query_opt(&take, &[&lane, &rate])
+            .await
+            .map_err(fail)?;
+        if row.is_none() {
+            // A lane's first delivery (or its first since its bucket was full and forgotten).
+            client
+                .execute(
+                    "INSERT INTO hookflow.lanes (lane, tokens, at, last_slot)
+                     VALUES ($1, $2::float8, now(), now()) ON CONFLICT (lane) DO NOTHING",
+                    &[&lane, &rate],
+                )
+                .await
+                .map_err(fail)?;
+            row = client
+                .query_opt(&take, &[&lane, &rate])
+                .await
+                .map_err(fail)?;
+        }
+        let Some(row) = row else {
+            return Err(StoreError::Unavailable(format!(
+                "{}: the dispatch lane {lane} vanished",
+                self.inner.location
+            )));
+        };
+        if row.get::<_, bool>(0) {
+            return Ok(Ok(()));
+        }
+        let wait: f64 = row.get(1);
+        Ok(Err(Duration::from_secs_f64(wait.max(0.0))))
+    }
+
+    /// Forgets lanes whose buckets are full again and have no slot booked ahead (forgetting them
+    /// changes nothing), so made-up repository names cannot grow the table without end.
+    async fn prune_lanes(client: &deadpool_postgres::Client) -> Result<u64, tokio_postgres::Error> {
+        client
+            .execute(
+                "DELETE FROM hookflow.lanes
+                 WHERE at < now() - interval '61 seconds' AND last_slot < now()",
+                &[],
+            )
+            .await
     }
 
     /// The connection pool's figures.
@@ -1253,6 +1354,14 @@ impl Store for PgStore {
                 )
                 .await
                 .map_err(fail)?;
+            // About once a minute: forget full rate-limit buckets.
+            let reaps = self
+                .inner
+                .reaps
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if reaps.is_multiple_of(LANE_PRUNE_EVERY_REAPS) {
+                Self::prune_lanes(&client).await.map_err(fail)?;
+            }
         }
         let rows = client
             .query(
