@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::backoff::backoff;
 use crate::config::DeliveryConfig;
@@ -17,6 +18,7 @@ use crate::github::{Client, Outcome};
 use crate::metrics::{DeadReason, Metrics, StoreOp};
 use crate::rate_limit::RateLimiter;
 use crate::refused_tokens::RefusedTokens;
+use crate::store::postgres::HandedOff;
 use crate::store::{ClaimRef, Claimed, Recorded, Store, StoreHandle, TokenSource};
 use hookflow_protocol::dispatch::Repo;
 use hookflow_protocol::{credentials, Environment};
@@ -88,6 +90,8 @@ pub struct Worker {
     pub refused: Arc<RefusedTokens>,
     /// How long a shutdown waits for deliveries in flight before cancelling them.
     pub drain: Duration,
+    /// Events this relay stored, handed over already claimed (PostgreSQL), if any.
+    pub handoff: Option<mpsc::UnboundedReceiver<HandedOff>>,
 }
 
 /// Runs until `shutdown` turns true, then waits for deliveries in flight.
@@ -101,6 +105,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         env,
         refused,
         drain,
+        mut handoff,
     } = worker;
     let mut tasks = tokio::task::JoinSet::new();
     // Claims in flight, by delivery id: what a shutdown puts back.
@@ -113,11 +118,85 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     // claim it again.
     let lease = config.lease();
     let gather = (config.concurrency / 4).max(1);
-    // Whether the last claim took all it asked for: more may be due.
+    let start = |event: Claimed, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| {
+        let (store, client, config) = (store.clone(), client.clone(), config.clone());
+        let (limiter, metrics, env) = (limiter.clone(), metrics.clone(), env.clone());
+        let refused = refused.clone();
+        let in_flight = in_flight.clone();
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            let claim = ClaimRef::from(&event);
+            let id = event.event_id.clone();
+            lock(&in_flight).insert(claim.id.clone(), claim.clone());
+            // Buckets per repository and credential: events carrying strangers' tokens
+            // never spend the slots of an authenticated sender's.
+            let bucket = format!("{} {}", event.repo, credential_key(&event.token));
+            let result = match limiter.take(&bucket).await {
+                Ok(()) => deliver(&client, &config, &metrics, &env, &refused, event).await,
+                Err(wait) => Recorded::Defer {
+                    delay: wait + Duration::from_millis(1),
+                },
+            };
+            let started = Instant::now();
+            let recorded = store.record(vec![(claim.clone(), result)]).await;
+            metrics.store_took(StoreOp::Record, started.elapsed());
+            match recorded {
+                Ok(1) => {}
+                Ok(_) => tracing::warn!(
+                    event_id = %id,
+                    "the delivery's lease ran out before its result was recorded; another claim owns it now"
+                ),
+                // The delivery stays in flight and is claimed again when its lease runs out.
+                Err(e) => tracing::error!(event_id = %id, error = %e, "cannot record a delivery result"),
+            }
+            lock(&in_flight).remove(&claim.id);
+            drop(permit);
+        });
+    };
+    // Whether to look at the store: at start, when woken (an event was stored or announced),
+    // when the poll comes due, and while the last claim took all it asked for (a backlog).
+    // Events this relay stored itself may come handed over instead, without a look.
+    let mut look = true;
     let mut backlog = false;
+    let mut poll_at = Instant::now();
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if let Some(rx) = handoff.as_mut() {
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                match rx.try_recv() {
+                    Ok(h) => {
+                        drop(h.room);
+                        start(h.claimed, permit, &mut tasks);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        if !look && Instant::now() >= poll_at {
+            look = true;
+        }
+        if !look {
+            tokio::select! {
+                _ = wake.notified() => look = true,
+                _ = tokio::time::sleep_until(poll_at.into()) => look = true,
+                h = next_handed_off(&mut handoff) => match h {
+                    Some(h) => tokio::select! {
+                        permit = slots.clone().acquire_owned() => {
+                            if let Ok(permit) = permit {
+                                drop(h.room);
+                                start(h.claimed, permit, &mut tasks);
+                            }
+                        }
+                        _ = shutdown.changed() => requeue(&store, vec![ClaimRef::from(&h.claimed)]).await,
+                    },
+                    // The store stopped handing over.
+                    None => handoff = None,
+                },
+                _ = shutdown.changed() => {}
+            }
+            continue;
         }
         if backlog && slots.available_permits() < gather {
             tokio::select! {
@@ -151,51 +230,25 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                 Ok(Some(wait)) => wait.min(IDLE_POLL),
                 _ => IDLE_POLL,
             };
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-            }
+            look = false;
+            poll_at = Instant::now() + wait;
             continue;
         }
         for event in due {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let (store, client, config) = (store.clone(), client.clone(), config.clone());
-            let (limiter, metrics, env) = (limiter.clone(), metrics.clone(), env.clone());
-            let refused = refused.clone();
-            let in_flight = in_flight.clone();
-            while tasks.try_join_next().is_some() {}
-            tasks.spawn(async move {
-                let claim = ClaimRef::from(&event);
-                let id = event.event_id.clone();
-                lock(&in_flight).insert(claim.id.clone(), claim.clone());
-                // Buckets per repository and credential: events carrying strangers' tokens
-                // never spend the slots of an authenticated sender's.
-                let bucket = format!("{} {}", event.repo, credential_key(&event.token));
-                let result = match limiter.take(&bucket).await {
-                    Ok(()) => deliver(&client, &config, &metrics, &env, &refused, event).await,
-                    Err(wait) => Recorded::Defer {
-                        delay: wait + Duration::from_millis(1),
-                    },
-                };
-                let started = Instant::now();
-                let recorded = store.record(vec![(claim.clone(), result)]).await;
-                metrics.store_took(StoreOp::Record, started.elapsed());
-                match recorded {
-                    Ok(1) => {}
-                    Ok(_) => tracing::warn!(
-                        event_id = %id,
-                        "the delivery's lease ran out before its result was recorded; another claim owns it now"
-                    ),
-                    // The delivery stays in flight and is claimed again when its lease runs out.
-                    Err(e) => tracing::error!(event_id = %id, error = %e, "cannot record a delivery result"),
-                }
-                lock(&in_flight).remove(&claim.id);
-                drop(permit);
-            });
+            start(event, permit, &mut tasks);
         }
+    }
+    // Events handed over but not started: back to the queue at once.
+    if let Some(mut rx) = handoff.take() {
+        rx.close();
+        let mut left = Vec::new();
+        while let Ok(h) = rx.try_recv() {
+            left.push(ClaimRef::from(&h.claimed));
+        }
+        requeue(&store, left).await;
     }
     // Let deliveries in flight finish and record their results, up to the shutdown timeout;
     // then cancel the rest and put their events back in the queue.
@@ -210,20 +263,38 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             events = left.len(),
             "deliveries still in flight at the shutdown timeout; cancelled and requeued"
         );
-        let requeue = left
-            .into_iter()
-            .map(|c| {
-                (
-                    c,
-                    Recorded::Defer {
-                        delay: Duration::ZERO,
-                    },
-                )
-            })
-            .collect();
-        if let Err(e) = store.record(requeue).await {
-            tracing::error!(error = %e, "cannot requeue cancelled deliveries; the next start will");
-        }
+        requeue(&store, left).await;
+    }
+}
+
+/// The next event handed over, or never when this store hands none over.
+async fn next_handed_off(
+    handoff: &mut Option<mpsc::UnboundedReceiver<HandedOff>>,
+) -> Option<HandedOff> {
+    match handoff {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Puts claimed deliveries this relay will not make back in the queue, due at once.
+async fn requeue(store: &StoreHandle, claims: Vec<ClaimRef>) {
+    if claims.is_empty() {
+        return;
+    }
+    let results = claims
+        .into_iter()
+        .map(|c| {
+            (
+                c,
+                Recorded::Defer {
+                    delay: Duration::ZERO,
+                },
+            )
+        })
+        .collect();
+    if let Err(e) = store.record(results).await {
+        tracing::error!(error = %e, "cannot requeue deliveries; they are due again when their lease runs out");
     }
 }
 

@@ -475,7 +475,11 @@ async fn store_event(state: &AppState, event: NewEvent) -> Result<(String, bool)
     match inserted {
         Ok(Inserted::New) => {
             state.metrics.stored();
-            state.wake.notify_one();
+            // PostgreSQL announces its new events to every relay (this one included) or hands
+            // them to this relay's worker; SQLite's worker is woken here.
+            if !state.store.announces_new_events() {
+                state.wake.notify_one();
+            }
             tracing::info!(event_id = %id, "stored");
             Ok((id, false))
         }

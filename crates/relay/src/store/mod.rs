@@ -356,6 +356,12 @@ impl StoreHandle {
         }
     }
 
+    /// Whether the store itself tells the delivery workers of new events (PostgreSQL's
+    /// `NOTIFY`, or its hand-over), so that storing one needs no wake-up of its own.
+    pub fn announces_new_events(&self) -> bool {
+        matches!(self, StoreHandle::Postgres(_))
+    }
+
     /// The connection pool's figures, for an engine that has one.
     pub fn pool_status(&self) -> Option<PoolStatus> {
         match self {

@@ -107,9 +107,13 @@ pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// The channel new events are announced on.
 const CHANNEL: &str = "hookflow_new";
 
-/// Most inserts committed together, and most insert transactions of one relay at once.
+/// Most inserts committed together.
 const MAX_BATCH: usize = 512;
-const BATCHES_IN_FLIGHT: usize = 4;
+/// Insert transactions of one relay at once. One: while a commit waits for the disk, the
+/// requests that arrive meanwhile gather into the next batch, so batches grow with the load and
+/// each costs one flush. (Measured with two relays: at 2 or 4 at once, commits overlap into
+/// smaller batches and each request waits longer.)
+const BATCHES_IN_FLIGHT: usize = 1;
 
 /// How often a relay frees deliveries whose lease ran out.
 const REAP_EVERY: Duration = Duration::from_millis(250);
@@ -453,6 +457,28 @@ struct Inner {
     last_reap: Mutex<Instant>,
     /// How often it did.
     reaps: std::sync::atomic::AtomicU64,
+    /// Where this relay's own new events go straight to its delivery worker, if it takes them.
+    handoff: Mutex<Option<Handoff>>,
+}
+
+/// This relay's delivery worker takes the events this relay stores, up to the room it has: they
+/// are stored already claimed by this relay (in flight, with a lease) and handed over in
+/// memory, so the common path costs no claim and no announcement. Events past the room are
+/// stored pending and announced, for any relay to claim.
+#[derive(Clone)]
+struct Handoff {
+    tx: mpsc::UnboundedSender<HandedOff>,
+    room: Arc<Semaphore>,
+    lease: Duration,
+}
+
+/// An event stored already claimed by this relay, with its place in the worker's queue (free
+/// again once the worker takes it).
+pub struct HandedOff {
+    /// The claimed delivery.
+    pub claimed: Claimed,
+    /// The place it held.
+    pub room: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl PgStore {
@@ -499,6 +525,7 @@ impl PgStore {
             records,
             last_reap: Mutex::new(Instant::now() - REAP_EVERY),
             reaps: Default::default(),
+            handoff: Mutex::new(None),
         });
         tokio::spawn(batcher(Arc::downgrade(&inner), rx));
         tokio::spawn(record_batcher(Arc::downgrade(&inner), records_rx));
@@ -660,6 +687,23 @@ impl PgStore {
         }
         tx.commit().await.map_err(fail)?;
         Ok(added)
+    }
+
+    /// From now on, hands up to `room` of this relay's new events at a time straight to the
+    /// caller (its delivery worker), stored claimed with a `lease`; the rest are stored pending.
+    /// Dropping the receiver stops it.
+    pub fn hand_off_new_events(
+        &self,
+        room: usize,
+        lease: Duration,
+    ) -> mpsc::UnboundedReceiver<HandedOff> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.inner.handoff.lock().unwrap_or_else(|e| e.into_inner()) = Some(Handoff {
+            tx,
+            room: Arc::new(Semaphore::new(room)),
+            lease,
+        });
+        rx
     }
 
     /// Takes a dispatch token of `lane` (`per_minute`, a minute's worth of burst) for the whole
@@ -879,8 +923,8 @@ async fn listen(
 
 type InsertJob = (NewEvent, oneshot::Sender<Result<Inserted, StoreError>>);
 
-/// Collects concurrent inserts into batches, each committed in one transaction; a few batches
-/// run at once so one slow commit does not hold the others.
+/// Collects concurrent inserts into batches, each committed in one transaction
+/// ([`BATCHES_IN_FLIGHT`] at once).
 async fn batcher(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<InsertJob>) {
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     let mut last_prune = Instant::now() - Duration::from_secs(3600);
@@ -940,7 +984,8 @@ async fn insert_batch(
     let mut client = inner.pool.get().await.map_err(pool_error)?;
     if !prune && events.iter().all(|e| e.dedupe_key.is_none()) {
         let all: Vec<&NewEvent> = events.iter().collect();
-        write_new(&client, &all).await?;
+        let claimed = write_new(inner, &client, &all).await?;
+        hand_over(inner, claimed);
         return Ok(vec![Inserted::New; events.len()]);
     }
     let tx = client
@@ -1060,26 +1105,51 @@ async fn insert_batch(
         .filter(|(_, r)| r.is_none())
         .map(|(e, _)| e)
         .collect();
-    write_new(&tx, &new).await?;
+    let claimed = write_new(inner, &tx, &new).await?;
     tx.commit()
         .await
         .map_err(|e| db_error("cannot commit events", e))?;
+    hand_over(inner, claimed);
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or(Inserted::New))
         .collect())
 }
 
-/// Writes new events and their deliveries and announces them, in one statement (so without
-/// de-duplication keys a batch is one round trip and one commit).
+/// Events stored claimed for this relay's worker, to hand over once committed.
+type ToHandOff = Vec<(Claimed, tokio::sync::OwnedSemaphorePermit)>;
+
+/// Writes new events and their deliveries in one statement (so without de-duplication keys a
+/// batch is one round trip and one commit): as many as the worker has room for stored claimed by
+/// this relay, to be handed over after the commit, the rest pending and announced.
 async fn write_new(
+    inner: &Inner,
     client: &impl deadpool_postgres::GenericClient,
     new: &[&NewEvent],
-) -> Result<(), StoreError> {
+) -> Result<ToHandOff, StoreError> {
     if new.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let fail = |e: tokio_postgres::Error| db_error("cannot store events", e);
+    let handoff = inner
+        .handoff
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .filter(|h| !h.tx.is_closed());
+    let mut permits = Vec::new();
+    if let Some(h) = &handoff {
+        while permits.len() < new.len() {
+            match h.room.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+    }
+    let lease_ms = handoff.as_ref().map_or(0.0, |h| millis(h.lease));
+    let claims: Vec<Option<String>> = (0..new.len())
+        .map(|i| (i < permits.len()).then(claim_token))
+        .collect();
     let ids: Vec<&str> = new.iter().map(|e| e.id.as_str()).collect();
     let sources: Vec<&str> = new.iter().map(|e| e.source.as_str()).collect();
     let types: Vec<&str> = new.iter().map(|e| e.event_type.as_str()).collect();
@@ -1088,7 +1158,8 @@ async fn write_new(
     let destinations: Vec<String> = new.iter().map(|e| format!("repo:{}", e.repo)).collect();
     let lanes: Vec<String> = new.iter().map(|e| lane(e)).collect();
     let tokens: Vec<String> = new.iter().map(|e| e.token.encode()).collect();
-    let params: [&(dyn ToSql + Sync); 8] = [
+    let announce = permits.len() < new.len();
+    let params: [&(dyn ToSql + Sync); 12] = [
         &ids,
         &sources,
         &types,
@@ -1097,6 +1168,10 @@ async fn write_new(
         &destinations,
         &lanes,
         &tokens,
+        &claims,
+        &inner.relay_id,
+        &lease_ms,
+        &announce,
     ];
     let statement = client
         .prepare_cached(
@@ -1106,17 +1181,81 @@ async fn write_new(
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int8[])
                      AS x(i, s, t, p, b)
              ), d AS (
-                 INSERT INTO hookflow.deliveries
-                     (event_id, destination, lane, token, state, next_at, updated_at)
-                 SELECT i, d, l, k, 'pending', now(), now()
-                 FROM unnest($1::text[], $6::text[], $7::text[], $8::text[]) AS x(i, d, l, k)
+                 INSERT INTO hookflow.deliveries (event_id, destination, lane, token, state,
+                     next_at, updated_at, owner, claim, lease_until)
+                 SELECT i, d, l, k, CASE WHEN c IS NULL THEN 'pending' ELSE 'inflight' END,
+                     now(), now(), CASE WHEN c IS NULL THEN NULL ELSE $10::text END, c::uuid,
+                     CASE WHEN c IS NULL THEN NULL
+                          ELSE now() + $11::float8 * interval '1 millisecond' END
+                 FROM unnest($1::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+                     AS x(i, d, l, k, c)
+                 RETURNING id, event_id, claim
              )
-             SELECT pg_notify('hookflow_new', '')", // CHANNEL
+             SELECT (SELECT array_agg(id) FROM d WHERE claim IS NOT NULL),
+                    (SELECT array_agg(event_id) FROM d WHERE claim IS NOT NULL),
+                    CASE WHEN $12::bool THEN pg_notify('hookflow_new', '') END", // CHANNEL
         )
         .await
         .map_err(fail)?;
-    client.execute(&statement, &params).await.map_err(fail)?;
-    Ok(())
+    let row = client.query_one(&statement, &params).await.map_err(fail)?;
+    let delivery_ids: Vec<i64> = row.get::<_, Option<Vec<i64>>>(0).unwrap_or_default();
+    let event_ids: Vec<String> = row.get::<_, Option<Vec<String>>>(1).unwrap_or_default();
+    let by_event: std::collections::HashMap<&str, i64> = event_ids
+        .iter()
+        .map(String::as_str)
+        .zip(delivery_ids)
+        .collect();
+    let mut out = Vec::with_capacity(permits.len());
+    for ((e, claim), permit) in new.iter().zip(claims).zip(permits) {
+        let (Some(claim), Some(id)) = (claim, by_event.get(e.id.as_str())) else {
+            continue;
+        };
+        out.push((
+            Claimed {
+                id: id.to_string(),
+                event_id: e.id.clone(),
+                repo: e.repo.clone(),
+                token: e.token.clone(),
+                body: e.body.clone(),
+                attempts: 0,
+                claim,
+            },
+            permit,
+        ));
+    }
+    Ok(out)
+}
+
+/// A new claim token in a UUID's form: a ULID's 128 bits (80 of them random), unique across
+/// relays as `gen_random_uuid()`'s are.
+fn claim_token() -> String {
+    let h = format!("{:032x}", ulid::Ulid::generate().0);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Gives the worker the events stored claimed for it (after their commit).
+fn hand_over(inner: &Inner, claimed: ToHandOff) {
+    if claimed.is_empty() {
+        return;
+    }
+    let handoff = inner
+        .handoff
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for (claimed, room) in claimed {
+        // A worker that stopped meanwhile: the claim runs out and any relay delivers it.
+        if let Some(h) = &handoff {
+            let _ = h.tx.send(HandedOff { claimed, room });
+        }
+    }
 }
 
 /// Writes results in one transaction (one commit for every delivery that finished meanwhile);
