@@ -67,7 +67,7 @@ async fn a_relay_killed_under_load_loses_nothing_its_peer_and_its_restart_delive
 }
 
 /// Makes the test's database unreachable for `hold`: new sessions refused, open ones ended.
-async fn outage(db: &ScratchDb, hold: Duration) {
+async fn refuse_sessions(db: &ScratchDb, hold: Duration) {
     let admin = db.admin_client().await.expect("admin session");
     admin
         .batch_execute(&format!(
@@ -97,14 +97,169 @@ async fn outage(db: &ScratchDb, hold: Duration) {
         .expect("allow sessions");
 }
 
+/// A PostgreSQL server of the test's own (initdb in a temporary folder, its own port), so that
+/// it can be restarted without disturbing the tests that share the machine's server.
+struct PrivateServer {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl PrivateServer {
+    /// `None` (outside CI) when PostgreSQL's programs are not installed.
+    fn start() -> Option<PrivateServer> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .find(|b| b.join("initdb").is_file())
+        });
+        let Some(bin) = bin else {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "PostgreSQL's programs (initdb, pg_ctl) are missing; scripts/ensure-postgres installs them"
+            );
+            eprintln!("skipped: no initdb under /usr/lib/postgresql");
+            return None;
+        };
+        // The server refuses to run as root: it runs as the postgres user then.
+        let uid = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .expect("id");
+        let as_postgres = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+        let dir = tempfile::tempdir().expect("tempdir");
+        if as_postgres {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(ok.success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let server = PrivateServer {
+            dir,
+            bin,
+            port,
+            as_postgres,
+        };
+        let data = server.dir.path().join("data");
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        server.pg_ctl(&["start"]);
+        Some(server)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            std::process::Command::new(&path)
+        };
+        let out = cmd.args(args).output().expect("runs");
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn pg_ctl(&self, action: &[&str]) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("server.log");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let mut args = vec![
+            "-D",
+            data.to_str().expect("utf-8 path"),
+            "-l",
+            log.to_str().expect("utf-8 path"),
+            "-o",
+            &options,
+            "-w",
+            "-m",
+            "fast",
+        ];
+        args.extend_from_slice(action);
+        self.run("pg_ctl", &args);
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = std::process::Command::new(if self.as_postgres { "runuser" } else { "true" })
+            .args(if self.as_postgres {
+                vec!["-u", "postgres", "--"]
+            } else {
+                vec![]
+            })
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &data.to_string_lossy(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// What happens to the database while webhooks arrive.
+enum Outage<'a> {
+    /// The relay's database refuses sessions and its sessions are ended, for a while.
+    Database(&'a ScratchDb),
+    /// The server restarts (`pg_ctl restart -m fast`), twice.
+    Restart(&'a PrivateServer),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_answers_503_acknowledges_only_what_was_committed_and_recovers() {
     let Some(db) = ScratchDb::for_tests().await else {
         return;
     };
+    outage_under_load(&db.url, Outage::Database(&db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_restart_under_load_answers_503_and_loses_nothing() {
+    let Some(server) = PrivateServer::start() else {
+        return;
+    };
+    outage_under_load(&server.url(), Outage::Restart(&server)).await;
+}
+
+/// Sends webhooks from 16 senders to one relay on `url` while `outage` happens: every answer is
+/// 200 or 503, `/readyz` fails during it, the relay takes webhooks again after it, and every
+/// acknowledged webhook reaches GitHub.
+async fn outage_under_load(url: &str, outage: Outage<'_>) {
     let gh = FakeGithub::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let relay = spawn_relay_on(&bin(), dir.path(), &gh.url(), Some(&db.url), "").await;
+    let relay = spawn_relay_on(&bin(), dir.path(), &gh.url(), Some(url), "").await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -155,12 +310,26 @@ async fn a_database_outage_answers_503_acknowledges_only_what_was_committed_and_
     let before = answers.lock().expect("answers").len();
 
     down.store(true, Ordering::SeqCst);
-    let db_down = outage(&db, Duration::from_secs(4));
-    let probe = async {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        ready(client.clone(), relay.addr.clone()).await
+    let readiness_during = match outage {
+        Outage::Database(db) => {
+            let probe = async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                ready(client.clone(), relay.addr.clone()).await
+            };
+            tokio::join!(refuse_sessions(db, Duration::from_secs(4)), probe).1
+        }
+        Outage::Restart(server) => {
+            // Stopped long enough for /readyz to see it, then started; then a quick restart.
+            let pg_ctl = |action| tokio::task::block_in_place(|| server.pg_ctl(&[action]));
+            pg_ctl("stop");
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let during = ready(client.clone(), relay.addr.clone()).await;
+            pg_ctl("start");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            pg_ctl("restart");
+            during
+        }
     };
-    let ((), readiness_during) = tokio::join!(db_down, probe);
     down.store(false, Ordering::SeqCst);
     assert_eq!(
         readiness_during, 503,
