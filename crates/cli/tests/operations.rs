@@ -228,14 +228,7 @@ async fn metrics_and_health_report_what_happened() {
     gh.wait_for(1, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let client = reqwest::Client::new();
-    let text = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = support::relay::get_text(&format!("http://{addr}/metrics")).await;
     for line in [
         "hookflow_received_total 2",
         "hookflow_stored_total 1",

@@ -42,6 +42,25 @@ async fn start_limited(
         .expect("relay starts")
 }
 
+/// Two relays on one database, each with a data folder of its own (kept while the relays run).
+async fn two_relays(
+    db: &ScratchDb,
+    gh: &FakeGithub,
+    per_minute: u32,
+) -> (
+    hookflow_relay::Running,
+    hookflow_relay::Running,
+    [tempfile::TempDir; 2],
+) {
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let a = start_limited(db, gh, dirs[0].path(), per_minute).await;
+    let b = start_limited(db, gh, dirs[1].path(), per_minute).await;
+    (a, b, dirs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_on_postgres_accepts_deduplicates_and_delivers() {
     let Some(db) = ScratchDb::for_tests().await else {
@@ -65,14 +84,7 @@ async fn a_relay_on_postgres_accepts_deduplicates_and_delivers() {
     assert!(!dir.path().join("events.db").exists());
     support::relay::settled(&r).await;
     // /metrics: the pool, the time of store operations, the queue.
-    let text = support::relay::http()
-        .get(support::relay::url(&r, "/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = support::relay::get_text(&support::relay::url(&r, "/metrics")).await;
     for line in [
         "hookflow_store_pool_connections{state=\"max\"} 16\n",
         "hookflow_store_seconds_count{op=\"insert\"} 1\n",
@@ -91,12 +103,7 @@ async fn two_relays_on_one_database_deliver_every_webhook_exactly_once() {
         return;
     };
     let gh = FakeGithub::start().await;
-    let (d1, d2) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
-    let a = start_on(&db, &gh, d1.path()).await;
-    let b = start_on(&db, &gh, d2.path()).await;
+    let (a, b, _dirs) = two_relays(&db, &gh, 0).await;
     let n = 1_000;
     let client = support::relay::http();
     let mut sends = tokio::task::JoinSet::new();
@@ -308,13 +315,8 @@ async fn the_dispatch_rate_limit_holds_for_the_cluster_not_per_relay() {
         return;
     };
     let gh = FakeGithub::start().await;
-    let (d1, d2) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
     // 6 a minute: a burst of 6, then one every 10 s, whichever relay delivers.
-    let a = start_limited(&db, &gh, d1.path(), 6).await;
-    let b = start_limited(&db, &gh, d2.path(), 6).await;
+    let (a, b, _dirs) = two_relays(&db, &gh, 6).await;
     for n in 0..10 {
         let r = if n % 2 == 0 { &a } else { &b };
         let (status, answer) = post(

@@ -97,3 +97,15 @@ pub async fn wait_until<F: Fn() -> bool>(what: &str, f: F) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The text of a GET (`/metrics` and the like).
+pub async fn get_text(url: &str) -> String {
+    http()
+        .get(url)
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("text")
+}
