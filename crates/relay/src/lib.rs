@@ -24,6 +24,7 @@ pub mod config;
 pub mod connection;
 pub mod delivery;
 pub mod github;
+pub mod github_app;
 pub mod http;
 pub mod metrics;
 pub mod rate_limit;
