@@ -820,7 +820,14 @@ fn relay(args: RelayArgs, sources: Vec<(String, String)>) -> anyhow::Result<Exit
         for w in &report.warnings {
             eprintln!("warning: {w}");
         }
-        return Ok(ExitCode::SUCCESS);
+        for e in &report.errors {
+            eprintln!("error: {e}");
+        }
+        return Ok(if report.errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -193,6 +193,8 @@ pub struct ConfigReport {
     pub summary: String,
     /// `endpoint `slug`: token_env names VAR, which is not set here`.
     pub warnings: Vec<String>,
+    /// What stops the relay from starting (a GitHub App key that cannot be used).
+    pub errors: Vec<String>,
     /// `listen = 0.0.0.0:8080 (environment HOOKFLOW_LISTEN, overriding relay.yml:2)`: each
     /// effective value and where it came from.
     pub settings: Vec<String>,
@@ -208,11 +210,20 @@ pub fn check_config(config: &RelayConfig, name: &str, env: &Environment) -> Conf
         if config.compat_route { "on" } else { "off" },
         config.endpoints.len()
     );
-    let warnings = config
+    let mut warnings: Vec<String> = config
         .unset_variables(env)
         .into_iter()
         .map(|u| format!("{u} here"))
         .collect();
+    let mut errors = Vec::new();
+    if let Some(app) = &config.github_app {
+        match app.load(env) {
+            Ok(_) => {}
+            // Set where the relay runs, perhaps.
+            Err(e @ crate::github_app::KeyError::Unset(_)) => warnings.push(format!("{e} here")),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
     let settings = config
         .settings
         .iter()
@@ -228,6 +239,7 @@ pub fn check_config(config: &RelayConfig, name: &str, env: &Environment) -> Conf
     ConfigReport {
         summary,
         warnings,
+        errors,
         settings,
     }
 }

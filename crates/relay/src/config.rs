@@ -64,6 +64,8 @@ pub struct RelayConfig {
     pub delivery: DeliveryConfig,
     /// Configured endpoints (`/hooks/<slug>`).
     pub endpoints: Vec<Endpoint>,
+    /// The relay's GitHub App (`github_app:`), when it dispatches as one.
+    pub github_app: Option<GithubApp>,
     /// Where `listen`, `data` and `api_url` came from.
     pub settings: Vec<Setting>,
 }
@@ -167,6 +169,50 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// The relay's GitHub App: its id and where its private key is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GithubApp {
+    /// The app's id (its settings page, "App ID").
+    pub app_id: u64,
+    /// The private key (PEM).
+    pub private_key: KeySource,
+}
+
+/// Where the app's private key is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A file (`private_key_file`).
+    File(PathBuf),
+    /// An environment variable holding the PEM text (`private_key_env`).
+    Env(String),
+}
+
+impl GithubApp {
+    /// Loads the key; the error says where it came from and what is wrong with it.
+    pub fn load(
+        &self,
+        env: &hookflow_protocol::Environment,
+    ) -> Result<crate::github_app::AppKey, crate::github_app::KeyError> {
+        use crate::github_app::{AppKey, KeyError};
+        match &self.private_key {
+            KeySource::File(path) => AppKey::from_file(self.app_id, path),
+            KeySource::Env(name) => {
+                let pem = env.var(name).ok_or_else(|| KeyError::Unset(name.clone()))?;
+                AppKey::from_pem(self.app_id, &pem, &format!("the variable {name}"))
+            }
+        }
+    }
+}
+
+/// How an endpoint's events authenticate to GitHub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointAuth {
+    /// A token in this environment variable (`token_env`).
+    TokenEnv(String),
+    /// The relay's GitHub App (`auth: app`).
+    App,
+}
+
 /// Where a configured endpoint takes its event type from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventTypeSource {
@@ -183,8 +229,8 @@ pub struct Endpoint {
     pub slug: String,
     /// Target repository.
     pub repo: Repo,
-    /// Environment variable with the GitHub token.
-    pub token_env: String,
+    /// The GitHub credential: a token variable or the app.
+    pub auth: EndpointAuth,
     /// The dispatch `event_type`.
     pub event_type: EventTypeSource,
     /// The `path` put in the payload (default `/<slug>/webhook`); what follows the slug in the
@@ -208,6 +254,7 @@ struct RawConfig {
     #[serde(default)]
     compat_repos: Vec<String>,
     limits: Option<RawLimits>,
+    github_app: Option<RawGithubApp>,
     shutdown_timeout: Option<Value>,
     delivery: Option<RawDelivery>,
     #[serde(default)]
@@ -244,10 +291,19 @@ struct RawDelivery {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawGithubApp {
+    app_id: u64,
+    private_key_file: Option<PathBuf>,
+    private_key_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawEndpoint {
     slug: String,
     repo: String,
-    token_env: String,
+    token_env: Option<String>,
+    auth: Option<String>,
     event_type: Option<String>,
     event_type_path: Option<String>,
     path: Option<String>,
@@ -328,7 +384,10 @@ impl RelayConfig {
     pub fn unset_variables(&self, env: &hookflow_protocol::Environment) -> Vec<String> {
         let mut unset = Vec::new();
         for ep in &self.endpoints {
-            let mut vars = vec![("token_env", ep.token_env.as_str())];
+            let mut vars = Vec::new();
+            if let EndpointAuth::TokenEnv(t) = &ep.auth {
+                vars.push(("token_env", t.as_str()));
+            }
             if let Some(v) = &ep.verify {
                 vars.push(("verify.secret_env", v.secret_env.as_str()));
             }
@@ -417,6 +476,7 @@ impl RelayConfig {
             compat_route: None,
             compat_repos: Vec::new(),
             limits: None,
+            github_app: None,
             shutdown_timeout: None,
             delivery: None,
             endpoints: Vec::new(),
@@ -580,6 +640,33 @@ impl RelayConfig {
                 ));
             }
         }
+        let github_app = match raw.github_app {
+            None => None,
+            Some(app) => {
+                let at = |m: &str| ConfigError {
+                    line: text.and_then(|t| locate(t, &["github_app"])),
+                    ..err(&["github_app"], m.into())
+                };
+                let private_key = match (app.private_key_file, app.private_key_env) {
+                    (Some(f), None) => KeySource::File(f),
+                    (None, Some(v)) => KeySource::Env(v),
+                    (Some(_), Some(_)) => {
+                        return Err(at(
+                            "github_app: use either private_key_file or private_key_env, not both",
+                        ))
+                    }
+                    (None, None) => {
+                        return Err(at(
+                            "github_app: give the app's private key as private_key_file: PATH or private_key_env: VAR (PEM from the app's settings page)",
+                        ))
+                    }
+                };
+                Some(GithubApp {
+                    app_id: app.app_id,
+                    private_key,
+                })
+            }
+        };
         let mut endpoints: Vec<Endpoint> = Vec::new();
         let mut problems: Vec<ConfigError> = Vec::new();
         for e in raw.endpoints {
@@ -632,11 +719,38 @@ impl RelayConfig {
                         ))
                     }
                 };
+                let auth = match (e.token_env, e.auth.as_deref(), &github_app) {
+                    (Some(_), Some("app"), _) => {
+                        return Err(at(
+                            "use either token_env or auth: app, not both".into(),
+                        ))
+                    }
+                    (None, Some("app"), None) => {
+                        return Err(at(
+                            "auth: app needs a github_app section (app_id and private_key_file or private_key_env)".into(),
+                        ))
+                    }
+                    (None, Some("app"), Some(_)) | (None, None, Some(_)) => EndpointAuth::App,
+                    (Some(t), None | Some("token"), _) => EndpointAuth::TokenEnv(t),
+                    (None, None | Some("token"), None) => {
+                        return Err(at(
+                            "give the GitHub credential: token_env: VAR (a token), or auth: app with a github_app section".into(),
+                        ))
+                    }
+                    (None, Some("token"), Some(_)) => {
+                        return Err(at("auth: token needs token_env: VAR".into()))
+                    }
+                    (_, Some(other), _) => {
+                        return Err(at(format!(
+                            "auth: {other} is not known; use auth: app or token_env: VAR"
+                        )))
+                    }
+                };
                 Ok(Endpoint {
                     path: e.path.unwrap_or_else(|| format!("/{}/webhook", e.slug)),
                     slug: e.slug,
                     repo,
-                    token_env: e.token_env,
+                    auth,
                     event_type,
                     verify,
                     api_keys_env: e.api_keys_env,
@@ -722,12 +836,13 @@ impl RelayConfig {
             shutdown_timeout,
             delivery,
             endpoints,
+            github_app,
         })
     }
 }
 
 /// The keys each section accepts (the `Raw*` structs refuse any other).
-const TOP_KEYS: [&str; 10] = [
+const TOP_KEYS: [&str; 11] = [
     "listen",
     "data",
     "store",
@@ -735,6 +850,7 @@ const TOP_KEYS: [&str; 10] = [
     "compat_route",
     "compat_repos",
     "limits",
+    "github_app",
     "shutdown_timeout",
     "delivery",
     "endpoints",
@@ -761,10 +877,12 @@ const DELIVERY_KEYS: [&str; 7] = [
     "lease",
     "rate_limit_per_minute",
 ];
-const ENDPOINT_KEYS: [&str; 8] = [
+const GITHUB_APP_KEYS: [&str; 3] = ["app_id", "private_key_file", "private_key_env"];
+const ENDPOINT_KEYS: [&str; 9] = [
     "slug",
     "repo",
     "token_env",
+    "auth",
     "event_type",
     "event_type_path",
     "path",
@@ -801,6 +919,7 @@ fn unknown_keys(text: &str, name: &str) -> Vec<ConfigError> {
     for (section, known) in [
         ("limits", &LIMIT_KEYS[..]),
         ("delivery", &DELIVERY_KEYS[..]),
+        ("github_app", &GITHUB_APP_KEYS[..]),
     ] {
         if let Some(serde_yaml::Value::Mapping(m)) = top.get(section) {
             check(m, known, section);
@@ -1016,6 +1135,68 @@ mod tests {
                 && !all.contains("endpoint `c`"),
             "{all}"
         );
+    }
+
+    #[test]
+    fn endpoints_authenticate_with_a_token_or_the_app() {
+        let o = Overrides::default();
+        let app = "github_app:\n  app_id: 12345\n  private_key_file: /etc/hookflow/app.pem\n";
+        let c = RelayConfig::parse(
+            &format!("{app}endpoints:\n  - {{slug: a, repo: o/r}}\n  - {{slug: b, repo: o/r, auth: app}}\n  - {{slug: c, repo: o/r, token_env: T}}\n"),
+            "r.yml",
+            &o,
+        )
+        .expect("parses");
+        let auths: Vec<&EndpointAuth> = c.endpoints.iter().map(|e| &e.auth).collect();
+        assert_eq!(
+            auths,
+            [
+                &EndpointAuth::App,
+                &EndpointAuth::App,
+                &EndpointAuth::TokenEnv("T".into())
+            ],
+            "the app is the default when there is one"
+        );
+        assert_eq!(
+            c.github_app,
+            Some(GithubApp {
+                app_id: 12345,
+                private_key: KeySource::File("/etc/hookflow/app.pem".into())
+            })
+        );
+        for (text, expected) in [
+            (
+                "endpoints:\n  - {slug: a, repo: o/r}\n",
+                "r.yml:2: endpoint `a`: give the GitHub credential",
+            ),
+            (
+                "endpoints:\n  - {slug: a, repo: o/r, auth: app}\n",
+                "auth: app needs a github_app section",
+            ),
+            (
+                "endpoints:\n  - {slug: a, repo: o/r, auth: magic, token_env: T}\n",
+                "auth: magic is not known",
+            ),
+            (
+                &format!("{app}endpoints:\n  - {{slug: a, repo: o/r, auth: app, token_env: T}}\n"),
+                "either token_env or auth: app",
+            ),
+            (
+                "github_app:\n  app_id: 1\n",
+                "r.yml:1: github_app: give the app's private key",
+            ),
+            (
+                "github_app:\n  app_id: 1\n  private_key_env: K\n  private_key_file: f\n",
+                "not both",
+            ),
+            (
+                "github_app:\n  app_id: 1\n  key: f\n",
+                "unknown key `key` in github_app",
+            ),
+        ] {
+            let e = RelayConfig::parse(text, "r.yml", &o).unwrap_err();
+            assert!(e.to_string().contains(expected), "{expected:?} in {e}");
+        }
     }
 
     #[test]

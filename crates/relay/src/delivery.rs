@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use crate::backoff::backoff;
 use crate::config::DeliveryConfig;
 use crate::github::{Client, Outcome};
+use crate::github_app::AppError;
 use crate::metrics::{DeadReason, Metrics, StoreOp};
 use crate::rate_limit::RateLimiter;
 use crate::refused_tokens::RefusedTokens;
@@ -22,15 +23,6 @@ use crate::store::postgres::HandedOff;
 use crate::store::{ClaimRef, Claimed, Recorded, Store, StoreHandle, TokenSource};
 use hookflow_protocol::dispatch::Repo;
 use hookflow_protocol::{credentials, Environment};
-
-/// The rate-limit key of an event's credential: a fingerprint of a token that came with the
-/// request, or the name of the endpoint's token variable.
-fn credential_key(token: &TokenSource) -> String {
-    match token {
-        TokenSource::Inline(t) => credentials::fingerprint(t),
-        TokenSource::Env(name) => format!("env:{name}"),
-    }
-}
 
 /// The dispatch rate limit per lane (repository and credential): the relay's own on SQLite
 /// (one relay per store), the database's on PostgreSQL, so that the limit holds for the whole
@@ -130,7 +122,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             lock(&in_flight).insert(claim.id.clone(), claim.clone());
             // Buckets per repository and credential: events carrying strangers' tokens
             // never spend the slots of an authenticated sender's.
-            let bucket = format!("{} {}", event.repo, credential_key(&event.token));
+            let bucket = format!("{} {}", event.repo, event.token.lane_key());
             let result = match limiter.take(&bucket).await {
                 Ok(()) => deliver(&client, &config, &metrics, &env, &refused, event).await,
                 Err(wait) => Recorded::Defer {
@@ -324,6 +316,28 @@ pub async fn deliver(
         Ok(r) => r,
         Err(e) => return dead(e.to_string(), None, DeadReason::Setup),
     };
+    let retry = |reason: String, after: Option<Duration>| {
+        if attempt >= config.max_attempts {
+            return dead(
+                format!("{reason} (gave up after {attempt} attempts)"),
+                None,
+                DeadReason::Exhausted,
+            );
+        }
+        let wait =
+            after.unwrap_or_else(|| backoff(attempt, config.initial_backoff, config.max_backoff));
+        tracing::info!(event_id = %event.event_id, attempt, retry_in_ms = wait.as_millis() as u64, %reason, "retry");
+        Recorded::RetryAfter {
+            delay: wait,
+            error: reason,
+        }
+    };
+    let refusal = |r: AppRefusal| match r {
+        AppRefusal::Dead(e) => dead(e, None, DeadReason::Refused),
+        AppRefusal::Setup(e) => dead(e, None, DeadReason::Setup),
+        AppRefusal::Later(delay) => Recorded::Defer { delay },
+        AppRefusal::Retry(e) => retry(e, None),
+    };
     let token = match &event.token {
         TokenSource::Inline(t) if !t.is_empty() => t.clone(),
         TokenSource::Inline(_) => {
@@ -343,6 +357,10 @@ pub async fn deliver(
                 )
             }
         },
+        TokenSource::App => match app_token(client, metrics, &repo, &event.event_id).await {
+            Ok(t) => t,
+            Err(r) => return refusal(r),
+        },
     };
     if !credentials::is_token_text(&token) {
         // A header cannot carry it: no retry can succeed.
@@ -355,7 +373,7 @@ pub async fn deliver(
     // A token from a request that GitHub refused lately is not sent again.
     let inline_fingerprint = match &event.token {
         TokenSource::Inline(t) => Some(credentials::fingerprint(t)),
-        TokenSource::Env(_) => None,
+        TokenSource::Env(_) | TokenSource::App => None,
     };
     if let Some(fp) = &inline_fingerprint {
         if refused.refused(fp, env.now_ms()) {
@@ -368,7 +386,17 @@ pub async fn deliver(
         }
     }
     let started = Instant::now();
-    let outcome = client.dispatch(&repo, &token, event.body).await;
+    let mut outcome = client.dispatch(&repo, &token, event.body.clone()).await;
+    if let (TokenSource::App, Outcome::Failed { status: 401, .. }, Some(app)) =
+        (&event.token, &outcome, client.app())
+    {
+        // Revoked, or the installation changed: a new token, once.
+        app.forget(&repo, &token).await;
+        match app_token(client, metrics, &repo, &event.event_id).await {
+            Ok(fresh) => outcome = client.dispatch(&repo, &fresh, event.body).await,
+            Err(r) => return refusal(r),
+        }
+    }
     let took = started.elapsed();
     match outcome {
         Outcome::Delivered => {
@@ -383,21 +411,52 @@ pub async fn deliver(
             dead(reason, Some(status), DeadReason::Refused)
         }
         Outcome::Retry { reason, after } => {
-            if attempt >= config.max_attempts {
-                return dead(
-                    format!("{reason} (gave up after {attempt} attempts)"),
-                    None,
-                    DeadReason::Exhausted,
-                );
+            if attempt < config.max_attempts {
+                metrics.retried(took);
             }
-            metrics.retried(took);
-            let wait = after
-                .unwrap_or_else(|| backoff(attempt, config.initial_backoff, config.max_backoff));
-            tracing::info!(event_id = %event.event_id, attempt, retry_in_ms = wait.as_millis() as u64, %reason, "retry");
-            Recorded::RetryAfter {
-                delay: wait,
-                error: reason,
-            }
+            retry(reason, after)
         }
+    }
+}
+
+/// How long deliveries wait when GitHub refuses the app's own credentials (a wrong app id or
+/// key): an operator must fix the configuration, and retrying sooner only adds refusals.
+const APP_CREDENTIALS_WAIT: Duration = Duration::from_secs(300);
+
+/// Why the app has no token for a delivery, and what becomes of it.
+enum AppRefusal {
+    /// Not installed there, or without the permission: a dead letter that says what to do.
+    Dead(String),
+    /// The relay has no app.
+    Setup(String),
+    /// GitHub refused the app itself: wait, without spending an attempt.
+    Later(Duration),
+    /// Worth another attempt.
+    Retry(String),
+}
+
+/// An installation token of the relay's GitHub App for `repo`.
+async fn app_token(
+    client: &Client,
+    metrics: &Metrics,
+    repo: &Repo,
+    event_id: &str,
+) -> Result<String, AppRefusal> {
+    let Some(app) = client.app() else {
+        return Err(AppRefusal::Setup(
+            "the event is to be sent as the relay's GitHub App, and the relay has no github_app configured".into(),
+        ));
+    };
+    match app.token(repo).await {
+        Ok(t) => Ok(t),
+        Err(e @ (AppError::NotInstalled { .. } | AppError::Permission { .. })) => {
+            Err(AppRefusal::Dead(e.to_string()))
+        }
+        Err(e @ AppError::Credentials { .. }) => {
+            metrics.app_auth_failed();
+            tracing::error!(event_id, error = %e, "GitHub refused the relay's GitHub App credentials; deliveries by the app wait 5 minutes");
+            Err(AppRefusal::Later(APP_CREDENTIALS_WAIT))
+        }
+        Err(AppError::Transient(e)) => Err(AppRefusal::Retry(e)),
     }
 }

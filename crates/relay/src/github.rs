@@ -47,10 +47,21 @@ pub enum ClientError {
 }
 
 /// A GitHub API client for dispatches.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     api: String,
+    /// The relay's GitHub App, when it has one.
+    app: Option<std::sync::Arc<crate::github_app::AppTokens>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("api", &self.api)
+            .field("app", &self.app.is_some())
+            .finish()
+    }
 }
 
 impl Client {
@@ -66,7 +77,31 @@ impl Client {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(ClientError::Http)?;
-        Ok(Client { http, api })
+        Ok(Client {
+            http,
+            api,
+            app: None,
+        })
+    }
+
+    /// The same client, dispatching as the GitHub App `key` where an event says so.
+    pub fn with_app(
+        mut self,
+        key: crate::github_app::AppKey,
+        clock: std::sync::Arc<dyn hookflow_protocol::Clock>,
+    ) -> Client {
+        self.app = Some(std::sync::Arc::new(crate::github_app::AppTokens::new(
+            key,
+            self.http.clone(),
+            &self.api,
+            clock,
+        )));
+        self
+    }
+
+    /// The GitHub App's tokens, when the relay has an app.
+    pub fn app(&self) -> Option<&crate::github_app::AppTokens> {
+        self.app.as_deref()
     }
 
     /// The API base.

@@ -33,7 +33,7 @@ use crate::connection::{ClientLimiter, IdleTimeout};
 use crate::rate_limit::RateLimiter;
 use crate::refused_tokens::RefusedTokens;
 
-use crate::config::{Endpoint, EventTypeSource, Limits, RelayConfig};
+use crate::config::{Endpoint, EndpointAuth, EventTypeSource, Limits, RelayConfig};
 use crate::metrics::{Metrics, Rejected};
 use crate::store::{Inserted, NewEvent, Store, StoreError, StoreHandle, TokenSource};
 use hookflow_protocol::credentials;
@@ -712,7 +712,10 @@ async fn endpoint(
         event_type,
         source: slug,
         repo: ep.repo.to_string(),
-        token: TokenSource::Env(ep.token_env.clone()),
+        token: match &ep.auth {
+            EndpointAuth::TokenEnv(name) => TokenSource::Env(name.clone()),
+            EndpointAuth::App => TokenSource::App,
+        },
         dedupe_key: delivery_id(&headers).map(|d| format!("hooks:{slug}:{d}")),
     };
     let (id, duplicate) = match store_request(&state, request).await {

@@ -62,6 +62,9 @@ pub enum RelayError {
     /// The GitHub client could not be built.
     #[error(transparent)]
     Client(#[from] github::ClientError),
+    /// The GitHub App's private key cannot be used.
+    #[error(transparent)]
+    AppKey(#[from] github_app::KeyError),
     /// Variables the configuration names are unset: every event would be dead-lettered, or
     /// every request refused, so the relay does not start.
     #[error("{}; set them in the relay's environment (hookflow relay --check-config lists what the configuration needs)", .0.join("; "))]
@@ -123,7 +126,15 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         return Err(RelayError::Unset(unset));
     }
     // Bind first: a port clash must not leave a data directory and a database behind.
-    let client = github::Client::new(&config.api_url, config.delivery.timeout)?;
+    let mut client = github::Client::new(&config.api_url, config.delivery.timeout)?;
+    if let Some(app) = &config.github_app {
+        let key = app.load(&env)?;
+        tracing::info!(
+            app_id = key.app_id(),
+            "dispatching as a GitHub App where endpoints say so"
+        );
+        client = client.with_app(key, env.clock());
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|cause| RelayError::Listen {

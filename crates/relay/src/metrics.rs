@@ -146,6 +146,7 @@ pub struct Metrics {
     duplicates: AtomicU64,
     delivered: AtomicU64,
     retried: AtomicU64,
+    app_auth_failures: AtomicU64,
     rejected: [AtomicU64; 8],
     dead: [AtomicU64; 3],
     request: Histogram,
@@ -161,6 +162,7 @@ impl Default for Metrics {
             duplicates: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
+            app_auth_failures: AtomicU64::new(0),
             rejected: Default::default(),
             dead: Default::default(),
             request: Histogram::new(&[
@@ -200,6 +202,10 @@ impl Metrics {
     pub fn retried(&self, took: Duration) {
         self.retried.fetch_add(1, Ordering::Relaxed);
         self.delivery.observe(took);
+    }
+    /// GitHub refused the relay's GitHub App credentials.
+    pub fn app_auth_failed(&self) {
+        self.app_auth_failures.fetch_add(1, Ordering::Relaxed);
     }
     /// An event became a dead letter.
     pub fn dead(&self, reason: DeadReason) {
@@ -264,6 +270,12 @@ impl Metrics {
             "hookflow_retried_total",
             "Delivery attempts that will be retried.",
             &self.retried,
+        );
+        counter(
+            &mut out,
+            "hookflow_github_app_auth_failures_total",
+            "Times GitHub refused the relay's GitHub App credentials (app id or key).",
+            &self.app_auth_failures,
         );
         let _ = writeln!(out, "# HELP hookflow_dead_lettered_total Events that became dead letters.\n# TYPE hookflow_dead_lettered_total counter");
         for (i, (_, label)) in DEAD.iter().enumerate() {

@@ -23,6 +23,8 @@ pub enum TokenSource {
     /// A token sent with the request (the compatible route). Stored while the event waits, and
     /// deleted with the event once it is delivered or purged.
     Inline(String),
+    /// The relay's GitHub App: an installation token minted at delivery. Nothing is stored.
+    App,
 }
 
 impl TokenSource {
@@ -30,6 +32,7 @@ impl TokenSource {
         match self {
             TokenSource::Env(n) => format!("env:{n}"),
             TokenSource::Inline(t) => format!("inline:{t}"),
+            TokenSource::App => "app:".into(),
         }
     }
 
@@ -37,7 +40,18 @@ impl TokenSource {
         match s.split_once(':') {
             Some(("env", n)) => TokenSource::Env(n.to_string()),
             Some(("inline", t)) => TokenSource::Inline(t.to_string()),
+            Some(("app", _)) => TokenSource::App,
             _ => TokenSource::Inline(String::new()),
+        }
+    }
+
+    /// The credential's part of a rate-limit lane: a fingerprint of a token that came with the
+    /// request, the name of the endpoint's token variable, or the app.
+    pub fn lane_key(&self) -> String {
+        match self {
+            TokenSource::Inline(t) => hookflow_protocol::credentials::fingerprint(t),
+            TokenSource::Env(name) => format!("env:{name}"),
+            TokenSource::App => "app".into(),
         }
     }
 }

@@ -967,11 +967,7 @@ async fn batcher(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<InsertJob
 }
 
 fn lane(event: &NewEvent) -> String {
-    let credential = match &event.token {
-        TokenSource::Inline(t) => hookflow_protocol::credentials::fingerprint(t),
-        TokenSource::Env(name) => format!("env:{name}"),
-    };
-    format!("repo:{} {credential}", event.repo)
+    format!("repo:{} {}", event.repo, event.token.lane_key())
 }
 
 /// Stores a batch in one transaction: de-duplication keys, events, deliveries, then a NOTIFY.
