@@ -73,6 +73,107 @@ struct Inner {
     script: VecDeque<Answer>,
     default: Option<Answer>,
     dispatches: Vec<Dispatch>,
+    app: AppSide,
+}
+
+/// The GitHub App side: one app, installed (or not) on every repository.
+#[derive(Default)]
+pub struct AppSide {
+    /// The app id the JWT must name.
+    pub app_id: u64,
+    /// Whether the app is installed (404 on the installation otherwise).
+    pub installed: bool,
+    /// Whether the installation has `contents: write` (403 on the token otherwise).
+    pub permitted: bool,
+    /// Installation tokens issued, in order.
+    pub issued: Vec<String>,
+    /// Tokens the dispatch endpoint refuses with 401 (revoked).
+    pub revoked: Vec<String>,
+    /// Token requests' bodies.
+    pub token_requests: Vec<Value>,
+    /// JWTs that did not verify, and why.
+    pub bad_jwts: Vec<String>,
+}
+
+/// The public half of the relay crate's test key (`crates/relay/tests/keys`).
+pub fn app_key_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../relay/tests/keys")
+        .join(name)
+}
+
+fn check_jwt(app_id: u64, headers: &HeaderMap) -> Result<(), String> {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let jwt = auth.strip_prefix("Bearer ").ok_or("no bearer JWT")?;
+    let public = std::fs::read(app_key_path("TEST-ONLY-app-key-public.pem")).expect("public key");
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(&public).expect("public key parses");
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.required_spec_claims = ["iat", "exp", "iss"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.set_issuer(&[app_id.to_string()]);
+    let data = jsonwebtoken::decode::<Value>(jwt, &key, &v).map_err(|e| e.to_string())?;
+    let (iat, exp) = (
+        data.claims["iat"].as_i64().unwrap_or(0),
+        data.claims["exp"].as_i64().unwrap_or(0),
+    );
+    if exp - iat > 600 {
+        return Err(format!("lifetime {} s is over 10 minutes", exp - iat));
+    }
+    Ok(())
+}
+
+fn github_error(status: u16, message: &str) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(serde_json::json!({"message": message})),
+    )
+        .into_response()
+}
+
+async fn installation(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    let mut i = inner.lock().expect("lock");
+    if let Err(e) = check_jwt(i.app.app_id, &headers) {
+        i.app.bad_jwts.push(e);
+        return github_error(401, "A JSON web token could not be decoded");
+    }
+    if !i.app.installed {
+        return github_error(404, "Not Found");
+    }
+    axum::Json(serde_json::json!({"id": 7})).into_response()
+}
+
+async fn access_token(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut i = inner.lock().expect("lock");
+    if let Err(e) = check_jwt(i.app.app_id, &headers) {
+        i.app.bad_jwts.push(e);
+        return github_error(401, "A JSON web token could not be decoded");
+    }
+    i.app
+        .token_requests
+        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+    if !i.app.permitted {
+        return github_error(
+            403,
+            "The permissions requested are not granted to this installation.",
+        );
+    }
+    let token = format!("ghs_installation{}", i.app.issued.len() + 1);
+    i.app.issued.push(token.clone());
+    let expires_at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    (
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"token": token, "expires_at": expires_at})),
+    )
+        .into_response()
 }
 
 impl Inner {
@@ -107,6 +208,11 @@ impl FakeGithub {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/repos/{owner}/{repo}/dispatches", post(dispatch))
+            .route(
+                "/repos/{owner}/{repo}/installation",
+                axum::routing::get(installation),
+            )
+            .route("/app/installations/{id}/access_tokens", post(access_token))
             .route("/_stats", axum::routing::get(stats))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind(addr)
@@ -136,6 +242,16 @@ impl FakeGithub {
     /// The answer once the script is used up (204 unless set).
     pub fn set_default(&self, answer: Answer) {
         self.inner.lock().expect("lock").default = Some(answer);
+    }
+
+    /// Changes the GitHub App side (installed, permitted, app id, revoked tokens).
+    pub fn app(&self, change: impl FnOnce(&mut AppSide)) {
+        change(&mut self.inner.lock().expect("lock").app);
+    }
+
+    /// Reads the GitHub App side.
+    pub fn app_state<T>(&self, read: impl FnOnce(&AppSide) -> T) -> T {
+        read(&self.inner.lock().expect("lock").app)
     }
 
     /// Every dispatch received, in order.
@@ -201,11 +317,20 @@ async fn dispatch(
     };
     let answer = {
         let mut i = inner.lock().expect("lock");
-        let answer = i
-            .script
-            .pop_front()
-            .or_else(|| i.default.clone())
-            .unwrap_or(Answer::Accept);
+        let bearer = header("authorization");
+        let revoked = i
+            .app
+            .revoked
+            .iter()
+            .any(|t| bearer == format!("Bearer {t}"));
+        let answer = if revoked {
+            Answer::unauthorized()
+        } else {
+            i.script
+                .pop_front()
+                .or_else(|| i.default.clone())
+                .unwrap_or(Answer::Accept)
+        };
         let status = match &answer {
             Answer::Accept | Answer::AcceptAfter(_) => 204,
             Answer::Status(s, _, _) => *s,
