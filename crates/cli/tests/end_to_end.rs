@@ -143,3 +143,53 @@ async fn signed_webhook_reaches_the_step_outputs_verified() {
     assert_eq!(out["outputs"]["last"], json!("Commit 2199: tidy the build"));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_github_app_endpoint_on_an_enterprise_server_reaches_the_step_outputs() {
+    let gh = FakeGithub::start().await;
+    gh.app(|a| {
+        a.app_id = 4711;
+        a.installed = true;
+        a.permitted = true;
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The key as the variable's PEM text (PKCS#1), the API under /api/v3 as on GHES.
+    let pem = std::fs::read_to_string(support::fake_github::app_key_path(
+        "TEST-ONLY-app-key-pkcs1.pem",
+    ))
+    .expect("test key");
+    let config = format!(
+        "listen: 127.0.0.1:0\ndata: {}\napi_url: {}/api/v3\ngithub_app:\n  app_id: 4711\n  private_key_env: E2E_APP_KEY\nendpoints:\n  - slug: github\n    repo: octo/hooks\n    auth: app\n    verify: {{preset: github, secret_env: E2E_SECRET}}\n",
+        dir.path().join("data").display(),
+        gh.url()
+    );
+    let relay = hookflow_relay::start(
+        RelayConfig::parse(&config, "e2e.yml", &Overrides::default()).expect("config"),
+        hookflow_protocol::Environment::with_vars(vec![
+            ("E2E_APP_KEY".into(), pem),
+            ("E2E_SECRET".into(), SECRET.into()),
+        ]),
+    )
+    .await
+    .expect("relay starts");
+    let body = push(2);
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/hooks/github", relay.addr))
+        .header("Content-Type", "application/json")
+        .header("X-GitHub-Event", "push")
+        .header("X-Hub-Signature-256", sign(&body))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    let d = gh.wait_for(1, Duration::from_secs(10)).await.remove(0);
+    assert_eq!(d.status, 204);
+    assert_eq!(d.authorization, "Bearer ghs_installation1");
+    gh.app_state(|a| assert!(a.bad_jwts.is_empty(), "{:?}", a.bad_jwts));
+    let out = run(&workflows(dir.path()), &event_file(dir.path(), &d.body));
+    assert_eq!(out["matched"], json!(true), "{out}");
+    assert_eq!(out["outputs"]["verified"], json!(true));
+    assert_eq!(out["outputs"]["last"], json!("Commit 1: tidy the build"));
+    relay.stop().await;
+}

@@ -206,13 +206,17 @@ impl FakeGithub {
     /// Starts on an ephemeral port of 127.0.0.1 (or `addr`).
     pub async fn start_on(addr: &str) -> FakeGithub {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new()
+        let api = Router::new()
             .route("/repos/{owner}/{repo}/dispatches", post(dispatch))
             .route(
                 "/repos/{owner}/{repo}/installation",
                 axum::routing::get(installation),
             )
-            .route("/app/installations/{id}/access_tokens", post(access_token))
+            .route("/app/installations/{id}/access_tokens", post(access_token));
+        // At the root as api.github.com, and under /api/v3 as a GitHub Enterprise Server.
+        let app = api
+            .clone()
+            .nest("/api/v3", api)
             .route("/_stats", axum::routing::get(stats))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind(addr)
