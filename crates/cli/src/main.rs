@@ -202,6 +202,13 @@ struct DispatchArgs {
     /// Environment variable holding the token.
     #[arg(long, default_value = "GITHUB_TOKEN")]
     token_env: String,
+    /// Send as this GitHub App (with --private-key) instead of a token: an installation token
+    /// for the repository is minted for this one dispatch.
+    #[arg(long, requires = "private_key", value_name = "ID")]
+    app_id: Option<u64>,
+    /// The GitHub App's private key (PEM file from the app's settings page).
+    #[arg(long, requires = "app_id", value_name = "FILE")]
+    private_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -970,20 +977,31 @@ fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
     }
     let body =
         check_limits(&args.event_type, &payload).context("GitHub would refuse this dispatch")?;
-    let token = environment()?.var(&args.token_env).with_context(|| {
-        format!(
-            "no token: {} is not set (pass --token-env VAR to use another variable)",
-            args.token_env
-        )
-    })?;
-    let client = Client::new(&args.api_url, std::time::Duration::from_secs(30))?;
+    let mut client = Client::new(&args.api_url, std::time::Duration::from_secs(30))?;
+    let rt = runtime()?;
+    let token = match (args.app_id, &args.private_key) {
+        (Some(app_id), Some(key)) => {
+            let key = hookflow_relay::github_app::AppKey::from_file(app_id, key)?;
+            client = client.with_app(key, environment()?.clock());
+            let tokens = client.app().context("the app client")?;
+            eprintln!("hookflow: as GitHub App {app_id}: an installation token for {repo}");
+            rt.block_on(tokens.token(&repo))
+                .context("no installation token")?
+        }
+        _ => environment()?.var(&args.token_env).with_context(|| {
+            format!(
+                "no token: {} is not set (pass --token-env VAR to use another variable, or --app-id and --private-key)",
+                args.token_env
+            )
+        })?,
+    };
     eprintln!(
         "hookflow: POST {}/repos/{repo}/dispatches event_type={} ({} bytes)",
         client.api_url(),
         args.event_type,
         body.len()
     );
-    let outcome = runtime()?.block_on(client.dispatch(&repo, &token, body));
+    let outcome = rt.block_on(client.dispatch(&repo, &token, body));
     match outcome {
         Outcome::Delivered => {
             eprintln!("hookflow: GitHub accepted the dispatch (204)");

@@ -574,6 +574,47 @@ fn dispatch_cmd(gh: &FakeGithub, args: &[&str], stdin: Option<&str>) -> std::pro
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_by_hand_as_a_github_app() {
+    let gh = FakeGithub::start().await;
+    gh.app(|a| {
+        a.app_id = 8080;
+        a.installed = true;
+        a.permitted = true;
+    });
+    let key = support::fake_github::app_key_path("TEST-ONLY-app-key-pkcs1.pem");
+    let args = [
+        "--repo",
+        "octo/hooks",
+        "--event-type",
+        "deploy",
+        "--payload",
+        "{\"env\":\"prod\"}",
+        "--app-id",
+        "8080",
+        "--private-key",
+        key.to_str().expect("utf-8"),
+    ];
+    let out = dispatch_cmd(&gh, &args, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = gh.wait_for(1, WAIT).await.remove(0);
+    assert_eq!(d.authorization, "Bearer ghs_installation1");
+    assert_eq!(d.body["client_payload"], json!({"env": "prod"}));
+    // Not installed: it says so.
+    gh.app(|a| a.installed = false);
+    let out = dispatch_cmd(&gh, &args, None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not installed on octo"), "{err}");
+    // The key needs its app id.
+    let out = dispatch_cmd(&gh, &args[..8], None);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_says_when_the_payload_is_a_whole_event() {
     let gh = FakeGithub::start().await;
     for whole in [
