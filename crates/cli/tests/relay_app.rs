@@ -178,3 +178,59 @@ async fn refused_app_credentials_wait_are_counted_and_the_relay_stays_ready() {
     assert!(gh.dispatches().is_empty());
     r.stop().await;
 }
+
+#[test]
+fn check_config_loads_the_key_and_says_what_is_wrong_with_a_bad_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("app.pem");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    let config = dir.path().join("relay.yml");
+    let write_config = |key: &std::path::Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "github_app:\n  app_id: 1\n  private_key_file: {}\nendpoints:\n  - {{slug: a, repo: o/r}}\n",
+                key.display()
+            ),
+        )
+        .expect("write")
+    };
+    let check = || {
+        support::cli::hookflow()
+            .args(["relay", "--check-config", "--config"])
+            .arg(&config)
+            .output()
+            .expect("runs")
+    };
+    write_config(&key);
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "error: the GitHub App's private key from {}",
+            key.display()
+        )) && err.contains("is not an RSA private key in PEM"),
+        "{err}"
+    );
+    // The relay does not start on it either.
+    let out = support::cli::hookflow()
+        .args(["relay", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an RSA private key"));
+    // A good key: ok.
+    write_config(&app_key_path("TEST-ONLY-app-key-pkcs8.pem"));
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
