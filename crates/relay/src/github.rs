@@ -146,7 +146,7 @@ impl Client {
 }
 
 /// reqwest errors print the URL; the message is enough and shorter.
-fn without_url(e: &reqwest::Error) -> String {
+pub(crate) fn without_url(e: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
     let mut last = e.to_string();
     while let Some(s) = source {

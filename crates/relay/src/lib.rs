@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod config;
 pub mod connection;
 pub mod delivery;
+pub mod forward;
 pub mod github;
 pub mod github_app;
 pub mod http;
