@@ -136,6 +136,16 @@ async fn refusals_become_dead_letters_that_say_what_to_do_and_replay_with_a_fres
         gh.dispatches().is_empty(),
         "nothing was sent without a token"
     );
+    // The dead letters hold no token, only that the app sends them.
+    let db = rusqlite::Connection::open(dir.path().join("events.db")).expect("open");
+    let tokens: Vec<String> = db
+        .prepare("SELECT coalesce(token, '') FROM events")
+        .expect("prepare")
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(tokens, ["app:", "app:"]);
     // Fixed on GitHub's side: the letters go out with a token minted now.
     gh.app(|a| a.permitted = true);
     assert_eq!(r.store.replay_dead(Vec::new()).await.expect("replay"), 2);
