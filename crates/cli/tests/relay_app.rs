@@ -139,7 +139,7 @@ async fn refusals_become_dead_letters_that_say_what_to_do_and_replay_with_a_fres
     // The dead letters hold no token, only that the app sends them.
     let db = rusqlite::Connection::open(dir.path().join("events.db")).expect("open");
     let tokens: Vec<String> = db
-        .prepare("SELECT coalesce(token, '') FROM events")
+        .prepare("SELECT coalesce(token, '') FROM deliveries")
         .expect("prepare")
         .query_map([], |row| row.get(0))
         .expect("query")

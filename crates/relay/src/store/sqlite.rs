@@ -20,7 +20,7 @@ use super::{
 /// The schema, one migration per version, each applied once in its own transaction and recorded
 /// in `schema_migrations` (and `PRAGMA user_version`). A released migration never changes: a new
 /// version gets a new entry.
-const MIGRATIONS: [(i64, &str); 2] = [
+const MIGRATIONS: [(i64, &str); 3] = [
     (
     1,
     "CREATE TABLE events (
@@ -47,6 +47,44 @@ const MIGRATIONS: [(i64, &str); 2] = [
         2,
         "ALTER TABLE events ADD COLUMN claim TEXT;
          ALTER TABLE events ADD COLUMN lease_until INTEGER",
+    ),
+    // One event, one delivery per destination (docs/design/store.md), as on PostgreSQL: the
+    // event keeps what was received, each delivery its state, attempts, claim and lease.
+    (
+        3,
+        "CREATE TABLE events_v3 (
+             id TEXT PRIMARY KEY,
+             received_at INTEGER NOT NULL,
+             source TEXT NOT NULL,
+             event_type TEXT NOT NULL,
+             payload BLOB NOT NULL,
+             payload_kind TEXT NOT NULL DEFAULT 'dispatch'
+         );
+         CREATE TABLE deliveries (
+             id INTEGER PRIMARY KEY,
+             event_id TEXT NOT NULL,
+             destination TEXT NOT NULL,
+             token TEXT,
+             state TEXT NOT NULL CHECK (state IN ('pending', 'inflight', 'dead')),
+             attempts INTEGER NOT NULL DEFAULT 0,
+             next_at INTEGER NOT NULL,
+             claim TEXT,
+             lease_until INTEGER,
+             last_status INTEGER,
+             last_error TEXT,
+             updated_at INTEGER NOT NULL
+         );
+         INSERT INTO events_v3 (id, received_at, source, event_type, payload)
+             SELECT id, received_at, source, event_type, body FROM events;
+         INSERT INTO deliveries (event_id, destination, token, state, attempts, next_at, claim,
+                 lease_until, last_status, last_error, updated_at)
+             SELECT id, 'repo:' || repo, token, state, attempts, next_attempt_at, claim,
+                 lease_until, last_status, last_error, updated_at
+             FROM events ORDER BY id;
+         DROP TABLE events;
+         ALTER TABLE events_v3 RENAME TO events;
+         CREATE INDEX deliveries_due ON deliveries (state, next_at, id);
+         CREATE INDEX deliveries_event ON deliveries (event_id)",
     ),
 ];
 
@@ -367,8 +405,11 @@ impl SqliteStore {
             // redelivery (how senders retry) is a new event, not a repeat.
             let mut first = tx
                 .prepare_cached(
-                    "SELECT s.event_id, e.state = 'dead' FROM seen s
-                     LEFT JOIN events e ON e.id = s.event_id WHERE s.key = ?1",
+                    "SELECT s.event_id,
+                         EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = s.event_id)
+                         AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                         WHERE d.event_id = s.event_id AND d.state <> 'dead')
+                     FROM seen s WHERE s.key = ?1",
                 )
                 .map_err(fail)?;
             let mut take_over = tx
@@ -376,8 +417,14 @@ impl SqliteStore {
                 .map_err(fail)?;
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO events (id, received_at, source, repo, token, event_type, body, state, next_attempt_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?2, ?2)",
+                    "INSERT INTO events (id, received_at, source, event_type, payload)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(fail)?;
+            let mut delivery = tx
+                .prepare_cached(
+                    "INSERT INTO deliveries (event_id, destination, token, state, next_at, updated_at)
+                     VALUES (?1, 'repo:' || ?2, ?3, 'pending', ?4, ?4)",
                 )
                 .map_err(fail)?;
             for e in events {
@@ -400,16 +447,11 @@ impl SqliteStore {
                         }
                     }
                 }
-                stmt.execute(params![
-                    e.id,
-                    e.received_at,
-                    e.source,
-                    e.repo,
-                    e.token.encode(),
-                    e.event_type,
-                    e.body
-                ])
-                .map_err(fail)?;
+                stmt.execute(params![e.id, e.received_at, e.source, e.event_type, e.body])
+                    .map_err(fail)?;
+                delivery
+                    .execute(params![e.id, e.repo, e.token.encode(), e.received_at])
+                    .map_err(fail)?;
                 results.push(Inserted::New);
             }
         }
@@ -435,7 +477,7 @@ impl SqliteStore {
             // Leases that ran out: the delivery is due again, and its old claim is void. Now
             // and then, not at every claim.
             tx.prepare_cached(
-                "UPDATE events SET state = 'pending', claim = NULL, next_attempt_at = min(next_attempt_at, ?1)
+                "UPDATE deliveries SET state = 'pending', claim = NULL, next_at = min(next_at, ?1)
                  WHERE state = 'inflight' AND lease_until < ?1",
             )
             .and_then(|mut s| s.execute(params![now]))
@@ -444,23 +486,27 @@ impl SqliteStore {
         let due: Vec<Claimed> = {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT id, repo, token, body, attempts FROM events
-                     WHERE state = 'pending' AND next_attempt_at <= ?1
-                     ORDER BY next_attempt_at, id LIMIT ?2",
+                    "SELECT d.id, d.event_id, d.destination, d.token, e.payload, d.attempts
+                     FROM deliveries d JOIN events e ON e.id = d.event_id
+                     WHERE d.state = 'pending' AND d.next_at <= ?1
+                     ORDER BY d.next_at, d.id LIMIT ?2",
                 )
                 .map_err(fail)?;
             let rows = stmt
                 .query_map(params![now, limit as i64], |r| {
-                    let id: String = r.get(0)?;
+                    let destination: String = r.get(2)?;
                     Ok(Claimed {
-                        event_id: id.clone(),
-                        id,
-                        repo: r.get(1)?,
+                        id: r.get::<_, i64>(0)?.to_string(),
+                        event_id: r.get(1)?,
+                        repo: destination
+                            .strip_prefix("repo:")
+                            .unwrap_or(&destination)
+                            .to_string(),
                         token: TokenSource::decode(
-                            &r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                            &r.get::<_, Option<String>>(3)?.unwrap_or_default(),
                         ),
-                        body: r.get(3)?,
-                        attempts: r.get::<_, i64>(4)? as u32,
+                        body: r.get(4)?,
+                        attempts: r.get::<_, i64>(5)?.clamp(0, u32::MAX.into()) as u32,
                         claim: ulid::Ulid::generate().to_string(),
                     })
                 })
@@ -470,7 +516,7 @@ impl SqliteStore {
         {
             let mut mark = tx
                 .prepare_cached(
-                    "UPDATE events SET state = 'inflight', claim = ?2, lease_until = ?3, updated_at = ?4 WHERE id = ?1",
+                    "UPDATE deliveries SET state = 'inflight', claim = ?2, lease_until = ?3, updated_at = ?4 WHERE id = ?1",
                 )
                 .map_err(fail)?;
             for d in &due {
@@ -498,32 +544,51 @@ impl SqliteStore {
         let tx = self.conn.transaction().map_err(fail)?;
         let mut recorded = Vec::with_capacity(results.len());
         for (c, result) in results {
+            // A reference that names no delivery is not recorded.
+            let Ok(id) = c.id.parse::<i64>() else {
+                recorded.push(false);
+                continue;
+            };
             let changed = match result {
+                // The event goes with its last delivery.
                 Recorded::Delivered => tx
                     .prepare_cached(
-                        "DELETE FROM events WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
+                        "DELETE FROM deliveries WHERE id = ?1 AND claim = ?2 AND state = 'inflight'
+                         RETURNING event_id",
                     )
-                    .and_then(|mut s| s.execute(params![c.id, c.claim])),
+                    .and_then(|mut s| {
+                        let gone: Vec<String> = s
+                            .query_map(params![id, c.claim], |r| r.get(0))?
+                            .collect::<Result<_, _>>()?;
+                        for event in &gone {
+                            tx.prepare_cached(
+                                "DELETE FROM events WHERE id = ?1
+                                 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1)",
+                            )?
+                            .execute(params![event])?;
+                        }
+                        Ok(gone.len())
+                    }),
                 Recorded::RetryAfter { delay, error } => tx
                     .prepare_cached(
-                        "UPDATE events SET state = 'pending', claim = NULL, attempts = attempts + 1, next_attempt_at = ?3,
+                        "UPDATE deliveries SET state = 'pending', claim = NULL, attempts = attempts + 1, next_at = ?3,
                          last_error = ?4, updated_at = ?5 WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
                     )
-                    .and_then(|mut s| s.execute(params![c.id, c.claim, at(delay), error, now])),
+                    .and_then(|mut s| s.execute(params![id, c.claim, at(delay), error, now])),
                 Recorded::Defer { delay } => tx
                     .prepare_cached(
-                        "UPDATE events SET state = 'pending', claim = NULL, next_attempt_at = ?3, updated_at = ?4
+                        "UPDATE deliveries SET state = 'pending', claim = NULL, next_at = ?3, updated_at = ?4
                          WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
                     )
-                    .and_then(|mut s| s.execute(params![c.id, c.claim, at(delay), now])),
+                    .and_then(|mut s| s.execute(params![id, c.claim, at(delay), now])),
                 // The token stays, so the letter can be replayed; purging deletes it.
                 Recorded::Dead { error, status } => tx
                     .prepare_cached(
-                        "UPDATE events SET state = 'dead', claim = NULL, attempts = attempts + 1, last_error = ?3,
+                        "UPDATE deliveries SET state = 'dead', claim = NULL, attempts = attempts + 1, last_error = ?3,
                          last_status = ?4, updated_at = ?5 WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![c.id, c.claim, error, status.map(i64::from), now])
+                        s.execute(params![id, c.claim, error, status.map(i64::from), now])
                     }),
             }
             .map_err(fail)?;
@@ -538,7 +603,7 @@ impl SqliteStore {
     pub fn recover(&mut self, now: i64) -> Result<u64, StoreError> {
         self.conn
             .execute(
-                "UPDATE events SET state = 'pending', claim = NULL, next_attempt_at = min(next_attempt_at, ?1), updated_at = ?1 WHERE state = 'inflight'",
+                "UPDATE deliveries SET state = 'pending', claim = NULL, next_at = min(next_at, ?1), updated_at = ?1 WHERE state = 'inflight'",
                 params![now],
             )
             .map(|n| n as u64)
@@ -549,7 +614,7 @@ impl SqliteStore {
     pub fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
-                "SELECT min(next_attempt_at) FROM events WHERE state = 'pending'",
+                "SELECT min(next_at) FROM deliveries WHERE state = 'pending'",
                 [],
                 |r| r.get(0),
             )
@@ -563,7 +628,10 @@ impl SqliteStore {
         let mut c = Counts::default();
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT state, count(*), min(received_at) FROM events GROUP BY state")
+            .prepare_cached(
+                "SELECT d.state, count(*), min(e.received_at)
+                 FROM deliveries d JOIN events e ON e.id = d.event_id GROUP BY d.state",
+            )
             .map_err(|e| unavailable(&self.path, e))?;
         let rows = stmt
             .query_map([], |r| {
@@ -594,8 +662,10 @@ impl SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, repo, event_type, attempts, coalesce(last_error, ''), received_at FROM events
-                 WHERE state = 'dead' ORDER BY received_at, id LIMIT ?1",
+                "SELECT e.id, substr(d.destination, 6), e.event_type, d.attempts,
+                        coalesce(d.last_error, ''), e.received_at
+                 FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE d.state = 'dead' ORDER BY e.received_at, e.id LIMIT ?1",
             )
             .map_err(|e| unavailable(&self.path, e))?;
         let rows = stmt
@@ -615,7 +685,8 @@ impl SqliteStore {
     }
 
     /// Up to `limit` waiting events (pending, in flight, dead) with ids after `after`, in id
-    /// order: a page of a move to another store. In flight counts as pending: the relay that
+    /// order: a page of a move to another store. (One delivery per event today; with several,
+    /// a page must end at an event's last delivery.) In flight counts as pending: the relay that
     /// held this store is stopped, so no delivery is running.
     pub fn export_events(
         &mut self,
@@ -627,9 +698,11 @@ impl SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, received_at, source, repo, token, event_type, body, state, attempts,
-                        next_attempt_at, last_error, last_status
-                 FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+                "SELECT e.id, e.received_at, e.source, substr(d.destination, 6), d.token,
+                        e.event_type, e.payload, d.state, d.attempts, d.next_at, d.last_error,
+                        d.last_status
+                 FROM events e JOIN deliveries d ON d.event_id = e.id
+                 WHERE e.id > ?1 ORDER BY e.id, d.id LIMIT ?2",
             )
             .map_err(fail)?;
         let rows = stmt
@@ -695,7 +768,7 @@ impl SqliteStore {
     pub fn replay_dead(&mut self, ids: &[String], now: i64) -> Result<u64, StoreError> {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
-        let sql = "UPDATE events SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1 WHERE state = 'dead'";
+        let sql = "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 WHERE state = 'dead'";
         if ids.is_empty() {
             return self
                 .conn
@@ -707,7 +780,7 @@ impl SqliteStore {
         let mut n = 0;
         for id in ids {
             n += tx
-                .execute(&format!("{sql} AND id = ?2"), params![now, id])
+                .execute(&format!("{sql} AND event_id = ?2"), params![now, id])
                 .map_err(fail)? as u64;
         }
         tx.commit().map_err(fail)?;
@@ -722,15 +795,27 @@ impl SqliteStore {
         self.room()
     }
 
-    /// Deletes dead letters received before `before` (ms); returns how many.
+    /// Deletes dead letters received before `before` (ms), and their events once they have no
+    /// other delivery; returns how many letters.
     pub fn purge_dead(&mut self, before: i64) -> Result<u64, StoreError> {
-        self.conn
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let tx = self.conn.transaction().map_err(fail)?;
+        let n = tx
             .execute(
-                "DELETE FROM events WHERE state = 'dead' AND received_at < ?1",
+                "DELETE FROM deliveries WHERE state = 'dead'
+                 AND event_id IN (SELECT id FROM events WHERE received_at < ?1)",
                 params![before],
             )
-            .map(|n| n as u64)
-            .map_err(|e| self.fail(e))
+            .map_err(fail)?;
+        tx.execute(
+            "DELETE FROM events WHERE received_at < ?1
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+            params![before],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(n as u64)
     }
 }
 
@@ -955,7 +1040,10 @@ mod tests {
         }
         let mut s = SqliteStore::open(dir.path()).expect("reopens");
         assert_eq!(s.recover(10).expect("recover"), 1);
-        assert_eq!(s.claim(i64::MAX - 1, 10, 60_000).expect("claim")[0].id, "x");
+        assert_eq!(
+            s.claim(i64::MAX - 1, 10, 60_000).expect("claim")[0].event_id,
+            "x"
+        );
     }
 
     #[test]
@@ -1014,6 +1102,68 @@ mod tests {
             "{err}"
         );
         assert_eq!(schema_version(dir.path()).expect("version"), 99);
+    }
+
+    #[test]
+    fn a_schema_2_store_splits_into_events_and_deliveries_with_nothing_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+        // What the last release wrote: migrations 1 and 2.
+        conn.execute_batch(&format!(
+            "{}; {}; CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 1), (2, 1); PRAGMA user_version = 2;",
+            MIGRATIONS[0].1, MIGRATIONS[1].1
+        ))
+        .expect("schema 2");
+        conn.execute_batch(
+            "INSERT INTO events (id, received_at, source, repo, token, event_type, body, state,
+                 attempts, next_attempt_at, last_error, last_status, updated_at, claim, lease_until)
+             VALUES
+             ('a', 10, 'compat', 'octo/one', 'inline:ghp_a', 'webhook', x'7b7d', 'pending', 2, 500, 'GitHub answered 502', NULL, 11, NULL, NULL),
+             ('b', 20, 'stripe', 'octo/two', 'env:TOKEN', 'invoice.paid', x'7b7d', 'dead', 7, 20, 'repository not found', 404, 21, NULL, NULL),
+             ('c', 30, 'compat', 'octo/one', 'inline:ghp_c', 'webhook', x'7b7d', 'inflight', 0, 30, NULL, NULL, 31, 'old-claim', 99);",
+        )
+        .expect("rows");
+        drop(conn);
+        let mut s = SqliteStore::open(dir.path()).expect("migrated");
+        assert_eq!(schema_version(dir.path()).expect("version"), SCHEMA_VERSION);
+        let c = s.counts().expect("counts");
+        assert_eq!((c.pending, c.inflight, c.dead), (1, 1, 1));
+        let letters = s.dead_letters(10).expect("dead letters");
+        assert_eq!(letters.len(), 1);
+        assert_eq!(
+            (
+                letters[0].id.as_str(),
+                letters[0].repo.as_str(),
+                letters[0].attempts
+            ),
+            ("b", "octo/two", 7)
+        );
+        assert_eq!(letters[0].error, "repository not found");
+        assert_eq!(s.recover(40).expect("recover"), 1, "c was in flight");
+        let due = s.claim(1_000, 10, 60_000).expect("claim");
+        let mut got: Vec<(String, String, u32, TokenSource)> = due
+            .into_iter()
+            .map(|d| (d.event_id, d.repo, d.attempts, d.token))
+            .collect();
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            got,
+            [
+                (
+                    "a".into(),
+                    "octo/one".into(),
+                    2,
+                    TokenSource::Inline("ghp_a".into())
+                ),
+                (
+                    "c".into(),
+                    "octo/one".into(),
+                    0,
+                    TokenSource::Inline("ghp_c".into())
+                ),
+            ]
+        );
     }
 
     #[tokio::test]
