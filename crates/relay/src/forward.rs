@@ -185,14 +185,9 @@ impl Forwarder {
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        // Only the start of an answer is kept: it goes into logs and dead letters.
-        let text: String = response
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect();
+        // Only the start of an answer is read and kept (it goes into logs and dead letters): a
+        // receiver that answers without end holds nothing.
+        let text = answer_start(response).await;
         let url = to.url();
         match status {
             200..=299 => Outcome::Delivered,
@@ -213,4 +208,20 @@ impl Forwarder {
             },
         }
     }
+}
+
+/// How much of an answer is read.
+const ANSWER_BYTES: usize = 4096;
+
+/// The first characters of an answer's body (at most 300, from at most [`ANSWER_BYTES`]).
+async fn answer_start(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < ANSWER_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(ANSWER_BYTES);
+    String::from_utf8_lossy(&bytes).chars().take(300).collect()
 }

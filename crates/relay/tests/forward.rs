@@ -57,6 +57,17 @@ async fn receive(
             tokio::time::sleep(Duration::from_secs(5)).await;
             StatusCode::NO_CONTENT.into_response()
         }
+        "endless" => {
+            // An error answer whose body never ends.
+            let chunks = futures_util::stream::repeat_with(|| {
+                Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; 64 * 1024]))
+            });
+            (
+                StatusCode::BAD_REQUEST,
+                axum::body::Body::from_stream(chunks),
+            )
+                .into_response()
+        }
         _ => StatusCode::BAD_REQUEST.into_response(),
     }
 }
@@ -195,6 +206,18 @@ async fn answers_map_to_delivered_retry_or_dead() {
             .and_then(|v| v.to_str().ok()),
         Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
         "the configured prefix"
+    );
+    // An answer without end: the start is read, the rest left, the attempt over at once.
+    // (A patient client: without the cap it would read until its timeout.)
+    let patient = Forwarder::new(Duration::from_secs(30)).expect("client");
+    let started = std::time::Instant::now();
+    assert!(
+        matches!(patient.send(&to("endless"), &message(body)).await, Outcome::Failed { status: 400, reason } if reason.len() < 400)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
     );
     // Nobody listening: worth a retry.
     let closed = HttpDestination::new("http://127.0.0.1:9/x", None, &[], None).expect("dest");
