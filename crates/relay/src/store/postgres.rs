@@ -1841,6 +1841,62 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn rate_limit_lanes_book_slots_and_full_ones_are_forgotten() {
+        let Some((db, store)) = fresh_store().await else {
+            return;
+        };
+        // 60 a minute: a burst of 60, then one a second, booked in turn.
+        for _ in 0..60 {
+            assert_eq!(store.take_slot("octo/a x", 60).await.expect("slot"), Ok(()));
+        }
+        // (The burst itself took time, during which the bucket refilled a little: the first
+        // slot is within a second, the next ones a second apart.)
+        let waits: Vec<f64> = booked_waits(&store, "octo/a x", 3)
+            .await
+            .iter()
+            .map(Duration::as_secs_f64)
+            .collect();
+        assert!(waits[0] > 0.0 && waits[0] <= 1.05, "{waits:?}");
+        for pair in waits.windows(2) {
+            assert!((pair[1] - pair[0] - 1.0).abs() < 0.25, "{waits:?}");
+        }
+        assert_eq!(store.take_slot("octo/b x", 60).await.expect("slot"), Ok(()));
+        // A stranger's made-up lanes do not stay: idle and full for a minute, they go; a lane
+        // with slots booked ahead stays.
+        let c = db.client().await.expect("session");
+        c.batch_execute(
+            "UPDATE hookflow.lanes SET at = now() - interval '2 minutes';
+             UPDATE hookflow.lanes SET last_slot = now() + interval '1 minute' WHERE lane = 'octo/a x'",
+        )
+        .await
+        .expect("age the lanes");
+        let client = store.client().await.expect("pool");
+        assert_eq!(PgStore::prune_lanes(&client).await.expect("prune"), 1);
+        let left: Vec<String> = c
+            .query("SELECT lane FROM hookflow.lanes", &[])
+            .await
+            .expect("query")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(left, ["octo/a x"]);
+    }
+
+    async fn booked_waits(store: &PgStore, lane: &str, n: usize) -> Vec<Duration> {
+        let mut waits = Vec::new();
+        for _ in 0..n {
+            waits.push(
+                store
+                    .take_slot(lane, 60)
+                    .await
+                    .expect("slot")
+                    .expect_err("booked"),
+            );
+        }
+        waits
+    }
+
+    #[tokio::test]
     async fn contract_dedupe() {
         if let Some((_db, store)) = fresh_store().await {
             contract::dedupe(&store).await;
