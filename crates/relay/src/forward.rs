@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hookflow_protocol::signature::{sign, Scheme};
 
-use crate::github::{wait_from_headers, without_url, Outcome};
+use crate::github::{network_failure, wait_from_headers, Outcome};
 
 /// The header prefix when a destination sets none: `X-Hookflow-Event-Id`, …
 pub const DEFAULT_HEADER_PREFIX: &str = "X-Hookflow-";
@@ -164,19 +164,7 @@ impl Forwarder {
         let sent = request.body(message.body.to_vec()).send().await;
         let response = match sent {
             Ok(r) => r,
-            Err(e) => {
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "could not connect"
-                } else {
-                    "failed"
-                };
-                return Outcome::Retry {
-                    reason: format!("request to {} {what}: {}", to.url(), without_url(&e)),
-                    after: None,
-                };
-            }
+            Err(e) => return network_failure(to.url(), &e),
         };
         let status = response.status().as_u16();
         let wait = wait_from_headers(response.headers(), std::time::SystemTime::now());

@@ -124,19 +124,7 @@ impl Client {
             .await;
         let response = match sent {
             Ok(r) => r,
-            Err(e) => {
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "could not connect"
-                } else {
-                    "failed"
-                };
-                return Outcome::Retry {
-                    reason: format!("request to {} {what}: {}", self.api, without_url(&e)),
-                    after: None,
-                };
-            }
+            Err(e) => return network_failure(&self.api, &e),
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -145,8 +133,23 @@ impl Client {
     }
 }
 
+/// A request that got no answer (timeout, refused connection, reset): worth another attempt.
+pub(crate) fn network_failure(target: &str, e: &reqwest::Error) -> Outcome {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    Outcome::Retry {
+        reason: format!("request to {target} {what}: {}", without_url(e)),
+        after: None,
+    }
+}
+
 /// reqwest errors print the URL; the message is enough and shorter.
-pub(crate) fn without_url(e: &reqwest::Error) -> String {
+fn without_url(e: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
     let mut last = e.to_string();
     while let Some(s) = source {
