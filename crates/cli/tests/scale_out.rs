@@ -165,16 +165,20 @@ impl PrivateServer {
         Some(server)
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// One of PostgreSQL's programs, as the user the server runs as.
+    fn command(&self, program: &str) -> std::process::Command {
         let path = self.bin.join(program);
-        let mut cmd = if self.as_postgres {
+        if self.as_postgres {
             let mut c = std::process::Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&path);
             c
         } else {
             std::process::Command::new(&path)
-        };
-        let out = cmd.args(args).output().expect("runs");
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self.command(program).args(args).output().expect("runs");
         assert!(
             out.status.success(),
             "{program} {args:?}: {}{}",
@@ -217,13 +221,8 @@ impl PrivateServer {
 impl Drop for PrivateServer {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let _ = std::process::Command::new(if self.as_postgres { "runuser" } else { "true" })
-            .args(if self.as_postgres {
-                vec!["-u", "postgres", "--"]
-            } else {
-                vec![]
-            })
-            .arg(self.bin.join("pg_ctl"))
+        let _ = self
+            .command("pg_ctl")
             .args(["-D", &data.to_string_lossy(), "-m", "immediate", "stop"])
             .output();
     }
