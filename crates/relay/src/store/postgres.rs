@@ -981,7 +981,7 @@ async fn insert_batch(
     if !prune && events.iter().all(|e| e.dedupe_key.is_none()) {
         let all: Vec<&NewEvent> = events.iter().collect();
         let claimed = write_new(inner, &client, &all).await?;
-        hand_over(inner, claimed);
+        claimed.send();
         return Ok(vec![Inserted::New; events.len()]);
     }
     let tx = client
@@ -1105,15 +1105,32 @@ async fn insert_batch(
     tx.commit()
         .await
         .map_err(|e| db_error("cannot commit events", e))?;
-    hand_over(inner, claimed);
+    claimed.send();
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or(Inserted::New))
         .collect())
 }
 
-/// Events stored claimed for this relay's worker, to hand over once committed.
-type ToHandOff = Vec<(Claimed, tokio::sync::OwnedSemaphorePermit)>;
+/// Events stored claimed for this relay's worker, with the worker's channel whose room they
+/// took: handed over once committed.
+#[derive(Default)]
+struct ToHandOff {
+    to: Option<mpsc::UnboundedSender<HandedOff>>,
+    claimed: Vec<HandedOff>,
+}
+
+impl ToHandOff {
+    /// Gives the worker its events (after their commit). A worker that stopped meanwhile:
+    /// their claims run out and any relay delivers them.
+    fn send(self) {
+        if let Some(to) = self.to {
+            for h in self.claimed {
+                let _ = to.send(h);
+            }
+        }
+    }
+}
 
 /// Writes new events and their deliveries in one statement (so without de-duplication keys a
 /// batch is one round trip and one commit): as many as the worker has room for stored claimed by
@@ -1124,7 +1141,7 @@ async fn write_new(
     new: &[&NewEvent],
 ) -> Result<ToHandOff, StoreError> {
     if new.is_empty() {
-        return Ok(Vec::new());
+        return Ok(ToHandOff::default());
     }
     let fail = |e: tokio_postgres::Error| db_error("cannot store events", e);
     let handoff = inner
@@ -1201,13 +1218,16 @@ async fn write_new(
         .map(String::as_str)
         .zip(delivery_ids)
         .collect();
-    let mut out = Vec::with_capacity(permits.len());
-    for ((e, claim), permit) in new.iter().zip(claims).zip(permits) {
+    let mut out = ToHandOff {
+        to: handoff.map(|h| h.tx),
+        claimed: Vec::with_capacity(permits.len()),
+    };
+    for ((e, claim), room) in new.iter().zip(claims).zip(permits) {
         let (Some(claim), Some(id)) = (claim, by_event.get(e.id.as_str())) else {
             continue;
         };
-        out.push((
-            Claimed {
+        out.claimed.push(HandedOff {
+            claimed: Claimed {
                 id: id.to_string(),
                 event_id: e.id.clone(),
                 repo: e.repo.clone(),
@@ -1216,8 +1236,8 @@ async fn write_new(
                 attempts: 0,
                 claim,
             },
-            permit,
-        ));
+            room,
+        });
     }
     Ok(out)
 }
@@ -1234,24 +1254,6 @@ fn claim_token() -> String {
         &h[16..20],
         &h[20..32]
     )
-}
-
-/// Gives the worker the events stored claimed for it (after their commit).
-fn hand_over(inner: &Inner, claimed: ToHandOff) {
-    if claimed.is_empty() {
-        return;
-    }
-    let handoff = inner
-        .handoff
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    for (claimed, room) in claimed {
-        // A worker that stopped meanwhile: the claim runs out and any relay delivers it.
-        if let Some(h) = &handoff {
-            let _ = h.tx.send(HandedOff { claimed, room });
-        }
-    }
 }
 
 /// Writes results in one transaction (one commit for every delivery that finished meanwhile);
