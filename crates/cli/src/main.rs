@@ -148,7 +148,8 @@ enum RelayAction {
 #[cfg(feature = "relay")]
 #[derive(Subcommand)]
 enum DeadLetterAction {
-    /// List dead letters: id, repository, event type, attempts, age, last error.
+    /// List dead letters, one per failed destination: delivery id, event id, destination,
+    /// event type, attempts, age, last error.
     List {
         #[command(flatten)]
         store: StoreLocation,
@@ -159,11 +160,12 @@ enum DeadLetterAction {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
-    /// Queue dead letters for delivery again.
+    /// Queue dead letters for delivery again, each from its first attempt.
     Replay {
         #[command(flatten)]
         store: StoreLocation,
-        /// Event ids.
+        /// Delivery ids (that destination alone) or event ids (every dead destination of the
+        /// event), as `list` shows them.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         ids: Vec<String>,
         /// Every dead letter.

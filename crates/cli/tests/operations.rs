@@ -10,7 +10,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hookflow_relay::store::sqlite::SqliteStore;
-use hookflow_relay::store::{ClaimRef, NewEvent, Recorded, Store, TokenSource};
+use hookflow_relay::store::{
+    ClaimRef, Destination, Event, NewEvent, Payload, Recorded, Store, TokenSource,
+};
 use serde_json::Value;
 use support::fake_github::{Answer, FakeGithub};
 use support::load::{read_address, spawn_relay};
@@ -47,13 +49,19 @@ fn dead_letter_store(dir: &Path, n: usize) {
     let mut s = SqliteStore::open(dir).expect("opens");
     let events: Vec<NewEvent> = (0..n)
         .map(|i| NewEvent {
-            id: format!("01DEAD{i:08}"),
-            received_at: 1_000 + i as i64,
-            source: "compat".into(),
-            repo: "octo/hooks".into(),
-            token: TokenSource::Inline("ghp_x".into()),
-            event_type: "webhook".into(),
-            body: br#"{"event_type":"webhook","client_payload":{}}"#.to_vec(),
+            event: Event {
+                id: format!("01DEAD{i:08}"),
+                received_at: 1_000 + i as i64,
+                source: "compat".into(),
+                event_type: "webhook".into(),
+                payload: Payload::Dispatch(
+                    br#"{"event_type":"webhook","client_payload":{}}"#.to_vec(),
+                ),
+            },
+            destinations: vec![Destination::Repo {
+                repo: "octo/hooks".into(),
+                token: TokenSource::Inline("ghp_x".into()),
+            }],
             dedupe_key: None,
         })
         .collect();
@@ -123,14 +131,15 @@ async fn dead_letters_are_listed_replayed_and_purged_while_the_relay_runs() {
     let table = cli(&["relay", "dead-letters", "list", "--data", data_arg]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("3 dead letter(s)"));
 
-    // Replay one by id while the relay runs: it is delivered once.
+    // Replay one by its delivery id while the relay runs: it is delivered once.
     gh.set_default(Answer::Accept);
-    let first = letters[0]["id"].as_str().expect("id").to_string();
+    let first = letters[0]["event_id"].as_str().expect("id").to_string();
+    let delivery = letters[0]["id"].as_str().expect("id").to_string();
     let out = cli(&[
         "relay",
         "dead-letters",
         "replay",
-        &first,
+        &delivery,
         "--data",
         data_arg,
     ]);

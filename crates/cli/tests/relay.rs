@@ -201,7 +201,7 @@ async fn client_errors_become_dead_letters_without_retrying() {
         r.stop().await;
         let mut s = hookflow_relay::store::sqlite::SqliteStore::open(dir.path()).expect("opens");
         let letters = s.dead_letters(10).expect("dead letters");
-        assert_eq!(letters[0].id, id);
+        assert_eq!(letters[0].event_id, id);
         assert!(
             letters[0].error.contains(expected),
             "{} lacks {expected}",

@@ -256,7 +256,8 @@ async fn migrate_store_moves_a_stopped_sqlite_relay_into_postgres() {
     let rows = c
         .query(
             "SELECT e.id, d.state, d.attempts, d.next_at > now() + interval '50 minutes',
-                    d.last_error, d.token, convert_from(e.payload, 'UTF8')
+                    d.last_error, d.token, convert_from(e.payload, 'UTF8'), e.payload_kind,
+                    e.path, e.headers
              FROM hookflow.events e JOIN hookflow.deliveries d ON d.event_id = e.id ORDER BY e.id",
             &[],
         )
@@ -282,8 +283,13 @@ async fn migrate_store_moves_a_stopped_sqlite_relay_into_postgres() {
             token.contains("ghp_moving"),
             "the sender's token came along"
         );
+        // The request as received: the exact body, its path and headers.
         let payload: String = r.get(6);
-        assert!(payload.contains("client_payload"), "{payload}");
+        assert!(payload.starts_with("{\"n\":"), "{payload}");
+        assert_eq!(r.get::<_, String>(7), "request");
+        assert_eq!(r.get::<_, String>(8), "/ci/webhook");
+        let headers: String = r.get(9);
+        assert!(headers.contains("x-github-delivery"), "{headers}");
     }
 
     // A relay on PostgreSQL: a sender's retry is still recognised, and the moved deliveries go

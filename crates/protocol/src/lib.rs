@@ -9,6 +9,7 @@
 //! | [`credentials`] | which headers and parameters are credentials: stripped, or masked |
 //! | [`options`] | option values both config files use: durations, times, problems, lines |
 //! | [`dotpath`] | lodash-style dot paths into JSON |
+//! | [`jsonpath`] | JSONPath queries (outputs, transforms) |
 //! | [`environment`] | the clock and the secrets, passed in rather than read from globals |
 
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@ pub mod credentials;
 pub mod dispatch;
 pub mod dotpath;
 pub mod environment;
+pub mod jsonpath;
 pub mod options;
 pub mod payload;
 pub mod signature;

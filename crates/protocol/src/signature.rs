@@ -85,6 +85,23 @@ const PRESET_SCHEMES: [(&str, Scheme); 7] = [
     ("gitlab-token", Scheme::GitlabToken),
 ];
 
+/// The headers that carry a preset's signature (or its signed timestamp): a body that is not
+/// the sender's exact bytes (a destination's transform) cannot keep them.
+pub const SIGNATURE_HEADERS: [&str; 12] = [
+    "x-hub-signature-256",
+    "x-hub-signature",
+    "x-dispatch-signature",
+    "stripe-signature",
+    "x-slack-signature",
+    "x-slack-request-timestamp",
+    "x-shopify-hmac-sha256",
+    "webhook-signature",
+    "webhook-timestamp",
+    "svix-signature",
+    "svix-timestamp",
+    "x-gitlab-token",
+];
+
 /// The preset names, for messages and `--help`.
 pub const PRESETS: [&str; 7] = {
     let mut names = [""; 7];

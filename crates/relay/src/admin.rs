@@ -114,11 +114,15 @@ pub async fn move_store(
         let Some(last) = page.last() else {
             break;
         };
-        after = last.event.id.clone();
+        after = last.event.event.id.clone();
         let added = pg.import(&page, &[]).await?;
-        let dead = page.iter().filter(|e| e.dead).count() as u64;
-        moved.dead += dead;
-        moved.pending += page.len() as u64 - dead;
+        for d in page.iter().flat_map(|e| &e.deliveries) {
+            if d.dead {
+                moved.dead += 1;
+            } else {
+                moved.pending += 1;
+            }
+        }
         moved.already_there += page.len() as u64 - added;
     }
     sqlite.close()?;
@@ -140,30 +144,35 @@ pub async fn move_store(
     Ok(moved)
 }
 
-/// Dead letters as a JSON array: id, repo, event type, attempts, last error, age in seconds.
+/// Dead letters as a JSON array: the delivery's id, the event's, the destination (and `repo`
+/// for a repository), endpoint, event type, attempts, last error, age in seconds.
 pub fn dead_letters_json(letters: &[DeadLetter], now_ms: i64) -> Value {
     Value::Array(
         letters
             .iter()
             .map(|l| {
-                json!({"id": l.id, "repo": l.repo, "event_type": l.event_type, "attempts": l.attempts,
+                json!({"id": l.id, "event_id": l.event_id, "destination": l.destination,
+                       "repo": l.destination.strip_prefix("repo:"), "source": l.source,
+                       "event_type": l.event_type, "attempts": l.attempts,
                        "last_error": l.error, "age_seconds": (now_ms - l.received_at) / 1000})
             })
             .collect(),
     )
 }
 
-/// Dead letters as a table with a count line.
+/// Dead letters as a table with a count line: one row per failed destination; its delivery
+/// id replays that destination alone, its event id every dead destination of the event.
 pub fn dead_letters_table(letters: &[DeadLetter], now_ms: i64) -> String {
     let mut text = format!(
-        "{:<26}  {:<30}  {:<16}  {:>8}  {:>8}  last error\n",
-        "id", "repo", "event type", "attempts", "age"
+        "{:<8}  {:<26}  {:<36}  {:<16}  {:>8}  {:>8}  last error\n",
+        "delivery", "event", "destination", "event type", "attempts", "age"
     );
     for l in letters {
         text.push_str(&format!(
-            "{:<26}  {:<30}  {:<16}  {:>8}  {:>8}  {}\n",
+            "{:<8}  {:<26}  {:<36}  {:<16}  {:>8}  {:>8}  {}\n",
             l.id,
-            l.repo,
+            l.event_id,
+            l.destination,
             l.event_type,
             l.attempts,
             human_age(now_ms - l.received_at),
@@ -204,18 +213,23 @@ pub struct ConfigReport {
 /// defaults").
 pub fn check_config(config: &RelayConfig, name: &str, env: &Environment) -> ConfigReport {
     let summary = format!(
-        "{name}: ok: listen {}, data {}, compatible route {}, {} endpoint(s)",
+        "{name}: ok: listen {}, data {}, compatible route {}, {} endpoint(s), {} destination(s)",
         config.listen,
         config.data.display(),
         if config.compat_route { "on" } else { "off" },
-        config.endpoints.len()
+        config.endpoints.len(),
+        config
+            .endpoints
+            .iter()
+            .map(|e| e.destinations.len())
+            .sum::<usize>()
     );
     let mut warnings: Vec<String> = config
         .unset_variables(env)
         .into_iter()
         .map(|u| format!("{u} here"))
         .collect();
-    let mut errors = Vec::new();
+    let mut errors = config.unusable_secrets(env);
     if let Some(app) = &config.github_app {
         match app.load(env) {
             Ok(_) => {}
@@ -250,8 +264,10 @@ mod tests {
 
     fn letter(age_ms: i64) -> DeadLetter {
         DeadLetter {
-            id: "01J".into(),
-            repo: "octo/hooks".into(),
+            id: "17".into(),
+            event_id: "01J".into(),
+            destination: "repo:octo/hooks".into(),
+            source: "gh".into(),
             event_type: "webhook".into(),
             attempts: 7,
             error: "404".into(),
@@ -272,6 +288,8 @@ mod tests {
         let json = dead_letters_json(&[letter(90_000)], 1_000_000);
         assert_eq!(json[0]["age_seconds"], 90);
         assert_eq!(json[0]["last_error"], "404");
+        assert_eq!(json[0]["repo"], "octo/hooks");
+        assert_eq!(json[0]["event_id"], "01J");
     }
 
     #[test]
@@ -281,7 +299,10 @@ mod tests {
         let env = Environment::fixed(0, vec![("GH_TOKEN".into(), "t".into())]);
         let report = check_config(&config, "relay.yml", &env);
         assert!(report.summary.starts_with("relay.yml: ok:"), "{report:?}");
-        assert!(report.summary.ends_with("1 endpoint(s)"), "{report:?}");
+        assert!(
+            report.summary.ends_with("1 endpoint(s), 1 destination(s)"),
+            "{report:?}"
+        );
         assert_eq!(
             report.warnings,
             vec!["endpoint `gh`: verify.secret_env names GH_SECRET, which is not set here"]

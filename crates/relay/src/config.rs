@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::destinations::{DestinationConfig, Target, Transform};
 use hookflow_protocol::dispatch::{Repo, MAX_EVENT_TYPE_CHARS, WEBHOOK_EVENT_TYPE};
 use hookflow_protocol::options::{locate, locate_anywhere, parse_duration_ms};
 use hookflow_protocol::signature::{parse_verify, VerifyRule};
@@ -227,10 +228,8 @@ pub enum EventTypeSource {
 pub struct Endpoint {
     /// URL slug.
     pub slug: String,
-    /// Target repository.
-    pub repo: Repo,
-    /// The GitHub credential: a token variable or the app.
-    pub auth: EndpointAuth,
+    /// Where its events go: one delivery each (a plain `repo:` endpoint has one).
+    pub destinations: Vec<DestinationConfig>,
     /// The dispatch `event_type`.
     pub event_type: EventTypeSource,
     /// The `path` put in the payload (default `/<slug>/webhook`); what follows the slug in the
@@ -301,7 +300,8 @@ struct RawGithubApp {
 #[serde(deny_unknown_fields)]
 struct RawEndpoint {
     slug: String,
-    repo: String,
+    repo: Option<String>,
+    destinations: Option<Value>,
     token_env: Option<String>,
     auth: Option<String>,
     event_type: Option<String>,
@@ -309,6 +309,23 @@ struct RawEndpoint {
     path: Option<String>,
     verify: Option<Value>,
     api_keys_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    repo: Option<String>,
+    token_env: Option<String>,
+    auth: Option<String>,
+    url: Option<String>,
+    secret_env: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    header_prefix: Option<String>,
+    #[serde(default)]
+    event_types: Vec<String>,
+    #[serde(default)]
+    transform: std::collections::BTreeMap<String, String>,
 }
 
 /// Flags that override the file.
@@ -385,8 +402,18 @@ impl RelayConfig {
         let mut unset = Vec::new();
         for ep in &self.endpoints {
             let mut vars = Vec::new();
-            if let EndpointAuth::TokenEnv(t) = &ep.auth {
-                vars.push(("token_env", t.as_str()));
+            for d in &ep.destinations {
+                match &d.target {
+                    Target::Repo {
+                        auth: EndpointAuth::TokenEnv(t),
+                        ..
+                    } => vars.push(("token_env", t.as_str())),
+                    Target::Http {
+                        secret_env: Some(s),
+                        ..
+                    } => vars.push(("secret_env", s.as_str())),
+                    _ => {}
+                }
             }
             if let Some(v) = &ep.verify {
                 vars.push(("verify.secret_env", v.secret_env.as_str()));
@@ -404,6 +431,38 @@ impl RelayConfig {
             }
         }
         unset
+    }
+
+    /// Every HTTP destination's secret that is set and cannot sign (not `whsec_<base64>`): each
+    /// delivery to it would fail, so the relay does not start.
+    pub fn unusable_secrets(&self, env: &hookflow_protocol::Environment) -> Vec<String> {
+        let mut bad = Vec::new();
+        for ep in &self.endpoints {
+            for d in &ep.destinations {
+                let Target::Http {
+                    url,
+                    secret_env: Some(var),
+                    headers,
+                    header_prefix,
+                } = &d.target
+                else {
+                    continue;
+                };
+                let Some(secret) = env.var(var) else { continue };
+                if let Err(e) = crate::forward::HttpDestination::new(
+                    url,
+                    Some(secret),
+                    headers,
+                    header_prefix.as_deref(),
+                ) {
+                    bad.push(format!(
+                        "endpoint `{}`, destination {url}: secret_env {var}: {e}",
+                        ep.slug
+                    ));
+                }
+            }
+        }
+        bad
     }
 
     /// The embedded default plus flags.
@@ -690,7 +749,6 @@ impl RelayConfig {
                 if endpoints.iter().any(|x: &Endpoint| x.slug == e.slug) {
                     return Err(at("another endpoint has the same slug".into()));
                 }
-                let repo = Repo::parse(&e.repo).map_err(|r| at(r.to_string()))?;
                 let event_type = match (e.event_type, e.event_type_path) {
                     (Some(_), Some(_)) => {
                         return Err(at(
@@ -719,38 +777,37 @@ impl RelayConfig {
                         ))
                     }
                 };
-                let auth = match (e.token_env, e.auth.as_deref(), &github_app) {
-                    (Some(_), Some("app"), _) => {
+                let destinations = match (e.repo, e.destinations) {
+                    (Some(repo), None) => vec![DestinationConfig {
+                        target: Target::Repo {
+                            repo: Repo::parse(&repo).map_err(|r| at(r.to_string()))?,
+                            auth: parse_auth(e.token_env, e.auth.as_deref(), github_app.is_some())
+                                .map_err(at)?,
+                        },
+                        event_types: Vec::new(),
+                        transform: None,
+                    }],
+                    (None, Some(list)) => {
+                        if e.token_env.is_some() || e.auth.is_some() {
+                            return Err(at("with destinations:, give token_env or auth: app on each repository destination, not on the endpoint".into()));
+                        }
+                        parse_destinations(list, github_app.is_some()).map_err(at)?
+                    }
+                    (Some(_), Some(_)) => {
                         return Err(at(
-                            "use either token_env or auth: app, not both".into(),
+                            "use either repo: (one repository) or destinations: (a list), not both".into(),
                         ))
                     }
-                    (None, Some("app"), None) => {
+                    (None, None) => {
                         return Err(at(
-                            "auth: app needs a github_app section (app_id and private_key_file or private_key_env)".into(),
+                            "give where its events go: repo: OWNER/NAME, or destinations: [{repo: OWNER/NAME, token_env: VAR}, {url: https://…}]".into(),
                         ))
-                    }
-                    (None, Some("app"), Some(_)) | (None, None, Some(_)) => EndpointAuth::App,
-                    (Some(t), None | Some("token"), _) => EndpointAuth::TokenEnv(t),
-                    (None, None | Some("token"), None) => {
-                        return Err(at(
-                            "give the GitHub credential: token_env: VAR (a token), or auth: app with a github_app section".into(),
-                        ))
-                    }
-                    (None, Some("token"), Some(_)) => {
-                        return Err(at("auth: token needs token_env: VAR".into()))
-                    }
-                    (_, Some(other), _) => {
-                        return Err(at(format!(
-                            "auth: {other} is not known; use auth: app or token_env: VAR"
-                        )))
                     }
                 };
                 Ok(Endpoint {
                     path: e.path.unwrap_or_else(|| format!("/{}/webhook", e.slug)),
                     slug: e.slug,
-                    repo,
-                    auth,
+                    destinations,
                     event_type,
                     verify,
                     api_keys_env: e.api_keys_env,
@@ -878,9 +935,10 @@ const DELIVERY_KEYS: [&str; 7] = [
     "rate_limit_per_minute",
 ];
 const GITHUB_APP_KEYS: [&str; 3] = ["app_id", "private_key_file", "private_key_env"];
-const ENDPOINT_KEYS: [&str; 9] = [
+const ENDPOINT_KEYS: [&str; 10] = [
     "slug",
     "repo",
+    "destinations",
     "token_env",
     "auth",
     "event_type",
@@ -888,6 +946,130 @@ const ENDPOINT_KEYS: [&str; 9] = [
     "path",
     "verify",
     "api_keys_env",
+];
+
+/// A repository's credential: `token_env: VAR`, or `auth: app` (the default when the relay has
+/// a `github_app` and no token is named).
+fn parse_auth(
+    token_env: Option<String>,
+    auth: Option<&str>,
+    has_app: bool,
+) -> Result<EndpointAuth, String> {
+    match (token_env, auth, has_app) {
+        (Some(_), Some("app"), _) => Err("use either token_env or auth: app, not both".into()),
+        (None, Some("app"), false) => Err(
+            "auth: app needs a github_app section (app_id and private_key_file or private_key_env)"
+                .into(),
+        ),
+        (None, Some("app"), true) | (None, None, true) => Ok(EndpointAuth::App),
+        (Some(t), None | Some("token"), _) => Ok(EndpointAuth::TokenEnv(t)),
+        (None, None | Some("token"), false) => Err(
+            "give the GitHub credential: token_env: VAR (a token), or auth: app with a github_app section".into(),
+        ),
+        (None, Some("token"), true) => Err("auth: token needs token_env: VAR".into()),
+        (_, Some(other), _) => Err(format!(
+            "auth: {other} is not known; use auth: app or token_env: VAR"
+        )),
+    }
+}
+
+/// An endpoint's `destinations:` list: each a repository or an HTTP endpoint, with its own
+/// event-type filter and transform; no two with the same repository or URL.
+fn parse_destinations(list: Value, has_app: bool) -> Result<Vec<DestinationConfig>, String> {
+    let items = match list {
+        Value::Array(items) if !items.is_empty() => items,
+        _ => return Err("destinations: must be a list of at least one destination, each {repo: OWNER/NAME, token_env: VAR} or {url: https://…}".into()),
+    };
+    let mut out: Vec<DestinationConfig> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let n = i + 1;
+        let raw: RawDestination =
+            serde_json::from_value(item).map_err(|e| format!("destination {n}: {e}"))?;
+        let http_only =
+            raw.secret_env.is_some() || !raw.headers.is_empty() || raw.header_prefix.is_some();
+        let target = match (raw.repo, raw.url) {
+            (Some(repo), None) => {
+                if http_only {
+                    return Err(format!("destination {n} ({repo}): secret_env, headers and header_prefix are for url: destinations"));
+                }
+                Target::Repo {
+                    repo: Repo::parse(&repo).map_err(|e| format!("destination {n}: {e}"))?,
+                    auth: parse_auth(raw.token_env, raw.auth.as_deref(), has_app)
+                        .map_err(|e| format!("destination {n} ({repo}): {e}"))?,
+                }
+            }
+            (None, Some(url)) => {
+                if raw.token_env.is_some() || raw.auth.is_some() {
+                    return Err(format!("destination {n} ({url}): token_env and auth are for repo: destinations; an HTTP destination signs with secret_env"));
+                }
+                let headers: Vec<(String, String)> = raw.headers.into_iter().collect();
+                crate::forward::HttpDestination::new(
+                    &url,
+                    None,
+                    &headers,
+                    raw.header_prefix.as_deref(),
+                )
+                .map_err(|e| format!("destination {n}: {e}"))?;
+                if let Some(p) = &raw.header_prefix {
+                    if p.is_empty() {
+                        return Err(format!("destination {n} ({url}): header_prefix must not be empty (omit it for X-Hookflow-)"));
+                    }
+                }
+                Target::Http {
+                    url,
+                    secret_env: raw.secret_env,
+                    headers,
+                    header_prefix: raw.header_prefix,
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "destination {n}: give either repo: or url:, not both"
+                ))
+            }
+            (None, None) => {
+                return Err(format!(
+                    "destination {n}: give repo: OWNER/NAME or url: https://…"
+                ))
+            }
+        };
+        if let Some(p) = raw.event_types.iter().find(|p| p.is_empty()) {
+            return Err(format!(
+                "destination {n}: event_types has an empty pattern {p:?}; use * for every event"
+            ));
+        }
+        let transform = if raw.transform.is_empty() {
+            None
+        } else {
+            let fields: Vec<(String, String)> = raw.transform.into_iter().collect();
+            Some(Transform::parse(&fields).map_err(|e| format!("destination {n}: {e}"))?)
+        };
+        let d = DestinationConfig {
+            target,
+            event_types: raw.event_types,
+            transform,
+        };
+        if out.iter().any(|o| o.key() == d.key()) {
+            return Err(format!(
+                "destination {n}: {} is listed twice; list it once (event_types takes several patterns)",
+                d.key()
+            ));
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+const DESTINATION_KEYS: [&str; 9] = [
+    "repo",
+    "token_env",
+    "auth",
+    "url",
+    "secret_env",
+    "headers",
+    "header_prefix",
+    "event_types",
+    "transform",
 ];
 
 /// Every unknown key in the file at once (typed parsing would stop at the first), each with
@@ -934,6 +1116,17 @@ fn unknown_keys(text: &str, name: &str) -> Vec<ConfigError> {
                     .unwrap_or("?")
                     .to_string();
                 check(m, &ENDPOINT_KEYS, &format!("endpoint `{slug}`"));
+                if let Some(serde_yaml::Value::Sequence(list)) = m.get("destinations") {
+                    for d in list {
+                        if let serde_yaml::Value::Mapping(dm) = d {
+                            check(
+                                dm,
+                                &DESTINATION_KEYS,
+                                &format!("a destination of endpoint `{slug}`"),
+                            );
+                        }
+                    }
+                }
             }
         }
     }
@@ -1138,6 +1331,125 @@ mod tests {
     }
 
     #[test]
+    fn destinations_fan_out_and_every_one_is_checked() {
+        let o = Overrides::default();
+        let text = "endpoints:
+  - slug: stripe
+    event_type_path: type
+    destinations:
+      - repo: acme/billing
+        token_env: BILLING
+        event_types: ['invoice.*', 'customer.subscription.*']
+      - repo: acme/analytics
+        token_env: ANALYTICS
+        transform: {id: $.id, kind: $.type}
+      - url: https://in.example/hooks/stripe
+        secret_env: WHSEC
+        headers: {X-Team: billing}
+        header_prefix: X-Relay-
+";
+        let c = RelayConfig::parse(text, "r.yml", &o).expect("parses");
+        let d = &c.endpoints[0].destinations;
+        let keys: Vec<String> = d.iter().map(DestinationConfig::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "repo:acme/billing",
+                "repo:acme/analytics",
+                "http:https://in.example/hooks/stripe"
+            ]
+        );
+        assert!(d[0].takes("invoice.paid") && !d[0].takes("charge.failed"));
+        assert!(d[1].takes("charge.failed") && d[1].transform.is_some());
+        assert_eq!(
+            d[2].target,
+            Target::Http {
+                url: "https://in.example/hooks/stripe".into(),
+                secret_env: Some("WHSEC".into()),
+                headers: vec![("X-Team".into(), "billing".into())],
+                header_prefix: Some("X-Relay-".into()),
+            }
+        );
+        let env = hookflow_protocol::Environment::fixed(0, vec![]);
+        assert_eq!(
+            c.unset_variables(&env),
+            [
+                "endpoint `stripe`: token_env names BILLING, which is not set",
+                "endpoint `stripe`: token_env names ANALYTICS, which is not set",
+                "endpoint `stripe`: secret_env names WHSEC, which is not set",
+            ]
+        );
+        let env = hookflow_protocol::Environment::fixed(0, vec![("WHSEC".into(), "plain".into())]);
+        let bad = c.unusable_secrets(&env);
+        assert!(bad[0].contains("not a Standard Webhooks secret"), "{bad:?}");
+
+        let problem = |yaml: &str| {
+            RelayConfig::parse(&format!("endpoints:\n  - slug: x\n{yaml}"), "r.yml", &o)
+                .unwrap_err()
+                .to_string()
+        };
+        for (yaml, says) in [
+            (
+                "    repo: a/b\n    token_env: T\n    destinations: [{url: https://h.example/}]\n",
+                "not both",
+            ),
+            ("    token_env: T\n", "give where its events go"),
+            ("    destinations: []\n", "at least one destination"),
+            (
+                "    token_env: T\n    destinations: [{url: https://h.example/}]\n",
+                "on each repository destination",
+            ),
+            (
+                "    destinations: [{url: https://h.example/, token_env: T}]\n",
+                "an HTTP destination signs with secret_env",
+            ),
+            (
+                "    destinations: [{repo: a/b, token_env: T, secret_env: S}]\n",
+                "are for url: destinations",
+            ),
+            (
+                "    destinations: [{repo: a/b, url: https://h.example/}]\n",
+                "either repo: or url:",
+            ),
+            (
+                "    destinations: [{token_env: T}]\n",
+                "give repo: OWNER/NAME or url:",
+            ),
+            (
+                "    destinations: [{url: ftp://h.example/}]\n",
+                "not an http:// or https:// URL",
+            ),
+            (
+                "    destinations: [{url: https://h.example/, headers: {\"bad name\": x}}]\n",
+                "not a valid HTTP header",
+            ),
+            (
+                "    destinations: [{repo: a/b, token_env: T}, {repo: a/b, token_env: U}]\n",
+                "repo:a/b is listed twice",
+            ),
+            (
+                "    destinations: [{repo: a/b, token_env: T, transform: {x: '$.['}}]\n",
+                "transform field `x`",
+            ),
+            (
+                "    destinations: [{repo: a/b, token_env: T, event_types: ['']}]\n",
+                "empty pattern",
+            ),
+            ("    destinations: [{repo: nope}]\n", "destination 1"),
+        ] {
+            let e = problem(yaml);
+            assert!(e.contains(says), "{yaml}: {e}");
+            assert!(e.starts_with("r.yml:2: endpoint `x`"), "{yaml}: {e}");
+        }
+        let e = problem("    destinations:\n      - url: https://h.example/\n        secret: S\n");
+        assert!(
+            e.contains("unknown key `secret` in a destination of endpoint `x`"),
+            "{e}"
+        );
+        assert!(e.starts_with("r.yml:5:"), "{e}");
+    }
+
+    #[test]
     fn endpoints_authenticate_with_a_token_or_the_app() {
         let o = Overrides::default();
         let app = "github_app:\n  app_id: 12345\n  private_key_file: /etc/hookflow/app.pem\n";
@@ -1147,7 +1459,14 @@ mod tests {
             &o,
         )
         .expect("parses");
-        let auths: Vec<&EndpointAuth> = c.endpoints.iter().map(|e| &e.auth).collect();
+        let auths: Vec<&EndpointAuth> = c
+            .endpoints
+            .iter()
+            .map(|e| match &e.destinations[0].target {
+                Target::Repo { auth, .. } => auth,
+                Target::Http { .. } => panic!("a repository"),
+            })
+            .collect();
         assert_eq!(
             auths,
             [

@@ -14,13 +14,17 @@ use tokio::task::JoinSet;
 
 use crate::backoff::backoff;
 use crate::config::DeliveryConfig;
+use crate::destinations::{self, DestinationConfig, Destinations, Target};
+use crate::forward::{Forwarder, HttpDestination, Message};
 use crate::github::{Client, Outcome};
 use crate::github_app::AppError;
-use crate::metrics::{DeadReason, Metrics, StoreOp};
+use crate::metrics::{DeadReason, DestinationResult, Metrics, StoreOp};
 use crate::rate_limit::RateLimiter;
 use crate::refused_tokens::RefusedTokens;
 use crate::store::postgres::HandedOff;
-use crate::store::{ClaimRef, Claimed, Recorded, Store, StoreHandle, TokenSource};
+use crate::store::{
+    ClaimRef, Claimed, Destination, Payload, Recorded, Store, StoreHandle, TokenSource,
+};
 use hookflow_protocol::dispatch::Repo;
 use hookflow_protocol::{credentials, Environment};
 
@@ -70,6 +74,10 @@ pub struct Worker {
     pub store: StoreHandle,
     /// The GitHub client.
     pub client: Client,
+    /// The client of HTTP destinations.
+    pub forwarder: Forwarder,
+    /// The configured destinations: what each is sent.
+    pub destinations: Arc<Destinations>,
     /// Concurrency, retries, rate limit.
     pub config: DeliveryConfig,
     /// Notified when an event is stored.
@@ -91,6 +99,8 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     let Worker {
         store,
         client,
+        forwarder,
+        destinations,
         config,
         wake,
         metrics,
@@ -110,21 +120,30 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     // claim it again.
     let lease = config.lease();
     let gather = (config.concurrency / 4).max(1);
+    let senders = Arc::new(Senders {
+        client,
+        forwarder,
+        destinations,
+        refused,
+    });
     let start = |event: Claimed, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| {
-        let (store, client, config) = (store.clone(), client.clone(), config.clone());
+        let (store, senders, config) = (store.clone(), senders.clone(), config.clone());
         let (limiter, metrics, env) = (limiter.clone(), metrics.clone(), env.clone());
-        let refused = refused.clone();
         let in_flight = in_flight.clone();
         while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
             let claim = ClaimRef::from(&event);
-            let id = event.event_id.clone();
+            let id = event.event.id.clone();
             lock(&in_flight).insert(claim.id.clone(), claim.clone());
-            // Buckets per repository and credential: events carrying strangers' tokens
-            // never spend the slots of an authenticated sender's.
-            let bucket = format!("{} {}", event.repo, event.token.lane_key());
-            let result = match limiter.take(&bucket).await {
-                Ok(()) => deliver(&client, &config, &metrics, &env, &refused, event).await,
+            // GitHub's rate limit, per repository and credential (events carrying strangers'
+            // tokens never spend the slots of an authenticated sender's); HTTP destinations
+            // have none.
+            let limited = match &event.destination {
+                Destination::Repo { .. } => limiter.take(&event.destination.lane()).await,
+                Destination::Http { .. } => Ok(()),
+            };
+            let result = match limited {
+                Ok(()) => deliver(&senders, &config, &metrics, &env, event).await,
                 Err(wait) => Recorded::Defer {
                     delay: wait + Duration::from_millis(1),
                 },
@@ -297,51 +316,215 @@ fn lock(
     set.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Delivers one event and decides what to record.
-pub async fn deliver(
-    client: &Client,
-    config: &DeliveryConfig,
-    metrics: &Metrics,
-    env: &Environment,
-    refused: &RefusedTokens,
-    event: Claimed,
-) -> Recorded {
-    let attempt = event.attempts + 1;
-    let dead = |error: String, status: Option<u16>, reason: DeadReason| {
-        tracing::warn!(event_id = %event.event_id, attempt, %error, "dead letter");
-        metrics.dead(reason);
+/// What deliveries are sent with.
+pub struct Senders {
+    /// The GitHub client.
+    pub client: Client,
+    /// The client of HTTP destinations.
+    pub forwarder: Forwarder,
+    /// The configured destinations.
+    pub destinations: Arc<Destinations>,
+    /// Tokens GitHub refused lately.
+    pub refused: Arc<RefusedTokens>,
+}
+
+/// One attempt of one delivery: what its outcomes are recorded as.
+struct Attempt<'a> {
+    delivery: &'a Claimed,
+    config: &'a DeliveryConfig,
+    metrics: &'a Metrics,
+    number: u32,
+}
+
+impl Attempt<'_> {
+    fn count(&self, result: DestinationResult, took: Option<Duration>) {
+        self.metrics.destination(
+            &self.delivery.event.source,
+            &self.delivery.destination.key(),
+            result,
+            took,
+        );
+    }
+
+    fn dead(&self, error: String, status: Option<u16>, reason: DeadReason) -> Recorded {
+        self.dead_after(error, status, reason, None)
+    }
+
+    /// A dead letter; `took`: how long the destination took to refuse it.
+    fn dead_after(
+        &self,
+        error: String,
+        status: Option<u16>,
+        reason: DeadReason,
+        took: Option<Duration>,
+    ) -> Recorded {
+        tracing::warn!(event_id = %self.delivery.event.id, delivery = %self.delivery.id,
+            destination = %self.delivery.destination.key(), attempt = self.number, %error, "dead letter");
+        self.metrics.dead(reason);
+        self.count(DestinationResult::Dead, took);
         Recorded::Dead { error, status }
-    };
-    let repo = match Repo::parse(&event.repo) {
-        Ok(r) => r,
-        Err(e) => return dead(e.to_string(), None, DeadReason::Setup),
-    };
-    let retry = |reason: String, after: Option<Duration>| {
-        if attempt >= config.max_attempts {
-            return dead(
-                format!("{reason} (gave up after {attempt} attempts)"),
+    }
+
+    fn retry(&self, reason: String, after: Option<Duration>) -> Recorded {
+        if self.number >= self.config.max_attempts {
+            return self.dead(
+                format!("{reason} (gave up after {} attempts)", self.number),
                 None,
                 DeadReason::Exhausted,
             );
         }
-        let wait =
-            after.unwrap_or_else(|| backoff(attempt, config.initial_backoff, config.max_backoff));
-        tracing::info!(event_id = %event.event_id, attempt, retry_in_ms = wait.as_millis() as u64, %reason, "retry");
+        let wait = after.unwrap_or_else(|| {
+            backoff(
+                self.number,
+                self.config.initial_backoff,
+                self.config.max_backoff,
+            )
+        });
+        tracing::info!(event_id = %self.delivery.event.id, delivery = %self.delivery.id,
+            destination = %self.delivery.destination.key(), attempt = self.number,
+            retry_in_ms = wait.as_millis() as u64, %reason, "retry");
         Recorded::RetryAfter {
             delay: wait,
             error: reason,
         }
+    }
+
+    fn refusal(&self, r: AppRefusal) -> Recorded {
+        match r {
+            AppRefusal::Dead(e) => self.dead(e, None, DeadReason::Refused),
+            AppRefusal::Setup(e) => self.dead(e, None, DeadReason::Setup),
+            AppRefusal::Later(delay) => Recorded::Defer { delay },
+            AppRefusal::Retry(e) => self.retry(e, None),
+        }
+    }
+
+    /// What a destination's answer comes to.
+    fn outcome(&self, outcome: Outcome, took: Duration) -> Recorded {
+        match outcome {
+            Outcome::Delivered => {
+                self.metrics.delivered(took);
+                self.count(DestinationResult::Delivered, Some(took));
+                tracing::info!(event_id = %self.delivery.event.id, delivery = %self.delivery.id,
+                    destination = %self.delivery.destination.key(), attempt = self.number,
+                    ms = took.as_millis() as u64, "delivered");
+                Recorded::Delivered
+            }
+            Outcome::Failed { status, reason } => {
+                self.dead_after(reason, Some(status), DeadReason::Refused, Some(took))
+            }
+            Outcome::Retry { reason, after } => {
+                if self.number < self.config.max_attempts {
+                    self.metrics.retried(took);
+                    self.count(DestinationResult::Retried, Some(took));
+                }
+                self.retry(reason, after)
+            }
+        }
+    }
+}
+
+/// Delivers one delivery to its destination and decides what to record.
+pub async fn deliver(
+    senders: &Senders,
+    config: &DeliveryConfig,
+    metrics: &Metrics,
+    env: &Environment,
+    delivery: Claimed,
+) -> Recorded {
+    let attempt = Attempt {
+        delivery: &delivery,
+        config,
+        metrics,
+        number: delivery.attempts + 1,
     };
-    let refusal = |r: AppRefusal| match r {
-        AppRefusal::Dead(e) => dead(e, None, DeadReason::Refused),
-        AppRefusal::Setup(e) => dead(e, None, DeadReason::Setup),
-        AppRefusal::Later(delay) => Recorded::Defer { delay },
-        AppRefusal::Retry(e) => retry(e, None),
+    let event = &delivery.event;
+    let key = delivery.destination.key();
+    let configured = senders.destinations.get(&event.source, &key);
+    let request = match senders.destinations.build(event, configured) {
+        Ok(r) => r,
+        Err(e) => return attempt.dead(e.to_string(), None, DeadReason::Setup),
     };
-    let token = match &event.token {
+    match &delivery.destination {
+        Destination::Repo { repo, token } => {
+            let body = match &event.payload {
+                Payload::Dispatch(b) => b.clone(),
+                Payload::Request(_) => match destinations::dispatch_body(event, &request) {
+                    Ok(p) => p.dispatch_body,
+                    Err(e) => return attempt.dead(e.to_string(), None, DeadReason::Setup),
+                },
+            };
+            send_repo(senders, metrics, env, &attempt, repo, token, body).await
+        }
+        Destination::Http { url } => {
+            let Some(DestinationConfig {
+                target:
+                    Target::Http {
+                        secret_env,
+                        headers,
+                        header_prefix,
+                        ..
+                    },
+                ..
+            }) = configured
+            else {
+                return attempt.dead(
+                    format!("endpoint `{}` no longer has the destination {key}; replay it after configuring it again", event.source),
+                    None,
+                    DeadReason::Setup,
+                );
+            };
+            let secret = match secret_env {
+                Some(name) => match env.var(name) {
+                    Some(s) => Some(s),
+                    None => {
+                        return attempt.dead(
+                            format!("the secret variable {name} of {key} is not set in the relay's environment"),
+                            None,
+                            DeadReason::Setup,
+                        )
+                    }
+                },
+                None => None,
+            };
+            let to = match HttpDestination::new(url, secret, headers, header_prefix.as_deref()) {
+                Ok(d) => d,
+                Err(e) => return attempt.dead(e.to_string(), None, DeadReason::Setup),
+            };
+            let message = Message {
+                event_id: &event.id,
+                endpoint: &event.source,
+                event_type: &event.event_type,
+                content_type: request.content_type(),
+                body: &request.body,
+                now_s: env.now_ms() / 1000,
+            };
+            let started = Instant::now();
+            let outcome = senders.forwarder.send(&to, &message).await;
+            attempt.outcome(outcome, started.elapsed())
+        }
+    }
+}
+
+/// Dispatches `body` to `repo` with the delivery's credential.
+async fn send_repo(
+    senders: &Senders,
+    metrics: &Metrics,
+    env: &Environment,
+    attempt: &Attempt<'_>,
+    repo: &str,
+    token_source: &TokenSource,
+    body: Vec<u8>,
+) -> Recorded {
+    let client = &senders.client;
+    let event_id = &attempt.delivery.event.id;
+    let repo = match Repo::parse(repo) {
+        Ok(r) => r,
+        Err(e) => return attempt.dead(e.to_string(), None, DeadReason::Setup),
+    };
+    let token = match token_source {
         TokenSource::Inline(t) if !t.is_empty() => t.clone(),
         TokenSource::Inline(_) => {
-            return dead(
+            return attempt.dead(
                 "the event has no GitHub token".into(),
                 None,
                 DeadReason::Setup,
@@ -350,34 +533,34 @@ pub async fn deliver(
         TokenSource::Env(name) => match env.var(name) {
             Some(t) => t,
             None => {
-                return dead(
+                return attempt.dead(
                     format!("the token variable {name} is not set in the relay's environment"),
                     None,
                     DeadReason::Setup,
                 )
             }
         },
-        TokenSource::App => match app_token(client, metrics, &repo, &event.event_id).await {
+        TokenSource::App => match app_token(client, metrics, &repo, event_id).await {
             Ok(t) => t,
-            Err(r) => return refusal(r),
+            Err(r) => return attempt.refusal(r),
         },
     };
     if !credentials::is_token_text(&token) {
         // A header cannot carry it: no retry can succeed.
-        return dead(
+        return attempt.dead(
             "the GitHub token holds characters no token has (spaces, line breaks, control characters)".into(),
             None,
             DeadReason::Setup,
         );
     }
     // A token from a request that GitHub refused lately is not sent again.
-    let inline_fingerprint = match &event.token {
+    let inline_fingerprint = match token_source {
         TokenSource::Inline(t) => Some(credentials::fingerprint(t)),
         TokenSource::Env(_) | TokenSource::App => None,
     };
     if let Some(fp) = &inline_fingerprint {
-        if refused.refused(fp, env.now_ms()) {
-            return dead(
+        if senders.refused.refused(fp, env.now_ms()) {
+            return attempt.dead(
                 "GitHub refused this event's token (401) within the last hour; not sent again"
                     .into(),
                 Some(401),
@@ -386,37 +569,21 @@ pub async fn deliver(
         }
     }
     let started = Instant::now();
-    let mut outcome = client.dispatch(&repo, &token, event.body.clone()).await;
+    let mut outcome = client.dispatch(&repo, &token, body.clone()).await;
     if let (TokenSource::App, Outcome::Failed { status: 401, .. }, Some(app)) =
-        (&event.token, &outcome, client.app())
+        (token_source, &outcome, client.app())
     {
         // Revoked, or the installation changed: a new token, once.
         app.forget(&repo, &token).await;
-        match app_token(client, metrics, &repo, &event.event_id).await {
-            Ok(fresh) => outcome = client.dispatch(&repo, &fresh, event.body).await,
-            Err(r) => return refusal(r),
+        match app_token(client, metrics, &repo, event_id).await {
+            Ok(fresh) => outcome = client.dispatch(&repo, &fresh, body).await,
+            Err(r) => return attempt.refusal(r),
         }
     }
-    let took = started.elapsed();
-    match outcome {
-        Outcome::Delivered => {
-            metrics.delivered(took);
-            tracing::info!(event_id = %event.event_id, %repo, attempt, ms = took.as_millis() as u64, "delivered");
-            Recorded::Delivered
-        }
-        Outcome::Failed { status, reason } => {
-            if let (401, Some(fp)) = (status, inline_fingerprint) {
-                refused.remember(fp, env.now_ms());
-            }
-            dead(reason, Some(status), DeadReason::Refused)
-        }
-        Outcome::Retry { reason, after } => {
-            if attempt < config.max_attempts {
-                metrics.retried(took);
-            }
-            retry(reason, after)
-        }
+    if let (Outcome::Failed { status: 401, .. }, Some(fp)) = (&outcome, inline_fingerprint) {
+        senders.refused.remember(fp, env.now_ms());
     }
+    attempt.outcome(outcome, started.elapsed())
 }
 
 /// How long deliveries wait when GitHub refuses the app's own credentials (a wrong app id or

@@ -136,7 +136,7 @@ impl Forwarder {
             )
             .header(format!("{p}Event-Id"), message.event_id)
             .header(format!("{p}Endpoint"), message.endpoint)
-            .header(format!("{p}Event-Type"), message.event_type);
+            .header(format!("{p}Event-Type"), header_text(message.event_type));
         for (k, v) in &to.headers {
             request = request.header(k, v);
         }
@@ -198,6 +198,19 @@ impl Forwarder {
     }
 }
 
+/// A header value for text that may come from the sender (an event type read from the body):
+/// as it is when a header can carry it, percent-encoded when it holds line breaks or other
+/// bytes a header cannot (which would otherwise fail every attempt, or split the header).
+fn header_text(text: &str) -> reqwest::header::HeaderValue {
+    reqwest::header::HeaderValue::from_str(text).unwrap_or_else(|_| {
+        let encoded =
+            percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        reqwest::header::HeaderValue::from_str(&encoded)
+            .unwrap_or(reqwest::header::HeaderValue::from_static(""))
+    })
+}
+
 /// How much of an answer is read.
 const ANSWER_BYTES: usize = 4096;
 
@@ -212,4 +225,18 @@ async fn answer_start(mut response: reqwest::Response) -> String {
     }
     bytes.truncate(ANSWER_BYTES);
     String::from_utf8_lossy(&bytes).chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_text;
+
+    #[test]
+    fn sender_text_cannot_break_a_header() {
+        assert_eq!(header_text("invoice.paid"), "invoice.paid");
+        assert_eq!(
+            header_text("a\r\nX-Injected: 1"),
+            "a%0D%0AX%2DInjected%3A%201"
+        );
+    }
 }

@@ -33,12 +33,16 @@ use crate::connection::{ClientLimiter, IdleTimeout};
 use crate::rate_limit::RateLimiter;
 use crate::refused_tokens::RefusedTokens;
 
-use crate::config::{Endpoint, EndpointAuth, EventTypeSource, Limits, RelayConfig};
+use crate::config::{Endpoint, EventTypeSource, Limits, RelayConfig};
+use crate::destinations::{self, DestinationConfig, Destinations};
 use crate::metrics::{Metrics, Rejected};
-use crate::store::{Inserted, NewEvent, Store, StoreError, StoreHandle, TokenSource};
+use crate::store::{
+    self, Destination, Event, Inserted, NewEvent, Payload, Store, StoreError, StoreHandle,
+    TokenSource,
+};
 use hookflow_protocol::credentials;
 use hookflow_protocol::dispatch::{Repo, WEBHOOK_EVENT_TYPE};
-use hookflow_protocol::payload::{ClientPayload, Incoming, Origin, PayloadError};
+use hookflow_protocol::payload::PayloadError;
 use hookflow_protocol::signature as verify;
 use hookflow_protocol::Environment;
 
@@ -120,6 +124,8 @@ pub struct AppState {
     pub compat_rate: Arc<RateLimiter>,
     /// The clock and the secrets (API keys, signature secrets).
     pub env: Environment,
+    /// The configured destinations, for what each is sent.
+    pub destinations: Arc<Destinations>,
     /// The queue figures `/metrics` showed last, and when they were counted.
     pub queue_figures: Arc<std::sync::Mutex<Option<(std::time::Instant, crate::store::Counts)>>>,
 }
@@ -418,44 +424,42 @@ fn bearer(value: &HeaderValue) -> Option<String> {
     (!token.is_empty()).then(|| token.to_string())
 }
 
-/// RFC 3339 with milliseconds, UTC.
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// A request the relay accepted, and where its dispatch goes.
+/// A request the relay accepted, and where it goes.
 struct Accepted<'a> {
-    incoming: Incoming,
+    request: store::Request,
     event_type: String,
     /// The route or endpoint slug.
     source: &'a str,
-    repo: String,
-    token: TokenSource,
+    /// Its destinations (at least one), with their configuration when the endpoint has one.
+    destinations: Vec<(Destination, Option<&'a DestinationConfig>)>,
     dedupe_key: Option<String>,
 }
 
-/// Encodes an accepted request as the dispatch GitHub will receive (413 when it cannot fit) and
-/// stores it: the id the sender sees, and whether it repeats an event already stored.
+/// Checks that every destination can be sent the request (a repository's dispatch fits
+/// GitHub's limits: 413 otherwise; a transform finds JSON: 400 otherwise), then stores it once:
+/// the id the sender sees, and whether it repeats an event already stored.
 async fn store_request(state: &AppState, r: Accepted<'_>) -> Result<(String, bool), Response> {
-    let id = ulid::Ulid::generate().to_string();
-    let now = state.env.now_ms();
-    let origin = Origin {
-        id: &id,
-        received_at: &rfc3339(now),
-        source: r.source,
-    };
-    let prepared =
-        ClientPayload::encode_request(&r.incoming, &r.event_type, origin).map_err(payload_error)?;
-    let event = NewEvent {
-        id,
-        received_at: now,
+    let event = Event {
+        id: ulid::Ulid::generate().to_string(),
+        received_at: state.env.now_ms(),
         source: r.source.to_string(),
-        repo: r.repo,
-        token: r.token,
         event_type: r.event_type,
-        body: prepared.dispatch_body,
+        payload: Payload::Request(r.request),
+    };
+    for (destination, config) in &r.destinations {
+        let sent = state.destinations.build(&event, *config).map_err(|e| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                format!("{}: {e}", destination.key()),
+            )
+        })?;
+        if let Destination::Repo { .. } = destination {
+            destinations::dispatch_body(&event, &sent).map_err(payload_error)?;
+        }
+    }
+    let event = NewEvent {
+        event,
+        destinations: r.destinations.into_iter().map(|(d, _)| d).collect(),
         dedupe_key: r.dedupe_key,
     };
     store_event(state, event)
@@ -466,7 +470,7 @@ async fn store_request(state: &AppState, r: Accepted<'_>) -> Result<(String, boo
 /// Stores the event and wakes the workers; 503 when the store cannot take it. Returns the id
 /// the sender should see, and whether the event is a repeat of one already stored.
 async fn store_event(state: &AppState, event: NewEvent) -> Result<(String, bool), Refused> {
-    let id = event.id.clone();
+    let id = event.event.id.clone();
     let started = std::time::Instant::now();
     let inserted = state.store.insert(event).await;
     state
@@ -602,7 +606,7 @@ async fn compat(
     let dedupe_key = delivery_id(&headers)
         .map(|d| format!("compat:{repo}:{}:{d}", credentials::fingerprint(&token)));
     let request = Accepted {
-        incoming: Incoming {
+        request: store::Request {
             method: method.as_str().to_string(),
             path,
             headers: forwarded_headers(&headers),
@@ -610,8 +614,13 @@ async fn compat(
         },
         event_type: WEBHOOK_EVENT_TYPE.into(),
         source: "compat",
-        repo: repo.to_string(),
-        token: TokenSource::Inline(token),
+        destinations: vec![(
+            Destination::Repo {
+                repo: repo.to_string(),
+                token: TokenSource::Inline(token),
+            },
+            None,
+        )],
         dedupe_key,
     };
     let (id, duplicate) = match store_request(&state, request).await {
@@ -702,8 +711,27 @@ async fn endpoint(
     if !kept.is_empty() {
         path = format!("{path}?{}", kept.join("&"));
     }
+    let destinations: Vec<(Destination, Option<&DestinationConfig>)> = ep
+        .destinations
+        .iter()
+        .filter(|d| d.takes(&event_type))
+        .map(|d| (d.store_destination(), Some(d)))
+        .collect();
+    if destinations.is_empty() {
+        // Not an error of the sender's: acknowledged, so it does not retry, and not stored.
+        state.metrics.ignored();
+        tracing::info!(endpoint = slug, %event_type, "no destination takes this event type; not stored");
+        return (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({
+                "event_id": null,
+                "ignored": format!("no destination of endpoint `{slug}` takes event type `{event_type}`"),
+            })),
+        )
+            .into_response();
+    }
     let request = Accepted {
-        incoming: Incoming {
+        request: store::Request {
             method: method.as_str().to_string(),
             path,
             headers: forwarded_headers(&headers),
@@ -711,11 +739,7 @@ async fn endpoint(
         },
         event_type,
         source: slug,
-        repo: ep.repo.to_string(),
-        token: match &ep.auth {
-            EndpointAuth::TokenEnv(name) => TokenSource::Env(name.clone()),
-            EndpointAuth::App => TokenSource::App,
-        },
+        destinations,
         dedupe_key: delivery_id(&headers).map(|d| format!("hooks:{slug}:{d}")),
     };
     let (id, duplicate) = match store_request(&state, request).await {

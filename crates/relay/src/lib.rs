@@ -6,8 +6,11 @@
 //! | [`config`] | the YAML configuration and its defaults |
 //! | [`http`] | HTTP routes, authentication, answers |
 //! | [`connection`] | what one client may cost: idle connections, requests per address |
-//! | [`store`] | the durable queue (SQLite), behind a small trait |
-//! | [`delivery`] | delivery to GitHub: concurrency, rate limits, dead letters |
+//! | [`store`] | the durable queue (SQLite or PostgreSQL): events and their deliveries |
+//! | [`destinations`] | where an endpoint's events go, which each takes, what each is sent |
+//! | [`delivery`] | delivery workers: concurrency, rate limits, retries, dead letters |
+//! | [`forward`] | delivery to plain HTTP destinations, Standard Webhooks signed |
+//! | [`github_app`] | the relay's GitHub App: installation tokens |
 //! | [`backoff`] | when a failed delivery is tried again |
 //! | [`github`] | the GitHub API client |
 //! | [`metrics`] | counters and histograms for `/metrics` |
@@ -23,6 +26,7 @@ pub mod backoff;
 pub mod config;
 pub mod connection;
 pub mod delivery;
+pub mod destinations;
 pub mod forward;
 pub mod github;
 pub mod github_app;
@@ -66,10 +70,16 @@ pub enum RelayError {
     /// The GitHub App's private key cannot be used.
     #[error(transparent)]
     AppKey(#[from] github_app::KeyError),
+    /// The HTTP client for destinations could not be built.
+    #[error("cannot build the HTTP client for destinations: {0}")]
+    Forwarder(String),
     /// Variables the configuration names are unset: every event would be dead-lettered, or
     /// every request refused, so the relay does not start.
     #[error("{}; set them in the relay's environment (hookflow relay --check-config lists what the configuration needs)", .0.join("; "))]
     Unset(Vec<String>),
+    /// Destination secrets that cannot sign: every delivery to them would fail.
+    #[error("{}", .0.join("; "))]
+    Secrets(Vec<String>),
 }
 
 /// A running relay.
@@ -126,6 +136,10 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
     if !unset.is_empty() {
         return Err(RelayError::Unset(unset));
     }
+    let unusable = config.unusable_secrets(&env);
+    if !unusable.is_empty() {
+        return Err(RelayError::Secrets(unusable));
+    }
     // Bind first: a port clash must not leave a data directory and a database behind.
     let mut client = github::Client::new(&config.api_url, config.delivery.timeout)?;
     if let Some(app) = &config.github_app {
@@ -180,7 +194,15 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         addr: config.listen,
         cause,
     })?;
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = Arc::new(metrics::Metrics::for_destinations(
+        config
+            .endpoints
+            .iter()
+            .flat_map(|ep| ep.destinations.iter().map(|d| (ep.slug.clone(), d.key()))),
+    ));
+    let table = Arc::new(destinations::Destinations::of(&config));
+    let forwarder = forward::Forwarder::new(config.delivery.timeout)
+        .map_err(|e| RelayError::Forwarder(e.to_string()))?;
     let shutting_down = Arc::new(AtomicBool::new(false));
     let (shutdown, stop) = watch::channel(false);
 
@@ -190,6 +212,8 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
             delivery::Worker {
                 store: store.clone(),
                 client,
+                forwarder,
+                destinations: table.clone(),
                 config: config.delivery.clone(),
                 wake: wake.clone(),
                 metrics: metrics.clone(),
@@ -224,6 +248,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         shutting_down: shutting_down.clone(),
         env,
         queue_figures: Arc::default(),
+        destinations: table,
     };
     let app = http::router(state);
     let server = tokio::spawn(http::serve(listener, app, limits, drain, stop));

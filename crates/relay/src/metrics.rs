@@ -139,9 +139,45 @@ const STORE_BOUNDS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// What became of one delivery attempt to a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestinationResult {
+    /// The destination accepted it.
+    Delivered,
+    /// It will be tried again.
+    Retried,
+    /// It became a dead letter.
+    Dead,
+}
+
+const DESTINATION_RESULTS: [(DestinationResult, &str); 3] = [
+    (DestinationResult::Delivered, "delivered"),
+    (DestinationResult::Retried, "retried"),
+    (DestinationResult::Dead, "dead"),
+];
+
+/// The figures of one configured destination (or of the compatible route, all as one: its
+/// repositories are the senders' choice, and a label each would let them grow `/metrics`).
+struct DestinationStats {
+    labels: String,
+    results: [AtomicU64; 3],
+    latency: Histogram,
+}
+
+const DELIVERY_BOUNDS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// A Prometheus label value: backslash, quote and line break escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// All of the relay's metrics.
 pub struct Metrics {
     received: AtomicU64,
+    ignored: AtomicU64,
+    destinations: std::collections::HashMap<(String, String), DestinationStats>,
     stored: AtomicU64,
     duplicates: AtomicU64,
     delivered: AtomicU64,
@@ -158,6 +194,8 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             received: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            destinations: Default::default(),
             stored: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -168,15 +206,67 @@ impl Default for Metrics {
             request: Histogram::new(&[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
-            delivery: Histogram::new(&[
-                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
+            delivery: Histogram::new(DELIVERY_BOUNDS),
             store: STORE_OPS.map(|_| Histogram::new(STORE_BOUNDS)),
         }
     }
 }
 
 impl Metrics {
+    /// Metrics with a figure set for each `(endpoint, destination key)` (and one for the
+    /// compatible route, `compat`).
+    pub fn for_destinations(list: impl IntoIterator<Item = (String, String)>) -> Metrics {
+        let mut m = Metrics::default();
+        for (endpoint, key) in list
+            .into_iter()
+            .chain([("compat".to_string(), "compat".to_string())])
+        {
+            let labels = format!(
+                "endpoint=\"{}\",destination=\"{}\",",
+                label_value(&endpoint),
+                label_value(&key)
+            );
+            m.destinations.insert(
+                (endpoint, key),
+                DestinationStats {
+                    labels,
+                    results: Default::default(),
+                    latency: Histogram::new(DELIVERY_BOUNDS),
+                },
+            );
+        }
+        m
+    }
+
+    /// An attempt to `key` of `endpoint` came to `result`, its request taking `took` (when
+    /// one was sent). Destinations not configured at start are not counted on their own.
+    pub fn destination(
+        &self,
+        endpoint: &str,
+        key: &str,
+        result: DestinationResult,
+        took: Option<Duration>,
+    ) {
+        let found = if endpoint == "compat" {
+            self.destinations
+                .get(&("compat".to_string(), "compat".to_string()))
+        } else {
+            self.destinations
+                .get(&(endpoint.to_string(), key.to_string()))
+        };
+        let Some(stats) = found else { return };
+        if let Some(i) = DESTINATION_RESULTS.iter().position(|(r, _)| *r == result) {
+            stats.results[i].fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(d) = took {
+            stats.latency.observe(d);
+        }
+    }
+
+    /// A request no destination of its endpoint takes (by event type): acknowledged, not stored.
+    pub fn ignored(&self) {
+        self.ignored.fetch_add(1, Ordering::Relaxed);
+    }
     /// A webhook request arrived.
     pub fn received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
@@ -255,6 +345,12 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "hookflow_ignored_total",
+            "Requests acknowledged and not stored: no destination of the endpoint takes their event type.",
+            &self.ignored,
+        );
+        counter(
+            &mut out,
             "hookflow_duplicates_total",
             "Repeated deliveries (same sender delivery id) answered without storing again.",
             &self.duplicates,
@@ -326,6 +422,26 @@ impl Metrics {
         for (i, (_, op)) in STORE_OPS.iter().enumerate() {
             self.store[i].samples(&mut out, "hookflow_store_seconds", &format!("op=\"{op}\","));
         }
+        if !self.destinations.is_empty() {
+            let mut all: Vec<&DestinationStats> = self.destinations.values().collect();
+            all.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let _ = writeln!(out, "# HELP hookflow_destination_attempts_total Delivery attempts by endpoint, destination and result.\n# TYPE hookflow_destination_attempts_total counter");
+            for d in &all {
+                for (i, (_, result)) in DESTINATION_RESULTS.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "hookflow_destination_attempts_total{{{}result=\"{result}\"}} {}",
+                        d.labels,
+                        d.results[i].load(Ordering::Relaxed)
+                    );
+                }
+            }
+            let _ = writeln!(out, "# HELP hookflow_destination_duration_seconds Time of one delivery request, by endpoint and destination.\n# TYPE hookflow_destination_duration_seconds histogram");
+            for d in &all {
+                d.latency
+                    .samples(&mut out, "hookflow_destination_duration_seconds", &d.labels);
+            }
+        }
         if let Some(p) = pool {
             let _ = writeln!(out, "# HELP hookflow_store_pool_connections Database connections of this relay's pool.\n# TYPE hookflow_store_pool_connections gauge");
             for (state, n) in [("open", p.open), ("idle", p.idle), ("max", p.max)] {
@@ -343,6 +459,42 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destinations_have_their_own_figures() {
+        let m = Metrics::for_destinations([
+            ("stripe".to_string(), "repo:acme/billing".to_string()),
+            (
+                "stripe".to_string(),
+                "http:https://in.example/\"x\"".to_string(),
+            ),
+        ]);
+        m.destination(
+            "stripe",
+            "repo:acme/billing",
+            DestinationResult::Delivered,
+            Some(Duration::from_millis(20)),
+        );
+        m.destination(
+            "stripe",
+            "repo:acme/billing",
+            DestinationResult::Retried,
+            None,
+        );
+        m.destination("compat", "repo:any/thing", DestinationResult::Dead, None);
+        // Not configured: not counted, and no new label.
+        m.destination("gone", "repo:a/b", DestinationResult::Dead, None);
+        let text = m.render(None, None, 0);
+        assert!(text.contains("hookflow_destination_attempts_total{endpoint=\"stripe\",destination=\"repo:acme/billing\",result=\"delivered\"} 1\n"), "{text}");
+        assert!(text.contains("hookflow_destination_attempts_total{endpoint=\"stripe\",destination=\"repo:acme/billing\",result=\"retried\"} 1\n"));
+        assert!(text.contains("hookflow_destination_attempts_total{endpoint=\"compat\",destination=\"compat\",result=\"dead\"} 1\n"));
+        assert!(
+            text.contains("destination=\"http:https://in.example/\\\"x\\\"\""),
+            "escaped"
+        );
+        assert!(!text.contains("gone"));
+        assert!(text.contains("hookflow_destination_duration_seconds_count{endpoint=\"stripe\",destination=\"repo:acme/billing\"} 1\n"));
+    }
 
     #[test]
     fn renders_prometheus_text() {

@@ -71,6 +71,8 @@ pub struct Dispatch {
 #[derive(Default)]
 struct Inner {
     script: VecDeque<Answer>,
+    /// Answers for one repository (`owner/name`), before the shared script.
+    repo_scripts: std::collections::HashMap<String, VecDeque<Answer>>,
     default: Option<Answer>,
     dispatches: Vec<Dispatch>,
     app: AppSide,
@@ -243,6 +245,17 @@ impl FakeGithub {
         self.inner.lock().expect("lock").script.extend(answers);
     }
 
+    /// Answers these first, in order, to dispatches to `repo` (`owner/name`) only.
+    pub fn script_for(&self, repo: &str, answers: Vec<Answer>) {
+        self.inner
+            .lock()
+            .expect("lock")
+            .repo_scripts
+            .entry(repo.to_string())
+            .or_default()
+            .extend(answers);
+    }
+
     /// The answer once the script is used up (204 unless set).
     pub fn set_default(&self, answer: Answer) {
         self.inner.lock().expect("lock").default = Some(answer);
@@ -330,8 +343,10 @@ async fn dispatch(
         let answer = if revoked {
             Answer::unauthorized()
         } else {
-            i.script
-                .pop_front()
+            i.repo_scripts
+                .get_mut(&format!("{owner}/{repo}"))
+                .and_then(VecDeque::pop_front)
+                .or_else(|| i.script.pop_front())
                 .or_else(|| i.default.clone())
                 .unwrap_or(Answer::Accept)
         };

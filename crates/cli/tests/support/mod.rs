@@ -5,4 +5,6 @@ pub mod fake_github;
 #[cfg(feature = "relay")]
 pub mod load;
 #[cfg(feature = "relay")]
+pub mod receiver;
+#[cfg(feature = "relay")]
 pub mod relay;

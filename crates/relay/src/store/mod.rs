@@ -16,7 +16,7 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Where the GitHub token of an event comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TokenSource {
     /// An environment variable of the relay (configured endpoints). Only the name is stored.
     Env(String),
@@ -56,33 +56,184 @@ impl TokenSource {
     }
 }
 
-/// An event to store.
+/// Where one delivery of an event goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// A repository's `repository_dispatch`, sent with this credential.
+    Repo {
+        /// `owner/name`.
+        repo: String,
+        /// The GitHub token to dispatch with.
+        token: TokenSource,
+    },
+    /// A plain HTTP endpoint. Its secret, extra headers and transform are looked up in the
+    /// running configuration by the event's endpoint and [`Destination::key`].
+    Http {
+        /// The URL the body is posted to.
+        url: String,
+    },
+}
+
+impl Destination {
+    /// What names the destination in the store, in dead letters and in the configuration:
+    /// `repo:OWNER/NAME` or `http:<url>`.
+    pub fn key(&self) -> String {
+        match self {
+            Destination::Repo { repo, .. } => format!("repo:{repo}"),
+            Destination::Http { url } => format!("http:{url}"),
+        }
+    }
+
+    /// The credential column: a repository's token source, nothing for HTTP.
+    fn token_column(&self) -> Option<String> {
+        match self {
+            Destination::Repo { token, .. } => Some(token.encode()),
+            Destination::Http { .. } => None,
+        }
+    }
+
+    /// Reads the `destination` and `token` columns back.
+    fn from_columns(destination: &str, token: Option<&str>) -> Destination {
+        match destination.split_once(':') {
+            Some(("http", url)) => Destination::Http { url: url.into() },
+            Some(("repo", repo)) => Destination::Repo {
+                repo: repo.into(),
+                token: TokenSource::decode(token.unwrap_or_default()),
+            },
+            // Not written by any version: a repository that does not parse makes a dead
+            // letter that names it.
+            _ => Destination::Repo {
+                repo: destination.into(),
+                token: TokenSource::decode(token.unwrap_or_default()),
+            },
+        }
+    }
+
+    /// The rate-limit lane: a repository with its credential (events carrying strangers'
+    /// tokens never spend the slots of an authenticated sender's), or the URL.
+    pub fn lane(&self) -> String {
+        match self {
+            Destination::Repo { repo, token } => format!("repo:{repo} {}", token.lane_key()),
+            Destination::Http { url } => format!("http:{url}"),
+        }
+    }
+}
+
+/// What an event carries to its destinations.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewEvent {
+pub enum Payload {
+    /// The request as the relay received it (stored from schema 4 on): each destination
+    /// builds what it sends from it at delivery.
+    Request(Request),
+    /// The dispatch body built when the event was accepted (events stored before schema 4,
+    /// which have one repository destination): sent as it is.
+    Dispatch(Vec<u8>),
+}
+
+/// A received request, as an event keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The HTTP method (`POST`).
+    pub method: String,
+    /// The path the payload carries, with the query string kept (`/ci/webhook?x=1`).
+    pub path: String,
+    /// The forwarded headers (lowercase names, credentials already removed).
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    /// The exact body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The sender's `Content-Type`, if it sent one.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers.get("content-type").and_then(|v| v.as_str())
+    }
+}
+
+impl Payload {
+    /// How it is stored: the kind, the bytes, and the request's method, path and headers.
+    fn columns(
+        &self,
+    ) -> (
+        &'static str,
+        &[u8],
+        Option<&str>,
+        Option<&str>,
+        Option<String>,
+    ) {
+        match self {
+            Payload::Dispatch(b) => ("dispatch", b, None, None, None),
+            Payload::Request(r) => (
+                "request",
+                &r.body,
+                Some(&r.method),
+                Some(&r.path),
+                Some(serde_json::Value::Object(r.headers.clone()).to_string()),
+            ),
+        }
+    }
+
+    /// Reads the columns back.
+    fn from_columns(
+        kind: &str,
+        bytes: Vec<u8>,
+        method: Option<String>,
+        path: Option<String>,
+        headers: Option<&str>,
+    ) -> Payload {
+        if kind != "request" {
+            return Payload::Dispatch(bytes);
+        }
+        let headers = headers
+            .and_then(|h| serde_json::from_str(h).ok())
+            .unwrap_or_default();
+        Payload::Request(Request {
+            method: method.unwrap_or_default(),
+            path: path.unwrap_or_default(),
+            headers,
+            body: bytes,
+        })
+    }
+
+    /// The bytes stored.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Dispatch(b) => b,
+            Payload::Request(r) => &r.body,
+        }
+    }
+}
+
+/// An event as stored: what every one of its deliveries sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
     /// Sortable unique id (ULID).
     pub id: String,
     /// Milliseconds since the epoch.
     pub received_at: i64,
     /// The endpoint slug, or `compat`.
     pub source: String,
-    /// `owner/name`.
-    pub repo: String,
-    /// The token to dispatch with.
-    pub token: TokenSource,
-    /// The dispatch `event_type`.
+    /// The event type (the dispatch `event_type`).
     pub event_type: String,
-    /// The JSON body of the dispatch request.
-    pub body: Vec<u8>,
+    /// The request, or an old event's dispatch body.
+    pub payload: Payload,
+}
+
+/// An event to store, with one delivery per destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The event.
+    pub event: Event,
+    /// Where it goes: one delivery each, in this order. At least one.
+    pub destinations: Vec<Destination>,
     /// The sender's delivery id (`X-GitHub-Delivery`, `webhook-id`, `Idempotency-Key`, …),
     /// scoped to the source: a second event with the same key within a day is not stored again.
     pub dedupe_key: Option<String>,
 }
 
-/// An event waiting in a store (pending, or a dead letter), as it moves to another store.
+/// A delivery's state as it moves to another store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEvent {
-    /// The event as it was stored (its `dedupe_key` is in [`SeenKey`]s).
-    pub event: NewEvent,
+pub struct DeliveryState {
     /// A dead letter, not a pending delivery.
     pub dead: bool,
     /// Attempts made.
@@ -91,8 +242,19 @@ pub struct StoredEvent {
     pub next_attempt_at: i64,
     /// The last failure.
     pub last_error: Option<String>,
-    /// GitHub's status of the last failure.
+    /// The destination's status of the last failure.
     pub last_status: Option<u16>,
+}
+
+/// An event waiting in a store (some delivery pending, or a dead letter), as it moves to
+/// another store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The event as it was stored with the destinations it still owes (its `dedupe_key` is
+    /// in [`SeenKey`]s).
+    pub event: NewEvent,
+    /// Each destination's delivery state, in the order of `event.destinations`.
+    pub deliveries: Vec<DeliveryState>,
 }
 
 /// A sender's delivery id the store remembers, so a repeat is recognised after a move too.
@@ -137,14 +299,10 @@ pub const DEDUPE_WINDOW_MS: i64 = 24 * 3600 * 1000;
 pub struct Claimed {
     /// The delivery's id: what results are recorded against.
     pub id: String,
-    /// The event's id (the same as `id` while an event has one delivery).
-    pub event_id: String,
-    /// `owner/name`.
-    pub repo: String,
-    /// The token to dispatch with.
-    pub token: TokenSource,
-    /// The JSON body of the dispatch request.
-    pub body: Vec<u8>,
+    /// Where it goes.
+    pub destination: Destination,
+    /// The event (shared by the deliveries of one event claimed together).
+    pub event: std::sync::Arc<Event>,
     /// Deliveries tried before this one.
     pub attempts: u32,
     /// The claim token: a result is recorded only with it, so a relay whose lease ran out and
@@ -197,14 +355,19 @@ pub enum Recorded {
     },
 }
 
-/// A dead letter.
+/// A dead letter: one delivery of an event that failed for good (the event's other
+/// deliveries go their own way).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// Its id.
+    /// The delivery's id (replays this destination alone).
     pub id: String,
-    /// `owner/name`.
-    pub repo: String,
-    /// The dispatch `event_type`.
+    /// The event's id (replays every dead delivery of the event).
+    pub event_id: String,
+    /// Where it was going ([`Destination::key`]: `repo:OWNER/NAME` or `http:<url>`).
+    pub destination: String,
+    /// The endpoint slug, or `compat`.
+    pub source: String,
+    /// The event type.
     pub event_type: String,
     /// Delivery attempts made.
     pub attempts: u32,
@@ -298,7 +461,9 @@ pub trait Store: Send + Sync {
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
-    /// Makes dead letters pending again (all when `ids` is empty); returns how many.
+    /// Makes dead letters pending again, each from its first attempt; returns how many. An id
+    /// is a delivery's (digits: that destination alone) or an event's (every dead delivery of
+    /// it); all dead letters when `ids` is empty.
     fn replay_dead(&self, ids: Vec<String>)
         -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Deletes dead letters received more than `older_than` ago (all of them for zero); returns
@@ -310,6 +475,19 @@ pub trait Store: Send + Sync {
     /// Checks that the store can take a write now, and says how full it is (cheaply: `/readyz`
     /// calls it, and must not scan the events).
     fn ping(&self) -> impl Future<Output = Result<Room, StoreError>> + Send;
+}
+
+/// Replay ids split into delivery ids (all digits) and event ids (ULIDs, never all digits).
+pub(crate) fn split_replay_ids(ids: &[String]) -> (Vec<i64>, Vec<String>) {
+    let mut deliveries = Vec::new();
+    let mut events = Vec::new();
+    for id in ids {
+        match id.parse::<i64>() {
+            Ok(n) if id.bytes().all(|b| b.is_ascii_digit()) => deliveries.push(n),
+            _ => events.push(id.clone()),
+        }
+    }
+    (deliveries, events)
 }
 
 /// The store a relay was started with, whichever the engine. Cloning shares it.
@@ -397,21 +575,41 @@ pub(crate) mod contract {
             .map_or(0, |d| d.as_millis() as i64)
     }
 
+    pub fn request(body: &[u8]) -> Payload {
+        let mut headers = serde_json::Map::new();
+        headers.insert("content-type".into(), "application/json".into());
+        headers.insert("x-github-event".into(), "push".into());
+        Payload::Request(Request {
+            method: "POST".into(),
+            path: "/ci/webhook?x=1".into(),
+            headers,
+            body: body.to_vec(),
+        })
+    }
+
+    pub fn repo(repo: &str, token: TokenSource) -> Destination {
+        Destination::Repo {
+            repo: repo.into(),
+            token,
+        }
+    }
+
     pub fn event(id: &str) -> NewEvent {
         NewEvent {
-            id: id.into(),
-            received_at: now_ms(),
-            source: "compat".into(),
-            repo: "octo/hooks".into(),
-            token: TokenSource::Inline("ghp_secret".into()),
-            event_type: "webhook".into(),
-            body: br#"{"event_type":"webhook","client_payload":{}}"#.to_vec(),
+            event: Event {
+                id: id.into(),
+                received_at: now_ms(),
+                source: "compat".into(),
+                event_type: "webhook".into(),
+                payload: request(br#"{"ref":"refs/heads/main"}"#),
+            },
+            destinations: vec![repo("octo/hooks", TokenSource::Inline("ghp_secret".into()))],
             dedupe_key: None,
         }
     }
 
     fn ids(claimed: &[Claimed]) -> Vec<&str> {
-        claimed.iter().map(|c| c.event_id.as_str()).collect()
+        claimed.iter().map(|c| c.event.id.as_str()).collect()
     }
 
     fn dead(c: &Claimed, error: &str, status: Option<u16>) -> (ClaimRef, Recorded) {
@@ -427,7 +625,7 @@ pub(crate) mod contract {
     pub async fn lifecycle(store: &impl Store) {
         let lease = Duration::from_secs(60);
         let c_event = NewEvent {
-            token: TokenSource::Env("TOKEN".into()),
+            destinations: vec![repo("octo/hooks", TokenSource::Env("TOKEN".into()))],
             ..event("c")
         };
         for e in [event("a"), event("b"), c_event] {
@@ -438,11 +636,21 @@ pub(crate) mod contract {
 
         let due = store.claim(2, lease).await.expect("claim");
         assert_eq!(ids(&due), ["a", "b"], "oldest first");
-        assert_eq!(due[0].token, TokenSource::Inline("ghp_secret".into()));
-        assert_eq!(due[0].repo, "octo/hooks");
+        assert_eq!(
+            due[0].destination,
+            repo("octo/hooks", TokenSource::Inline("ghp_secret".into()))
+        );
+        assert_eq!(
+            due[0].event.payload,
+            request(br#"{"ref":"refs/heads/main"}"#)
+        );
+        assert_eq!(due[0].event.event_type, "webhook");
         let rest = store.claim(10, lease).await.expect("claim");
         assert_eq!(ids(&rest), ["c"], "claimed ones are not handed out twice");
-        assert_eq!(rest[0].token, TokenSource::Env("TOKEN".into()));
+        assert_eq!(
+            rest[0].destination,
+            repo("octo/hooks", TokenSource::Env("TOKEN".into()))
+        );
         let c = store.counts().await.expect("counts");
         assert_eq!((c.pending, c.inflight), (0, 3));
 
@@ -529,13 +737,14 @@ pub(crate) mod contract {
         let letters = store.dead_letters(10).await.expect("dead");
         let summary: Vec<(&str, &str, u32)> = letters
             .iter()
-            .map(|l| (l.id.as_str(), l.error.as_str(), l.attempts))
+            .map(|l| (l.event_id.as_str(), l.error.as_str(), l.attempts))
             .collect();
         assert_eq!(
             summary,
             [("b", "422 unprocessable", 2), ("c", "404 not found", 1)]
         );
-        assert_eq!(letters[0].repo, "octo/hooks");
+        assert_eq!(letters[0].destination, "repo:octo/hooks");
+        assert_eq!(letters[0].source, "compat");
         assert_eq!(
             store
                 .replay_dead(vec!["c".into(), "zz".into()])
@@ -619,6 +828,104 @@ pub(crate) mod contract {
             store.insert(keyed("h", "gh:1")).await.expect("insert"),
             Inserted::Duplicate("g".into())
         );
+    }
+
+    /// One event, three destinations: each delivery has its own attempts, result and dead
+    /// letter; the event stays until its last delivery is done, and is stored once.
+    pub async fn fan_out(store: &impl Store) {
+        let lease = Duration::from_secs(60);
+        let hook = Destination::Http {
+            url: "https://hooks.example/in".into(),
+        };
+        let e = NewEvent {
+            destinations: vec![
+                repo("octo/billing", TokenSource::Env("T".into())),
+                repo("octo/analytics", TokenSource::App),
+                hook.clone(),
+            ],
+            ..event("f")
+        };
+        assert_eq!(store.insert(e).await.expect("insert"), Inserted::New);
+        assert_eq!(store.counts().await.expect("counts").pending, 3);
+        let due = store.claim(10, lease).await.expect("claim");
+        let mut keys: Vec<String> = due.iter().map(|c| c.destination.key()).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "http:https://hooks.example/in",
+                "repo:octo/analytics",
+                "repo:octo/billing"
+            ]
+        );
+        assert!(due
+            .iter()
+            .all(|c| c.event.id == "f"
+                && c.event.payload == request(br#"{"ref":"refs/heads/main"}"#)));
+        let by = |k: &str| due.iter().find(|c| c.destination.key() == k).expect(k);
+        let (billing, analytics, http) = (
+            by("repo:octo/billing"),
+            by("repo:octo/analytics"),
+            by("http:https://hooks.example/in"),
+        );
+        assert_eq!(
+            analytics.destination,
+            repo("octo/analytics", TokenSource::App)
+        );
+        store
+            .record(vec![
+                (billing.into(), Recorded::Delivered),
+                (
+                    analytics.into(),
+                    Recorded::RetryAfter {
+                        delay: Duration::from_millis(200),
+                        error: "500".into(),
+                    },
+                ),
+                dead(http, "404 not found", Some(404)),
+            ])
+            .await
+            .expect("record");
+        let c = store.counts().await.expect("counts");
+        assert_eq!((c.pending, c.inflight, c.dead), (1, 0, 1));
+        let letters = store.dead_letters(10).await.expect("dead");
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].event_id, "f");
+        assert_eq!(letters[0].id, http.id);
+        assert_eq!(letters[0].destination, "http:https://hooks.example/in");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let again = store.claim(10, lease).await.expect("claim");
+        assert_eq!(again.len(), 1, "only the retried delivery comes back");
+        assert_eq!(again[0].destination.key(), "repo:octo/analytics");
+        assert_eq!(again[0].attempts, 1);
+        store
+            .record(vec![((&again[0]).into(), Recorded::Delivered)])
+            .await
+            .expect("record");
+        // The dead HTTP delivery keeps its event: replayed alone, by its delivery id, it
+        // sends the same request.
+        assert_eq!(
+            store
+                .replay_dead(vec![http.id.clone()])
+                .await
+                .expect("replay"),
+            1
+        );
+        let replayed = store.claim(10, lease).await.expect("claim");
+        assert_eq!(replayed.len(), 1);
+        assert_eq!(replayed[0].destination, hook);
+        assert_eq!(replayed[0].attempts, 0);
+        assert_eq!(
+            replayed[0].event.payload,
+            request(br#"{"ref":"refs/heads/main"}"#)
+        );
+        store
+            .record(vec![((&replayed[0]).into(), Recorded::Delivered)])
+            .await
+            .expect("record");
+        let c = store.counts().await.expect("counts");
+        assert_eq!((c.pending, c.inflight, c.dead), (0, 0, 0));
+        assert!(store.claim(10, lease).await.expect("claim").is_empty());
     }
 
     /// Many concurrent inserts, several per key: each key is stored once, and every repeat

@@ -4,6 +4,7 @@
 //! Delivered events are deleted with their token (their job is done); dead letters keep theirs
 //! until they are replayed and delivered, or purged. The file is readable by its owner only.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -13,14 +14,15 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{
-    ClaimRef, Claimed, Counts, DeadLetter, Inserted, NewEvent, Recorded, Room, SeenKey, Store,
-    StoreError, StoredEvent, TokenSource, DEDUPE_WINDOW_MS,
+    split_replay_ids, ClaimRef, Claimed, Counts, DeadLetter, DeliveryState, Destination, Event,
+    Inserted, NewEvent, Payload, Recorded, Room, SeenKey, Store, StoreError, StoredEvent,
+    DEDUPE_WINDOW_MS,
 };
 
 /// The schema, one migration per version, each applied once in its own transaction and recorded
 /// in `schema_migrations` (and `PRAGMA user_version`). A released migration never changes: a new
 /// version gets a new entry.
-const MIGRATIONS: [(i64, &str); 3] = [
+const MIGRATIONS: [(i64, &str); 4] = [
     (
     1,
     "CREATE TABLE events (
@@ -85,6 +87,15 @@ const MIGRATIONS: [(i64, &str); 3] = [
          ALTER TABLE events_v3 RENAME TO events;
          CREATE INDEX deliveries_due ON deliveries (state, next_at, id);
          CREATE INDEX deliveries_event ON deliveries (event_id)",
+    ),
+    // Destinations (docs/design/store.md): an event keeps the request as received (its exact
+    // body in `payload`, `payload_kind = 'request'`), and each destination builds what it sends
+    // from it. Rows from before keep their dispatch body (`payload_kind = 'dispatch'`).
+    (
+        4,
+        "ALTER TABLE events ADD COLUMN method TEXT;
+         ALTER TABLE events ADD COLUMN path TEXT;
+         ALTER TABLE events ADD COLUMN headers TEXT",
     ),
 ];
 
@@ -417,18 +428,24 @@ impl SqliteStore {
                 .map_err(fail)?;
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO events (id, received_at, source, event_type, payload)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO events (id, received_at, source, event_type, payload,
+                         payload_kind, method, path, headers)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(fail)?;
             let mut delivery = tx
                 .prepare_cached(
                     "INSERT INTO deliveries (event_id, destination, token, state, next_at, updated_at)
-                     VALUES (?1, 'repo:' || ?2, ?3, 'pending', ?4, ?4)",
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
                 )
                 .map_err(fail)?;
-            for e in events {
-                if let Some(key) = &e.dedupe_key {
+            for NewEvent {
+                event: e,
+                destinations,
+                dedupe_key,
+            } in events
+            {
+                if let Some(key) = dedupe_key {
                     if remember
                         .execute(params![key, e.id, e.received_at])
                         .map_err(fail)?
@@ -447,11 +464,24 @@ impl SqliteStore {
                         }
                     }
                 }
-                stmt.execute(params![e.id, e.received_at, e.source, e.event_type, e.body])
-                    .map_err(fail)?;
-                delivery
-                    .execute(params![e.id, e.repo, e.token.encode(), e.received_at])
-                    .map_err(fail)?;
+                let (kind, bytes, method, request_path, headers) = e.payload.columns();
+                stmt.execute(params![
+                    e.id,
+                    e.received_at,
+                    e.source,
+                    e.event_type,
+                    bytes,
+                    kind,
+                    method,
+                    request_path,
+                    headers
+                ])
+                .map_err(fail)?;
+                for d in destinations {
+                    delivery
+                        .execute(params![e.id, d.key(), d.token_column(), e.received_at])
+                        .map_err(fail)?;
+                }
                 results.push(Inserted::New);
             }
         }
@@ -486,32 +516,39 @@ impl SqliteStore {
         let due: Vec<Claimed> = {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT d.id, d.event_id, d.destination, d.token, e.payload, d.attempts
+                    "SELECT d.id, d.destination, d.token, d.attempts, e.id, e.received_at,
+                            e.source, e.event_type, e.payload, e.payload_kind, e.method, e.path,
+                            e.headers
                      FROM deliveries d JOIN events e ON e.id = d.event_id
                      WHERE d.state = 'pending' AND d.next_at <= ?1
                      ORDER BY d.next_at, d.id LIMIT ?2",
                 )
                 .map_err(fail)?;
-            let rows = stmt
-                .query_map(params![now, limit as i64], |r| {
-                    let destination: String = r.get(2)?;
-                    Ok(Claimed {
-                        id: r.get::<_, i64>(0)?.to_string(),
-                        event_id: r.get(1)?,
-                        repo: destination
-                            .strip_prefix("repo:")
-                            .unwrap_or(&destination)
-                            .to_string(),
-                        token: TokenSource::decode(
-                            &r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-                        ),
-                        body: r.get(4)?,
-                        attempts: r.get::<_, i64>(5)?.clamp(0, u32::MAX.into()) as u32,
-                        claim: ulid::Ulid::generate().to_string(),
-                    })
-                })
-                .map_err(fail)?;
-            rows.collect::<Result<_, _>>().map_err(fail)?
+            let mut events: HashMap<String, Arc<Event>> = HashMap::new();
+            let mut rows = stmt.query(params![now, limit as i64]).map_err(fail)?;
+            let mut due = Vec::new();
+            while let Some(r) = rows.next().map_err(fail)? {
+                let event_id: String = r.get(4).map_err(fail)?;
+                let event = match events.get(&event_id) {
+                    Some(e) => e.clone(),
+                    None => {
+                        let e = Arc::new(event_at(r, 4).map_err(fail)?);
+                        events.insert(event_id, e.clone());
+                        e
+                    }
+                };
+                due.push(Claimed {
+                    id: r.get::<_, i64>(0).map_err(fail)?.to_string(),
+                    destination: Destination::from_columns(
+                        &r.get::<_, String>(1).map_err(fail)?,
+                        r.get::<_, Option<String>>(2).map_err(fail)?.as_deref(),
+                    ),
+                    attempts: r.get::<_, i64>(3).map_err(fail)?.clamp(0, u32::MAX.into()) as u32,
+                    event,
+                    claim: ulid::Ulid::generate().to_string(),
+                });
+            }
+            due
         };
         {
             let mut mark = tx
@@ -662,21 +699,23 @@ impl SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT e.id, substr(d.destination, 6), e.event_type, d.attempts,
+                "SELECT d.id, e.id, d.destination, e.source, e.event_type, d.attempts,
                         coalesce(d.last_error, ''), e.received_at
                  FROM deliveries d JOIN events e ON e.id = d.event_id
-                 WHERE d.state = 'dead' ORDER BY e.received_at, e.id LIMIT ?1",
+                 WHERE d.state = 'dead' ORDER BY e.received_at, e.id, d.id LIMIT ?1",
             )
             .map_err(|e| unavailable(&self.path, e))?;
         let rows = stmt
             .query_map(params![limit as i64], |r| {
                 Ok(DeadLetter {
-                    id: r.get(0)?,
-                    repo: r.get(1)?,
-                    event_type: r.get(2)?,
-                    attempts: r.get::<_, i64>(3)? as u32,
-                    error: r.get(4)?,
-                    received_at: r.get(5)?,
+                    id: r.get::<_, i64>(0)?.to_string(),
+                    event_id: r.get(1)?,
+                    destination: r.get(2)?,
+                    source: r.get(3)?,
+                    event_type: r.get(4)?,
+                    attempts: r.get::<_, i64>(5)? as u32,
+                    error: r.get(6)?,
+                    received_at: r.get(7)?,
                 })
             })
             .map_err(|e| unavailable(&self.path, e))?;
@@ -684,10 +723,10 @@ impl SqliteStore {
             .map_err(|e| unavailable(&self.path, e))
     }
 
-    /// Up to `limit` waiting events (pending, in flight, dead) with ids after `after`, in id
-    /// order: a page of a move to another store. (One delivery per event today; with several,
-    /// a page must end at an event's last delivery.) In flight counts as pending: the relay that
-    /// held this store is stopped, so no delivery is running.
+    /// Up to `limit` waiting events (some delivery pending, in flight or dead) with ids after
+    /// `after`, in id order, each whole with its deliveries: a page of a move to another store.
+    /// In flight counts as pending: the relay that held this store is stopped, so no delivery
+    /// is running.
     pub fn export_events(
         &mut self,
         after: &str,
@@ -698,39 +737,46 @@ impl SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT e.id, e.received_at, e.source, substr(d.destination, 6), d.token,
-                        e.event_type, e.payload, d.state, d.attempts, d.next_at, d.last_error,
+                "SELECT e.id, e.received_at, e.source, e.event_type, e.payload, e.payload_kind,
+                        e.method, e.path, e.headers,
+                        d.destination, d.token, d.state, d.attempts, d.next_at, d.last_error,
                         d.last_status
-                 FROM events e JOIN deliveries d ON d.event_id = e.id
-                 WHERE e.id > ?1 ORDER BY e.id, d.id LIMIT ?2",
+                 FROM (SELECT * FROM events WHERE id > ?1 ORDER BY id LIMIT ?2) e
+                 JOIN deliveries d ON d.event_id = e.id
+                 ORDER BY e.id, d.id",
             )
             .map_err(fail)?;
-        let rows = stmt
-            .query_map(params![after, limit as i64], |r| {
-                Ok(StoredEvent {
+        let mut rows = stmt.query(params![after, limit as i64]).map_err(fail)?;
+        let mut out: Vec<StoredEvent> = Vec::new();
+        while let Some(r) = rows.next().map_err(fail)? {
+            let id: String = r.get(0).map_err(fail)?;
+            if out.last().map(|s| &s.event.event.id) != Some(&id) {
+                out.push(StoredEvent {
                     event: NewEvent {
-                        id: r.get(0)?,
-                        received_at: r.get(1)?,
-                        source: r.get(2)?,
-                        repo: r.get(3)?,
-                        token: TokenSource::decode(
-                            &r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                        ),
-                        event_type: r.get(5)?,
-                        body: r.get(6)?,
+                        event: event_at(r, 0).map_err(fail)?,
+                        destinations: Vec::new(),
                         dedupe_key: None,
                     },
-                    dead: r.get::<_, String>(7)? == "dead",
-                    attempts: r.get::<_, i64>(8)?.clamp(0, u32::MAX.into()) as u32,
-                    next_attempt_at: r.get(9)?,
-                    last_error: r.get(10)?,
-                    last_status: r
-                        .get::<_, Option<i64>>(11)?
-                        .and_then(|s| u16::try_from(s).ok()),
-                })
-            })
-            .map_err(fail)?;
-        rows.collect::<Result<_, _>>().map_err(fail)
+                    deliveries: Vec::new(),
+                });
+            }
+            let Some(last) = out.last_mut() else { break };
+            last.event.destinations.push(Destination::from_columns(
+                &r.get::<_, String>(9).map_err(fail)?,
+                r.get::<_, Option<String>>(10).map_err(fail)?.as_deref(),
+            ));
+            last.deliveries.push(DeliveryState {
+                dead: r.get::<_, String>(11).map_err(fail)? == "dead",
+                attempts: r.get::<_, i64>(12).map_err(fail)?.clamp(0, u32::MAX.into()) as u32,
+                next_attempt_at: r.get(13).map_err(fail)?,
+                last_error: r.get(14).map_err(fail)?,
+                last_status: r
+                    .get::<_, Option<i64>>(15)
+                    .map_err(fail)?
+                    .and_then(|s| u16::try_from(s).ok()),
+            });
+        }
+        Ok(out)
     }
 
     /// The de-duplication keys remembered since `since` (milliseconds since the epoch).
@@ -764,7 +810,8 @@ impl SqliteStore {
             .map_err(|(_, e)| unavailable(&self.path, e))
     }
 
-    /// Makes dead letters pending again (all when `ids` is empty); returns how many.
+    /// Makes dead letters pending again: by delivery or event id, all when `ids` is empty
+    /// (see [`Store::replay_dead`]); returns how many.
     pub fn replay_dead(&mut self, ids: &[String], now: i64) -> Result<u64, StoreError> {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
@@ -776,9 +823,15 @@ impl SqliteStore {
                 .map(|n| n as u64)
                 .map_err(fail);
         }
+        let (deliveries, events) = split_replay_ids(ids);
         let tx = self.conn.transaction().map_err(fail)?;
         let mut n = 0;
-        for id in ids {
+        for id in deliveries {
+            n += tx
+                .execute(&format!("{sql} AND id = ?2"), params![now, id])
+                .map_err(fail)? as u64;
+        }
+        for id in events {
             n += tx
                 .execute(&format!("{sql} AND event_id = ?2"), params![now, id])
                 .map_err(fail)? as u64;
@@ -819,8 +872,26 @@ impl SqliteStore {
     }
 }
 
+/// The event in a row's columns from `at`: id, received_at, source, event_type, payload,
+/// payload_kind, method, path, headers.
+fn event_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: r.get(at)?,
+        received_at: r.get(at + 1)?,
+        source: r.get(at + 2)?,
+        event_type: r.get(at + 3)?,
+        payload: Payload::from_columns(
+            &r.get::<_, String>(at + 5)?,
+            r.get(at + 4)?,
+            r.get(at + 6)?,
+            r.get(at + 7)?,
+            r.get::<_, Option<String>>(at + 8)?.as_deref(),
+        ),
+    })
+}
+
 enum Command {
-    Insert(NewEvent, oneshot::Sender<Result<Inserted, StoreError>>),
+    Insert(Box<NewEvent>, oneshot::Sender<Result<Inserted, StoreError>>),
     Record(
         Vec<(ClaimRef, Recorded)>,
         oneshot::Sender<Result<usize, StoreError>>,
@@ -872,7 +943,7 @@ impl SqliteHandle {
 
 impl Store for SqliteHandle {
     async fn insert(&self, event: NewEvent) -> Result<Inserted, StoreError> {
-        self.call(|r| Command::Insert(event, r)).await
+        self.call(|r| Command::Insert(Box::new(event), r)).await
     }
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
         self.call(|r| Command::Claim(limit, lease, r)).await
@@ -923,7 +994,7 @@ fn run(mut store: SqliteStore, rx: mpsc::Receiver<Command>, clock: &dyn Clock) {
         for c in commands {
             match c {
                 Command::Insert(e, r) => {
-                    inserts.push(e);
+                    inserts.push(*e);
                     insert_replies.push(r);
                 }
                 Command::Record(rs, r) => {
@@ -1004,7 +1075,7 @@ fn run(mut store: SqliteStore, rx: mpsc::Receiver<Command>, clock: &dyn Clock) {
 mod tests {
     use super::*;
 
-    use super::super::contract;
+    use super::super::{contract, TokenSource};
     use hookflow_protocol::SystemClock;
 
     fn handle(dir: &Path) -> SqliteHandle {
@@ -1016,6 +1087,12 @@ mod tests {
     async fn contract_lifecycle() {
         let dir = tempfile::tempdir().expect("tempdir");
         contract::lifecycle(&handle(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn contract_fan_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        contract::fan_out(&handle(dir.path())).await;
     }
 
     #[tokio::test]
@@ -1041,7 +1118,9 @@ mod tests {
         let mut s = SqliteStore::open(dir.path()).expect("reopens");
         assert_eq!(s.recover(10).expect("recover"), 1);
         assert_eq!(
-            s.claim(i64::MAX - 1, 10, 60_000).expect("claim")[0].event_id,
+            s.claim(i64::MAX - 1, 10, 60_000).expect("claim")[0]
+                .event
+                .id,
             "x"
         );
     }
@@ -1133,34 +1212,46 @@ mod tests {
         assert_eq!(letters.len(), 1);
         assert_eq!(
             (
-                letters[0].id.as_str(),
-                letters[0].repo.as_str(),
+                letters[0].event_id.as_str(),
+                letters[0].destination.as_str(),
                 letters[0].attempts
             ),
-            ("b", "octo/two", 7)
+            ("b", "repo:octo/two", 7)
         );
         assert_eq!(letters[0].error, "repository not found");
         assert_eq!(s.recover(40).expect("recover"), 1, "c was in flight");
         let due = s.claim(1_000, 10, 60_000).expect("claim");
-        let mut got: Vec<(String, String, u32, TokenSource)> = due
+        let mut got: Vec<(String, u32, Destination, Payload)> = due
             .into_iter()
-            .map(|d| (d.event_id, d.repo, d.attempts, d.token))
+            .map(|d| {
+                (
+                    d.event.id.clone(),
+                    d.attempts,
+                    d.destination,
+                    d.event.payload.clone(),
+                )
+            })
             .collect();
         got.sort_by(|x, y| x.0.cmp(&y.0));
+        let repo = |t: &str| Destination::Repo {
+            repo: "octo/one".into(),
+            token: TokenSource::Inline(t.into()),
+        };
+        // Rows from before schema 4 keep their dispatch body, sent as it is.
         assert_eq!(
             got,
             [
                 (
                     "a".into(),
-                    "octo/one".into(),
                     2,
-                    TokenSource::Inline("ghp_a".into())
+                    repo("ghp_a"),
+                    Payload::Dispatch(b"{}".to_vec())
                 ),
                 (
                     "c".into(),
-                    "octo/one".into(),
                     0,
-                    TokenSource::Inline("ghp_c".into())
+                    repo("ghp_c"),
+                    Payload::Dispatch(b"{}".to_vec())
                 ),
             ]
         );

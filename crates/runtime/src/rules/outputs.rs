@@ -9,7 +9,7 @@
 //! names and must not reuse a built-in one.
 
 use crate::body::Need;
-use jsonpath_rust::parser::model::JpQuery;
+use hookflow_protocol::jsonpath::Query;
 use serde_json::Value;
 
 /// One configured output.
@@ -19,7 +19,7 @@ pub struct OutputRule {
     pub name: String,
     /// The JSONPath as written.
     pub path: String,
-    query: JpQuery,
+    query: Query,
     /// Whether the path can select several values (then the output is always a list).
     pub many: bool,
     /// Whether finding nothing is an error.
@@ -106,16 +106,14 @@ impl OutputRule {
             }
             _ => return Err(OutputRuleError::Shape),
         };
-        let query = jsonpath_rust::parser::parse_json_path(&path).map_err(|e| {
-            OutputRuleError::JsonPath {
-                path: path.clone(),
-                message: e.to_string(),
-            }
+        let query = Query::parse(&path).map_err(|e| OutputRuleError::JsonPath {
+            path: e.path,
+            message: e.message,
         })?;
         Ok(OutputRule {
             name: name.to_string(),
             path,
-            many: !is_singular(&query),
+            many: query.many(),
             query,
             required,
             mask,
@@ -125,7 +123,7 @@ impl OutputRule {
     /// Adds the parts of the request's body this output reads to `need`.
     pub fn add_body_need(&self, need: &mut Need) {
         let mut item = Need::nothing();
-        add_path_need(&mut item, &self.query.segments);
+        add_path_need(&mut item, self.query.segments());
         if let Some(body) = item.member("body") {
             *need = std::mem::take(need).union(body.into_owned());
         }
@@ -133,17 +131,20 @@ impl OutputRule {
 
     /// Evaluates over the request item.
     pub fn evaluate(&self, item: &Value) -> Result<Value, MissingOutput> {
-        let found: Vec<Value> = jsonpath_rust::query::js_path_process(&self.query, item)
-            .map(|refs| refs.into_iter().map(|r| r.val().clone()).collect())
-            .unwrap_or_default();
-        match found.len() {
-            0 if self.required => Err(MissingOutput {
-                name: self.name.clone(),
-                path: self.path.clone(),
-            }),
-            _ if self.many => Ok(Value::Array(found)),
-            0 => Ok(Value::String(String::new())),
-            _ => Ok(found.into_iter().next().unwrap_or(Value::Null)),
+        match self.query.select(item) {
+            Some(Value::Array(found)) if self.many && found.is_empty() && self.required => {
+                Err(self.missing())
+            }
+            Some(v) => Ok(v),
+            None if self.required => Err(self.missing()),
+            None => Ok(Value::String(String::new())),
+        }
+    }
+
+    fn missing(&self) -> MissingOutput {
+        MissingOutput {
+            name: self.name.clone(),
+            path: self.path.clone(),
         }
     }
 }
@@ -171,17 +172,6 @@ fn add_path_need(node: &mut Need, segments: &[jsonpath_rust::parser::model::Segm
             Selector::Filter(_) => return node.set_everything(),
         }
     }
-}
-
-/// RFC 9535's singular query: only name and index selectors, one per segment, no descendants.
-fn is_singular(query: &JpQuery) -> bool {
-    use jsonpath_rust::parser::model::{Segment, Selector};
-    let one = |s: &Selector| matches!(s, Selector::Name(_) | Selector::Index(_));
-    query.segments.iter().all(|segment| match segment {
-        Segment::Selector(s) => one(s),
-        Segment::Selectors(list) => list.len() == 1 && one(&list[0]),
-        Segment::Descendant(_) => false,
-    })
 }
 
 #[cfg(test)]

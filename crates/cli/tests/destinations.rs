@@ -1,0 +1,326 @@
+//! Destinations: one webhook fanned out to several repositories and a plain HTTP endpoint, each
+//! delivery with its own attempts, dead letter and replay, on SQLite and on PostgreSQL.
+
+mod support;
+
+use std::time::Duration;
+
+use hookflow_protocol::signature::{verify, Scheme};
+use hookflow_protocol::Environment;
+use hookflow_relay::store::postgres::scratch::ScratchDb;
+use hookflow_relay::store::Store as _;
+use hookflow_relay::Running;
+use serde_json::{json, Map, Value};
+use support::fake_github::{Answer, FakeGithub};
+use support::receiver::Receiver;
+use support::relay::{config, get_text, http, settled, url, wait_until, WAIT};
+
+/// The Standard Webhooks specification's example secret.
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn env() -> Environment {
+    Environment::with_vars(vec![
+        ("BILLING_TOKEN".into(), "ghp_billing".into()),
+        ("ANALYTICS_TOKEN".into(), "ghp_analytics".into()),
+        ("INTERNAL_WHSEC".into(), WHSEC.into()),
+    ])
+}
+
+fn endpoints(receiver: &Receiver) -> String {
+    format!(
+        "endpoints:
+  - slug: stripe
+    event_type_path: type
+    destinations:
+      - repo: acme/billing
+        token_env: BILLING_TOKEN
+        event_types: ['invoice.*']
+      - repo: acme/analytics
+        token_env: ANALYTICS_TOKEN
+        transform: {{id: $.id, kind: $.type, amount: $.data.object.amount_paid}}
+      - url: {}
+        secret_env: INTERNAL_WHSEC
+        headers: {{X-Team: billing}}
+  - slug: invoices-only
+    event_type_path: type
+    destinations:
+      - repo: acme/billing
+        token_env: BILLING_TOKEN
+        event_types: ['invoice.*']
+",
+        receiver.url("/in/stripe")
+    )
+}
+
+async fn start(
+    dir: &std::path::Path,
+    gh: &FakeGithub,
+    receiver: &Receiver,
+    store: Option<&str>,
+) -> Running {
+    let extra = format!(
+        "{}{}",
+        store.map(|s| format!("store: {s}\n")).unwrap_or_default(),
+        endpoints(receiver)
+    );
+    hookflow_relay::start(config(dir, gh, &extra), env())
+        .await
+        .expect("relay starts")
+}
+
+const INVOICE: &str =
+    r#"{"id":"evt_1","type":"invoice.paid","data":{"object":{"amount_paid":4200,"lines":[1,2]}}}"#;
+
+async fn send(r: &Running, path: &str, body: &str) -> (u16, Value) {
+    let resp = http()
+        .post(url(r, path))
+        .header("content-type", "application/json; charset=utf-8")
+        .header("stripe-signature", "t=1,v1=not-checked-here")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent");
+    support::relay::json_of(resp).await
+}
+
+fn headers_map(pairs: &[(String, String)]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
+}
+
+/// The whole story on one store: fan-out, a retry on one repository, a dead letter on the HTTP
+/// endpoint replayed alone, event-type filters, per-destination metrics.
+async fn fan_out_story(store: Option<&str>) {
+    let gh = FakeGithub::start().await;
+    gh.script_for("acme/analytics", vec![Answer::server_error()]);
+    let receiver = Receiver::start().await;
+    receiver.script(&[404]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, &receiver, store).await;
+
+    let (status, answer) = send(&r, "/hooks/stripe", INVOICE).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["event_id"]
+        .as_str()
+        .expect("an event id")
+        .to_string();
+    settled(&r).await;
+
+    // billing: delivered once, the exact body and the sender's signature header kept.
+    let to = |repo: &str| -> Vec<_> {
+        gh.dispatches()
+            .into_iter()
+            .filter(|d| d.repo == repo)
+            .collect()
+    };
+    let billing = to("acme/billing");
+    assert_eq!(billing.len(), 1, "{billing:?}");
+    assert_eq!(billing[0].authorization, "Bearer ghp_billing");
+    let payload = &billing[0].body["client_payload"];
+    assert_eq!(payload["id"], id.as_str());
+    assert_eq!(payload["body"], INVOICE, "the exact bytes");
+    assert_eq!(
+        payload["headers"]["stripe-signature"],
+        "t=1,v1=not-checked-here"
+    );
+    assert_eq!(billing[0].body["event_type"], "invoice.paid");
+    // analytics: 500, then delivered after its retry; the transform's body, no signature.
+    let analytics = to("acme/analytics");
+    assert_eq!(
+        analytics.iter().map(|d| d.status).collect::<Vec<_>>(),
+        [500, 204]
+    );
+    let payload = &analytics[1].body["client_payload"];
+    assert_eq!(
+        serde_json::from_str::<Value>(payload["body"].as_str().expect("text")).expect("json"),
+        json!({"id": "evt_1", "kind": "invoice.paid", "amount": 4200})
+    );
+    assert!(
+        payload["headers"].get("stripe-signature").is_none(),
+        "{payload}"
+    );
+    assert_eq!(payload["headers"]["content-type"], "application/json");
+    // The HTTP endpoint: the exact body with its headers, signed; 404 made it a dead letter.
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "a 404 is not retried");
+    let first = &got[0];
+    assert_eq!(first.path, "/in/stripe");
+    assert_eq!(first.body, INVOICE.as_bytes());
+    assert_eq!(
+        first.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(first.header("x-hookflow-event-id"), Some(id.as_str()));
+    assert_eq!(first.header("x-hookflow-endpoint"), Some("stripe"));
+    assert_eq!(first.header("x-hookflow-event-type"), Some("invoice.paid"));
+    assert_eq!(first.header("x-team"), Some("billing"));
+    assert_eq!(first.header("webhook-id"), Some(id.as_str()));
+    let now = chrono::Utc::now().timestamp();
+    verify(
+        &Scheme::StandardWebhooks,
+        &headers_map(&first.headers),
+        &first.body,
+        WHSEC.as_bytes(),
+        now,
+        300,
+    )
+    .expect("the Standard Webhooks signature verifies");
+    assert!(verify(
+        &Scheme::StandardWebhooks,
+        &headers_map(&first.headers),
+        b"{}",
+        WHSEC.as_bytes(),
+        now,
+        300,
+    )
+    .is_err());
+
+    let letters = r.store.dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].event_id, id);
+    assert_eq!(
+        letters[0].destination,
+        format!("http:{}", receiver.url("/in/stripe"))
+    );
+    assert!(letters[0].error.contains("404"), "{}", letters[0].error);
+
+    // Replayed alone, by its delivery id: the HTTP endpoint gets it again; no repository does.
+    assert_eq!(
+        r.store
+            .replay_dead(vec![letters[0].id.clone()])
+            .await
+            .expect("replay"),
+        1
+    );
+    wait_until("the replay delivered", || receiver.received().len() == 2).await;
+    settled(&r).await;
+    assert_eq!(receiver.received()[1].status, 204);
+    assert_eq!(receiver.received()[1].body, INVOICE.as_bytes());
+    assert_eq!(to("acme/billing").len(), 1);
+    assert_eq!(to("acme/analytics").len(), 2);
+    let c = r.store.counts().await.expect("counts");
+    assert_eq!((c.pending, c.inflight, c.dead), (0, 0, 0));
+
+    // Event-type filters: billing takes invoices only.
+    let (status, _) = send(
+        &r,
+        "/hooks/stripe",
+        r#"{"id":"evt_2","type":"customer.created","data":{"object":{}}}"#,
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_until("the customer event fanned out", || {
+        receiver.received().len() == 3 && to("acme/analytics").len() == 3
+    })
+    .await;
+    settled(&r).await;
+    assert_eq!(
+        to("acme/billing").len(),
+        1,
+        "billing does not take customer.*"
+    );
+    // An event no destination takes is acknowledged and not stored.
+    let (status, answer) = send(
+        &r,
+        "/hooks/invoices-only",
+        r#"{"id":"evt_3","type":"customer.created"}"#,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(answer["event_id"].is_null(), "{answer}");
+    assert!(
+        answer["ignored"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("customer.created"),
+        "{answer}"
+    );
+
+    let metrics = get_text(&url(&r, "/metrics")).await;
+    for line in [
+        "hookflow_destination_attempts_total{endpoint=\"stripe\",destination=\"repo:acme/billing\",result=\"delivered\"} 1",
+        "hookflow_destination_attempts_total{endpoint=\"stripe\",destination=\"repo:acme/analytics\",result=\"retried\"} 1",
+        "hookflow_destination_attempts_total{endpoint=\"stripe\",destination=\"repo:acme/analytics\",result=\"delivered\"} 2",
+        "hookflow_ignored_total 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let http_dead = format!(
+        "hookflow_destination_attempts_total{{endpoint=\"stripe\",destination=\"http:{}\",result=\"dead\"}} 1",
+        receiver.url("/in/stripe")
+    );
+    assert!(metrics.contains(&http_dead), "{http_dead} in\n{metrics}");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_on_sqlite() {
+    fan_out_story(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_on_postgres() {
+    let Some(db) = ScratchDb::for_tests().await else {
+        return;
+    };
+    fan_out_story(Some(&db.url)).await;
+}
+
+/// A relay stopped while one destination's delivery hangs: after the restart that delivery is
+/// made, and the destinations already delivered are not sent again.
+async fn restart_story(store: Option<&str>) {
+    let gh = FakeGithub::start().await;
+    gh.script_for("acme/analytics", vec![Answer::Hang]);
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, &receiver, store).await;
+    let (status, answer) = send(&r, "/hooks/stripe", INVOICE).await;
+    assert_eq!(status, 202, "{answer}");
+    let to = |repo: &str| {
+        gh.dispatches()
+            .into_iter()
+            .filter(|d| d.repo == repo)
+            .count()
+    };
+    wait_until(
+        "billing and the endpoint delivered, analytics hanging",
+        || to("acme/billing") == 1 && receiver.received().len() == 1 && to("acme/analytics") == 1,
+    )
+    .await;
+    r.stop().await;
+    let r = start(dir.path(), &gh, &receiver, store).await;
+    wait_until("analytics delivered after the restart", || {
+        gh.dispatches()
+            .iter()
+            .any(|d| d.repo == "acme/analytics" && d.status == 204)
+    })
+    .await;
+    settled(&r).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(to("acme/billing"), 1, "not repeated");
+    assert_eq!(receiver.received().len(), 1, "not repeated");
+    assert_eq!(
+        to("acme/analytics"),
+        2,
+        "the hung attempt, then the one after the restart"
+    );
+    let c = r.store.counts().await.expect("counts");
+    assert_eq!((c.pending, c.inflight, c.dead), (0, 0, 0));
+    r.stop().await;
+    let _ = WAIT;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_fan_out_repeats_nothing_recorded_on_sqlite() {
+    restart_story(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_fan_out_repeats_nothing_recorded_on_postgres() {
+    let Some(db) = ScratchDb::for_tests().await else {
+        return;
+    };
+    restart_story(Some(&db.url)).await;
+}

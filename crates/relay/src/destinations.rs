@@ -1,0 +1,353 @@
+//! Where an endpoint's events go: its destinations as configured (repositories and plain HTTP
+//! endpoints), which events each takes (`event_types` globs), and what each is sent: the request
+//! as received, or a `transform`'s JSON projection of its body.
+//!
+//! The accept path uses this to pick an event's destinations (and to refuse, before storing, a
+//! dispatch GitHub would refuse); the delivery workers use it to build what they send, from the
+//! stored event, with the same code.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use crate::config::{EndpointAuth, RelayConfig};
+use crate::store::{Destination, Event, Payload, Request, TokenSource};
+use hookflow_protocol::dispatch::Repo;
+use hookflow_protocol::jsonpath::Query;
+use hookflow_protocol::payload::{ClientPayload, Incoming, Origin, PayloadError, Prepared};
+use hookflow_protocol::signature::{Scheme, SIGNATURE_HEADERS};
+
+/// Where one destination sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A repository's `repository_dispatch`.
+    Repo {
+        /// The repository.
+        repo: Repo,
+        /// Its credential.
+        auth: EndpointAuth,
+    },
+    /// A plain HTTP endpoint.
+    Http {
+        /// `https://…` (or `http://` inside a closed network).
+        url: String,
+        /// The variable holding its Standard Webhooks secret (`whsec_…`), when signed.
+        secret_env: Option<String>,
+        /// Extra headers sent with every event.
+        headers: Vec<(String, String)>,
+        /// The prefix of the headers that name the event (default `X-Hookflow-`).
+        header_prefix: Option<String>,
+    },
+}
+
+/// One configured destination of an endpoint.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    /// Where it sends.
+    pub target: Target,
+    /// Glob patterns of the event types it takes (`invoice.*`); empty: every event.
+    pub event_types: Vec<String>,
+    /// A JSON projection of the body sent instead of the body as received.
+    pub transform: Option<Transform>,
+}
+
+impl DestinationConfig {
+    /// Its name in the store, dead letters and metrics: `repo:OWNER/NAME` or `http:<url>`.
+    pub fn key(&self) -> String {
+        self.store_destination().key()
+    }
+
+    /// Whether it takes events of this type.
+    pub fn takes(&self, event_type: &str) -> bool {
+        self.event_types.is_empty() || self.event_types.iter().any(|p| glob(p, event_type))
+    }
+
+    /// The delivery the store keeps for it.
+    pub fn store_destination(&self) -> Destination {
+        match &self.target {
+            Target::Repo { repo, auth } => Destination::Repo {
+                repo: repo.to_string(),
+                token: match auth {
+                    EndpointAuth::TokenEnv(name) => TokenSource::Env(name.clone()),
+                    EndpointAuth::App => TokenSource::App,
+                },
+            },
+            Target::Http { url, .. } => Destination::Http { url: url.clone() },
+        }
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters (none too) and
+/// `?` for one character; everything else stands for itself.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Iterative, with one backtrack point: linear in practice, never exponential.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// A destination's `transform:`: output field names, each with the JSONPath (over the JSON
+/// body) of its value. A path that names one value gives it, or `null` when absent; a path that
+/// can select several gives a list.
+#[derive(Debug, Clone)]
+pub struct Transform {
+    fields: Vec<(String, Query)>,
+}
+
+/// Why a transform cannot be used as written, or on a body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransformError {
+    /// A path that does not parse.
+    #[error("transform field `{field}`: {message}")]
+    Path {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No fields.
+    #[error("transform needs at least one field, such as `id: $.id`")]
+    Empty,
+    /// The body is not JSON.
+    #[error("the destination transforms the body with JSONPath, and this body is not JSON ({0})")]
+    NotJson(String),
+}
+
+impl Transform {
+    /// Compiles `name: $.json.path` pairs.
+    pub fn parse(fields: &[(String, String)]) -> Result<Transform, TransformError> {
+        if fields.is_empty() {
+            return Err(TransformError::Empty);
+        }
+        let fields = fields
+            .iter()
+            .map(|(name, path)| {
+                Query::parse(path)
+                    .map(|q| (name.clone(), q))
+                    .map_err(|e| TransformError::Path {
+                        field: name.clone(),
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Transform { fields })
+    }
+
+    /// The projection of a JSON `body`, as compact JSON.
+    pub fn apply(&self, body: &[u8]) -> Result<Vec<u8>, TransformError> {
+        let doc: Value =
+            serde_json::from_slice(body).map_err(|e| TransformError::NotJson(e.to_string()))?;
+        let mut out = Map::new();
+        for (name, query) in &self.fields {
+            out.insert(name.clone(), query.select(&doc).unwrap_or(Value::Null));
+        }
+        Ok(Value::Object(out).to_string().into_bytes())
+    }
+}
+
+/// What one destination is sent of a request: the request itself, or with a transform, its
+/// projection as `application/json` without the sender's signature headers (they signed other
+/// bytes). `verify_header` is the endpoint's own signature header, when it has a custom one.
+pub fn outgoing(
+    request: &Request,
+    transform: Option<&Transform>,
+    verify_header: Option<&str>,
+) -> Result<Request, TransformError> {
+    let Some(t) = transform else {
+        return Ok(request.clone());
+    };
+    let body = t.apply(&request.body)?;
+    let mut headers: Map<String, Value> = request
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            !SIGNATURE_HEADERS.contains(&k.as_str())
+                && verify_header.is_none_or(|h| !h.eq_ignore_ascii_case(k))
+                && k.as_str() != "content-length"
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    headers.insert("content-type".into(), "application/json".into());
+    Ok(Request {
+        method: request.method.clone(),
+        path: request.path.clone(),
+        headers,
+        body,
+    })
+}
+
+/// The dispatch GitHub receives for `request` of `event`: checked against GitHub's limits (the
+/// accept path refuses with 413 what does not fit, and never stores it).
+pub fn dispatch_body(event: &Event, request: &Request) -> Result<Prepared, PayloadError> {
+    let incoming = Incoming {
+        method: request.method.clone(),
+        path: request.path.clone(),
+        headers: request.headers.clone(),
+        body: request.body.clone(),
+    };
+    let origin = Origin {
+        id: &event.id,
+        received_at: &rfc3339(event.received_at),
+        source: &event.source,
+    };
+    ClientPayload::encode_request(&incoming, &event.event_type, origin)
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The configured destinations, by endpoint and key: what a delivery worker looks up to send
+/// a stored event (an HTTP destination's secret and headers, a transform).
+#[derive(Debug, Default)]
+pub struct Destinations {
+    by_key: HashMap<(String, String), DestinationConfig>,
+    verify_headers: HashMap<String, String>,
+}
+
+impl Destinations {
+    /// The table of a configuration.
+    pub fn of(config: &RelayConfig) -> Destinations {
+        let mut table = Destinations::default();
+        for ep in &config.endpoints {
+            for d in &ep.destinations {
+                table.by_key.insert((ep.slug.clone(), d.key()), d.clone());
+            }
+            if let Some(Scheme::Custom(c)) = ep.verify.as_ref().map(|v| &v.scheme) {
+                table
+                    .verify_headers
+                    .insert(ep.slug.clone(), c.header.clone());
+            }
+        }
+        table
+    }
+
+    /// The destination `key` of endpoint `slug`, if configured.
+    pub fn get(&self, slug: &str, key: &str) -> Option<&DestinationConfig> {
+        self.by_key.get(&(slug.to_string(), key.to_string()))
+    }
+
+    /// What `destination` is sent of `event`: for a repository, the dispatch body; for HTTP,
+    /// the request. `None` config: sent as stored (the compatible route, or an endpoint no
+    /// longer configured for a repository).
+    pub fn build(
+        &self,
+        event: &Event,
+        config: Option<&DestinationConfig>,
+    ) -> Result<Request, TransformError> {
+        match &event.payload {
+            Payload::Request(r) => outgoing(
+                r,
+                config.and_then(|c| c.transform.as_ref()),
+                self.verify_headers.get(&event.source).map(String::as_str),
+            ),
+            // An old event's dispatch body stands for itself.
+            Payload::Dispatch(b) => Ok(Request {
+                method: String::new(),
+                path: String::new(),
+                headers: Map::new(),
+                body: b.clone(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        for (p, t, want) in [
+            ("invoice.*", "invoice.paid", true),
+            ("invoice.*", "invoice.", true),
+            ("invoice.*", "customer.created", false),
+            ("*", "", true),
+            ("*.created", "customer.subscription.created", true),
+            ("push", "push", true),
+            ("push", "pushed", false),
+            ("p?sh", "push", true),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+            ("", "", true),
+            ("", "x", false),
+        ] {
+            assert_eq!(glob(p, t), want, "{p} ~ {t}");
+        }
+        // A hostile pattern stays linear.
+        let long = "a".repeat(10_000);
+        assert!(!glob("*a*a*a*a*a*a*a*a*b", &long));
+    }
+
+    #[test]
+    fn transforms_project_and_drop_signatures() {
+        let t = Transform::parse(&[
+            ("id".into(), "$.id".into()),
+            ("amount".into(), "$.data.object.amount".into()),
+            ("lines".into(), "$.data.lines[*].id".into()),
+            ("absent".into(), "$.nope".into()),
+        ])
+        .expect("parses");
+        let mut headers = Map::new();
+        for (k, v) in [
+            ("content-type", "application/json; charset=utf-8"),
+            ("stripe-signature", "t=1,v1=abc"),
+            ("x-custom-sig", "zzz"),
+            ("user-agent", "Stripe/1.0"),
+        ] {
+            headers.insert(k.into(), v.into());
+        }
+        let request = Request {
+            method: "POST".into(),
+            path: "/stripe/webhook".into(),
+            headers,
+            body: br#"{"id":"evt_1","data":{"object":{"amount":42},"lines":[{"id":"l1"},{"id":"l2"}]}}"#.to_vec(),
+        };
+        let out = outgoing(&request, Some(&t), Some("X-Custom-Sig")).expect("applies");
+        let body: Value = serde_json::from_slice(&out.body).expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({"id": "evt_1", "amount": 42, "lines": ["l1", "l2"], "absent": null})
+        );
+        assert_eq!(out.headers["content-type"], "application/json");
+        assert!(!out.headers.contains_key("stripe-signature"));
+        assert!(!out.headers.contains_key("x-custom-sig"));
+        assert_eq!(out.headers["user-agent"], "Stripe/1.0");
+        // Without a transform, the request goes as received.
+        assert_eq!(outgoing(&request, None, None).expect("as is"), request);
+        let not_json = Request {
+            body: b"a=1&b=2".to_vec(),
+            ..request
+        };
+        let e = outgoing(&not_json, Some(&t), None).unwrap_err();
+        assert!(e.to_string().contains("not JSON"), "{e}");
+        let e = Transform::parse(&[("x".into(), "$.[".into())]).unwrap_err();
+        assert!(e.to_string().contains("transform field `x`"), "{e}");
+        assert_eq!(Transform::parse(&[]).unwrap_err(), TransformError::Empty);
+    }
+}
