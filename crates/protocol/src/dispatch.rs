@@ -95,8 +95,8 @@ pub fn dispatch_body(event_type: &str, client_payload: &Value) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// Checks GitHub's limits; returns the request body on success.
-pub fn check_limits(event_type: &str, client_payload: &Value) -> Result<Vec<u8>, LimitError> {
+/// Checks an event type alone: 1 to [`MAX_EVENT_TYPE_CHARS`] characters, none a control.
+pub fn check_event_type(event_type: &str) -> Result<(), LimitError> {
     let chars = event_type.chars().count();
     if chars == 0 || chars > MAX_EVENT_TYPE_CHARS {
         return Err(LimitError::EventType(chars));
@@ -104,6 +104,12 @@ pub fn check_limits(event_type: &str, client_payload: &Value) -> Result<Vec<u8>,
     if let Some(c) = event_type.chars().find(|c| c.is_control()) {
         return Err(LimitError::EventTypeControl(c as u32));
     }
+    Ok(())
+}
+
+/// Checks GitHub's limits; returns the request body on success.
+pub fn check_limits(event_type: &str, client_payload: &Value) -> Result<Vec<u8>, LimitError> {
+    check_event_type(event_type)?;
     let Value::Object(map) = client_payload else {
         return Err(LimitError::NotObject);
     };

@@ -16,7 +16,7 @@ use std::io::{Read as _, Write as _};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::dispatch::{check_limits, LimitError, MAX_REQUEST_BYTES};
+use crate::dispatch::{check_event_type, check_limits, LimitError, MAX_REQUEST_BYTES};
 
 /// The names of the payload's fields, in the order the relay writes them.
 pub mod field {
@@ -346,8 +346,8 @@ impl ClientPayload {
     }
 }
 
-/// A request as a relay received it.
-#[derive(Debug, Clone)]
+/// A request as a relay received it (and keeps it, in its store).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
     /// HTTP method as sent (`POST`).
     pub method: String,
@@ -357,6 +357,13 @@ pub struct Incoming {
     pub headers: Map<String, Value>,
     /// The exact body bytes.
     pub body: Vec<u8>,
+}
+
+impl Incoming {
+    /// The sender's `Content-Type`, if it sent one.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers.get("content-type").and_then(Value::as_str)
+    }
 }
 
 /// Why a request cannot be dispatched.
@@ -443,6 +450,43 @@ impl ClientPayload {
             }),
             Err(other) => Err(PayloadError::Limit(other)),
         }
+    }
+}
+
+impl ClientPayload {
+    /// Whether the dispatch of `incoming` surely fits GitHub's limits, found without building
+    /// it: its event type is valid, and even with every byte of every text escaped six-fold
+    /// (`\u00XX`, JSON's worst) the request stays under [`MAX_REQUEST_BYTES`]. A relay that
+    /// builds the dispatch later (at delivery) checks small requests this way at the door;
+    /// `false` means "build it to know", not "too large".
+    pub fn surely_fits(incoming: &Incoming, event_type: &str, origin: Origin<'_>) -> bool {
+        if check_event_type(event_type).is_err() {
+            return false;
+        }
+        let headers: usize = incoming
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + match v {
+                        Value::String(s) => s.len(),
+                        other => other.to_string().len(),
+                    }
+            })
+            .sum();
+        let texts = incoming.method.len()
+            + incoming.path.len()
+            + incoming.body.len()
+            + headers
+            + origin.id.len()
+            + origin.received_at.len()
+            + origin.source.len()
+            + event_type.len();
+        // Keys, quotes, separators and `body_encoding`: under 256 bytes, plus six per header.
+        let bound = 6usize
+            .saturating_mul(texts)
+            .saturating_add(256 + 6 * incoming.headers.len());
+        bound < MAX_REQUEST_BYTES
     }
 }
 
@@ -625,6 +669,19 @@ mod tests {
         assert!(matches!(bomb.unpack(), Err(BodyError::TooLarge { .. })));
     }
 
+    #[test]
+    fn small_requests_surely_fit_and_bad_event_types_do_not() {
+        let small = incoming(vec![b'a'; 8_000]);
+        assert!(ClientPayload::surely_fits(&small, "webhook", ORIGIN));
+        assert!(!ClientPayload::surely_fits(
+            &incoming(vec![b'a'; 11_000]),
+            "webhook",
+            ORIGIN
+        ));
+        assert!(!ClientPayload::surely_fits(&small, "", ORIGIN));
+        assert!(!ClientPayload::surely_fits(&small, "a\nb", ORIGIN));
+    }
+
     proptest! {
         /// Relay encode, then reader decode, gives the exact bytes back: text, binary, and
         /// (with a repetitive tail that pushes it past 64 KB) gzip.
@@ -641,6 +698,23 @@ mod tests {
             }
             if let Ok(p) = ClientPayload::encode_request(&incoming(body.clone()), "webhook", ORIGIN) {
                 prop_assert_eq!(read_back(&p), body);
+            }
+        }
+
+        /// A request the cheap test passes always encodes within GitHub's limits, whatever its
+        /// bytes (control characters escape to six bytes each, the worst JSON has).
+        #[test]
+        fn what_surely_fits_does_fit(
+            body in proptest::collection::vec(prop_oneof![Just(1u8), Just(b'"'), any::<u8>()], 0..12_000),
+            headers in proptest::collection::vec(("[a-z-]{1,20}", "[\\x00-\\x1f\"a-z]{0,200}"), 0..20),
+            event_type in "[a-z.]{1,100}",
+        ) {
+            let mut request = incoming(body);
+            for (k, v) in headers {
+                request.headers.insert(k, Value::String(v));
+            }
+            if ClientPayload::surely_fits(&request, &event_type, ORIGIN) {
+                prop_assert!(ClientPayload::encode_request(&request, &event_type, ORIGIN).is_ok());
             }
         }
 

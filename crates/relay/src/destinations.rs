@@ -6,6 +6,7 @@
 //! dispatch GitHub would refuse); the delivery workers use it to build what they send, from the
 //! stored event, with the same code.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
@@ -14,7 +15,7 @@ use crate::config::{EndpointAuth, RelayConfig};
 use crate::store::{Destination, Event, Payload, Request, TokenSource};
 use hookflow_protocol::dispatch::Repo;
 use hookflow_protocol::jsonpath::Query;
-use hookflow_protocol::payload::{ClientPayload, Incoming, Origin, PayloadError, Prepared};
+use hookflow_protocol::payload::{ClientPayload, Origin, PayloadError, Prepared};
 use hookflow_protocol::signature::{Scheme, SIGNATURE_HEADERS};
 
 /// Where one destination sends.
@@ -170,13 +171,13 @@ impl Transform {
 /// What one destination is sent of a request: the request itself, or with a transform, its
 /// projection as `application/json` without the sender's signature headers (they signed other
 /// bytes). `verify_header` is the endpoint's own signature header, when it has a custom one.
-pub fn outgoing(
-    request: &Request,
+pub fn outgoing<'a>(
+    request: &'a Request,
     transform: Option<&Transform>,
     verify_header: Option<&str>,
-) -> Result<Request, TransformError> {
+) -> Result<Cow<'a, Request>, TransformError> {
     let Some(t) = transform else {
-        return Ok(request.clone());
+        return Ok(Cow::Borrowed(request));
     };
     let body = t.apply(&request.body)?;
     let mut headers: Map<String, Value> = request
@@ -190,29 +191,38 @@ pub fn outgoing(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     headers.insert("content-type".into(), "application/json".into());
-    Ok(Request {
+    Ok(Cow::Owned(Request {
         method: request.method.clone(),
         path: request.path.clone(),
         headers,
         body,
-    })
+    }))
 }
 
 /// The dispatch GitHub receives for `request` of `event`: checked against GitHub's limits (the
 /// accept path refuses with 413 what does not fit, and never stores it).
 pub fn dispatch_body(event: &Event, request: &Request) -> Result<Prepared, PayloadError> {
-    let incoming = Incoming {
-        method: request.method.clone(),
-        path: request.path.clone(),
-        headers: request.headers.clone(),
-        body: request.body.clone(),
-    };
     let origin = Origin {
         id: &event.id,
         received_at: &rfc3339(event.received_at),
         source: &event.source,
     };
-    ClientPayload::encode_request(&incoming, &event.event_type, origin)
+    ClientPayload::encode_request(request, &event.event_type, origin)
+}
+
+/// Checks that the dispatch of `request` of `event` fits GitHub's limits, building it only
+/// when the cheap bound ([`ClientPayload::surely_fits`]) cannot tell: the accept path's 413.
+pub fn check_dispatch(event: &Event, request: &Request) -> Result<(), PayloadError> {
+    let received_at = rfc3339(event.received_at);
+    let origin = Origin {
+        id: &event.id,
+        received_at: &received_at,
+        source: &event.source,
+    };
+    if ClientPayload::surely_fits(request, &event.event_type, origin) {
+        return Ok(());
+    }
+    ClientPayload::encode_request(request, &event.event_type, origin).map(|_| ())
 }
 
 /// RFC 3339 with milliseconds, UTC.
@@ -255,11 +265,11 @@ impl Destinations {
     /// What `destination` is sent of `event`: for a repository, the dispatch body; for HTTP,
     /// the request. `None` config: sent as stored (the compatible route, or an endpoint no
     /// longer configured for a repository).
-    pub fn build(
+    pub fn build<'a>(
         &self,
-        event: &Event,
+        event: &'a Event,
         config: Option<&DestinationConfig>,
-    ) -> Result<Request, TransformError> {
+    ) -> Result<Cow<'a, Request>, TransformError> {
         match &event.payload {
             Payload::Request(r) => outgoing(
                 r,
@@ -267,12 +277,12 @@ impl Destinations {
                 self.verify_headers.get(&event.source).map(String::as_str),
             ),
             // An old event's dispatch body stands for itself.
-            Payload::Dispatch(b) => Ok(Request {
+            Payload::Dispatch(b) => Ok(Cow::Owned(Request {
                 method: String::new(),
                 path: String::new(),
                 headers: Map::new(),
                 body: b.clone(),
-            }),
+            })),
         }
     }
 }
@@ -339,7 +349,7 @@ mod tests {
         assert!(!out.headers.contains_key("x-custom-sig"));
         assert_eq!(out.headers["user-agent"], "Stripe/1.0");
         // Without a transform, the request goes as received.
-        assert_eq!(outgoing(&request, None, None).expect("as is"), request);
+        assert_eq!(*outgoing(&request, None, None).expect("as is"), request);
         let not_json = Request {
             body: b"a=1&b=2".to_vec(),
             ..request

@@ -454,7 +454,7 @@ async fn store_request(state: &AppState, r: Accepted<'_>) -> Result<(String, boo
             )
         })?;
         if let Destination::Repo { .. } = destination {
-            destinations::dispatch_body(&event, &sent).map_err(payload_error)?;
+            destinations::check_dispatch(&event, &sent).map_err(payload_error)?;
         }
     }
     let event = NewEvent {

@@ -177,7 +177,9 @@ fn label_value(v: &str) -> String {
 pub struct Metrics {
     received: AtomicU64,
     ignored: AtomicU64,
-    destinations: std::collections::HashMap<(String, String), DestinationStats>,
+    /// By endpoint, then destination key (looked up without allocating).
+    destinations:
+        std::collections::HashMap<String, std::collections::HashMap<String, DestinationStats>>,
     stored: AtomicU64,
     duplicates: AtomicU64,
     delivered: AtomicU64,
@@ -226,8 +228,8 @@ impl Metrics {
                 label_value(&endpoint),
                 label_value(&key)
             );
-            m.destinations.insert(
-                (endpoint, key),
+            m.destinations.entry(endpoint).or_default().insert(
+                key,
                 DestinationStats {
                     labels,
                     results: Default::default(),
@@ -247,13 +249,8 @@ impl Metrics {
         result: DestinationResult,
         took: Option<Duration>,
     ) {
-        let found = if endpoint == "compat" {
-            self.destinations
-                .get(&("compat".to_string(), "compat".to_string()))
-        } else {
-            self.destinations
-                .get(&(endpoint.to_string(), key.to_string()))
-        };
+        let key = if endpoint == "compat" { "compat" } else { key };
+        let found = self.destinations.get(endpoint).and_then(|m| m.get(key));
         let Some(stats) = found else { return };
         if let Some(i) = DESTINATION_RESULTS.iter().position(|(r, _)| *r == result) {
             stats.results[i].fetch_add(1, Ordering::Relaxed);
@@ -423,7 +420,11 @@ impl Metrics {
             self.store[i].samples(&mut out, "hookflow_store_seconds", &format!("op=\"{op}\","));
         }
         if !self.destinations.is_empty() {
-            let mut all: Vec<&DestinationStats> = self.destinations.values().collect();
+            let mut all: Vec<&DestinationStats> = self
+                .destinations
+                .values()
+                .flat_map(|m| m.values())
+                .collect();
             all.sort_by(|a, b| a.labels.cmp(&b.labels));
             let _ = writeln!(out, "# HELP hookflow_destination_attempts_total Delivery attempts by endpoint, destination and result.\n# TYPE hookflow_destination_attempts_total counter");
             for d in &all {

@@ -130,25 +130,9 @@ pub enum Payload {
     Dispatch(Vec<u8>),
 }
 
-/// A received request, as an event keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// The HTTP method (`POST`).
-    pub method: String,
-    /// The path the payload carries, with the query string kept (`/ci/webhook?x=1`).
-    pub path: String,
-    /// The forwarded headers (lowercase names, credentials already removed).
-    pub headers: serde_json::Map<String, serde_json::Value>,
-    /// The exact body bytes.
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    /// The sender's `Content-Type`, if it sent one.
-    pub fn content_type(&self) -> Option<&str> {
-        self.headers.get("content-type").and_then(|v| v.as_str())
-    }
-}
+/// A received request, as an event keeps it: the method, the path with the query kept, the
+/// forwarded headers (lowercase names, credentials already removed), the exact body bytes.
+pub use hookflow_protocol::payload::Incoming as Request;
 
 impl Payload {
     /// How it is stored: the kind, the bytes, and the request's method, path and headers.
