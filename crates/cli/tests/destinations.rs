@@ -324,3 +324,91 @@ async fn a_restart_mid_fan_out_repeats_nothing_recorded_on_postgres() {
     };
     restart_story(Some(&db.url)).await;
 }
+
+/// A relay killed (SIGKILL) while one destination's delivery is in flight: after a restart on
+/// the same store, that delivery is made, and the ones recorded delivered are not repeated.
+async fn killed_story(store: Option<&str>) {
+    let gh = FakeGithub::start().await;
+    gh.script_for("acme/analytics", vec![Answer::Hang]);
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("relay.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen: 127.0.0.1:0\ndata: {}\napi_url: {}\n{}delivery:\n  initial_backoff: 50ms\n  timeout: 2s\n  lease: 3s\n  rate_limit_per_minute: 0\n{}",
+            dir.path().join("data").display(),
+            gh.url(),
+            store.map(|s| format!("store: {s}\n")).unwrap_or_default(),
+            endpoints(&receiver)
+        ),
+    )
+    .expect("config");
+    let spawn = || async {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(["relay", "--config"])
+            .arg(&file)
+            .env("BILLING_TOKEN", "ghp_billing")
+            .env("ANALYTICS_TOKEN", "ghp_analytics")
+            .env("INTERNAL_WHSEC", WHSEC)
+            .env("HOOKFLOW_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("relay starts");
+        let addr = support::load::read_address(child.stderr.take().expect("stderr")).await;
+        (child, addr)
+    };
+    let (mut first, addr) = spawn().await;
+    let resp = http()
+        .post(format!("http://{addr}/hooks/stripe"))
+        .header("content-type", "application/json")
+        .body(INVOICE)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    let to = |repo: &str| {
+        gh.dispatches()
+            .into_iter()
+            .filter(|d| d.repo == repo)
+            .count()
+    };
+    wait_until(
+        "billing and the endpoint delivered, analytics in flight",
+        || to("acme/billing") == 1 && receiver.received().len() == 1 && to("acme/analytics") == 1,
+    )
+    .await;
+    first.kill().await.expect("SIGKILL");
+    let (mut second, _) = spawn().await;
+    wait_until("analytics delivered after the restart", || {
+        gh.dispatches()
+            .iter()
+            .any(|d| d.repo == "acme/analytics" && d.status == 204)
+    })
+    .await;
+    // Long enough for anything wrongly due again to go out.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(to("acme/billing"), 1, "recorded delivered: not repeated");
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "recorded delivered: not repeated"
+    );
+    assert_eq!(to("acme/analytics"), 2, "the one in flight, then once more");
+    second.kill().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_mid_fan_out_repeats_nothing_recorded_on_sqlite() {
+    killed_story(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_mid_fan_out_repeats_nothing_recorded_on_postgres() {
+    let Some(db) = ScratchDb::for_tests().await else {
+        return;
+    };
+    killed_story(Some(&db.url)).await;
+}

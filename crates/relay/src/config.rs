@@ -746,6 +746,10 @@ impl RelayConfig {
                         "the slug must be letters, digits, `-`, `_` or `.`".into()
                     ));
                 }
+                if e.slug == "compat" {
+                    // The compatible route's events carry `compat` as their source.
+                    return Err(at("the slug `compat` is reserved for the compatible route's events; choose another".into()));
+                }
                 if endpoints.iter().any(|x: &Endpoint| x.slug == e.slug) {
                     return Err(at("another endpoint has the same slug".into()));
                 }
@@ -1441,6 +1445,14 @@ mod tests {
             assert!(e.contains(says), "{yaml}: {e}");
             assert!(e.starts_with("r.yml:2: endpoint `x`"), "{yaml}: {e}");
         }
+        let e = RelayConfig::parse(
+            "endpoints:\n  - {slug: compat, repo: a/b, token_env: T}\n",
+            "r.yml",
+            &o,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`compat` is reserved"), "{e}");
         let e = problem("    destinations:\n      - url: https://h.example/\n        secret: S\n");
         assert!(
             e.contains("unknown key `secret` in a destination of endpoint `x`"),
