@@ -331,6 +331,8 @@ pub struct Senders {
 /// One attempt of one delivery: what its outcomes are recorded as.
 struct Attempt<'a> {
     delivery: &'a Claimed,
+    /// The destination's key (`repo:…`, `http:…`), made once.
+    key: &'a str,
     config: &'a DeliveryConfig,
     metrics: &'a Metrics,
     number: u32,
@@ -338,12 +340,8 @@ struct Attempt<'a> {
 
 impl Attempt<'_> {
     fn count(&self, result: DestinationResult, took: Option<Duration>) {
-        self.metrics.destination(
-            &self.delivery.event.source,
-            &self.delivery.destination.key(),
-            result,
-            took,
-        );
+        self.metrics
+            .destination(&self.delivery.event.source, self.key, result, took);
     }
 
     fn dead(&self, error: String, status: Option<u16>, reason: DeadReason) -> Recorded {
@@ -359,7 +357,7 @@ impl Attempt<'_> {
         took: Option<Duration>,
     ) -> Recorded {
         tracing::warn!(event_id = %self.delivery.event.id, delivery = %self.delivery.id,
-            destination = %self.delivery.destination.key(), attempt = self.number, %error, "dead letter");
+            destination = %self.key, attempt = self.number, %error, "dead letter");
         self.metrics.dead(reason);
         self.count(DestinationResult::Dead, took);
         Recorded::Dead { error, status }
@@ -381,7 +379,7 @@ impl Attempt<'_> {
             )
         });
         tracing::info!(event_id = %self.delivery.event.id, delivery = %self.delivery.id,
-            destination = %self.delivery.destination.key(), attempt = self.number,
+            destination = %self.key, attempt = self.number,
             retry_in_ms = wait.as_millis() as u64, %reason, "retry");
         Recorded::RetryAfter {
             delay: wait,
@@ -405,7 +403,7 @@ impl Attempt<'_> {
                 self.metrics.delivered(took);
                 self.count(DestinationResult::Delivered, Some(took));
                 tracing::info!(event_id = %self.delivery.event.id, delivery = %self.delivery.id,
-                    destination = %self.delivery.destination.key(), attempt = self.number,
+                    destination = %self.key, attempt = self.number,
                     ms = took.as_millis() as u64, "delivered");
                 Recorded::Delivered
             }
@@ -431,14 +429,15 @@ pub async fn deliver(
     env: &Environment,
     delivery: Claimed,
 ) -> Recorded {
+    let key = delivery.destination.key();
     let attempt = Attempt {
         delivery: &delivery,
+        key: &key,
         config,
         metrics,
         number: delivery.attempts + 1,
     };
     let event = &delivery.event;
-    let key = delivery.destination.key();
     let configured = senders.destinations.get(&event.source, &key);
     let request = match senders.destinations.build(event, configured) {
         Ok(r) => r,

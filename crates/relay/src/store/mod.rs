@@ -152,7 +152,7 @@ impl Payload {
                 &r.body,
                 Some(&r.method),
                 Some(&r.path),
-                Some(serde_json::Value::Object(r.headers.clone()).to_string()),
+                serde_json::to_string(&r.headers).ok(),
             ),
         }
     }
