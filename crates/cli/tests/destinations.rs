@@ -255,18 +255,25 @@ async fn fan_out_story(store: Option<&str>) {
     r.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fan_out_on_sqlite() {
-    fan_out_story(None).await;
+/// A test of `story` on SQLite and one on PostgreSQL.
+macro_rules! on_both_stores {
+    ($story:ident: $sqlite:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $story(None).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let Some(db) = ScratchDb::for_tests().await else {
+                return;
+            };
+            $story(Some(&db.url)).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fan_out_on_postgres() {
-    let Some(db) = ScratchDb::for_tests().await else {
-        return;
-    };
-    fan_out_story(Some(&db.url)).await;
-}
+on_both_stores!(fan_out_story: fan_out_on_sqlite, fan_out_on_postgres);
 
 /// A relay stopped while one destination's delivery hangs: after the restart that delivery is
 /// made, and the destinations already delivered are not sent again.
@@ -312,18 +319,9 @@ async fn restart_story(store: Option<&str>) {
     let _ = WAIT;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_mid_fan_out_repeats_nothing_recorded_on_sqlite() {
-    restart_story(None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_mid_fan_out_repeats_nothing_recorded_on_postgres() {
-    let Some(db) = ScratchDb::for_tests().await else {
-        return;
-    };
-    restart_story(Some(&db.url)).await;
-}
+on_both_stores!(restart_story:
+    a_restart_mid_fan_out_repeats_nothing_recorded_on_sqlite,
+    a_restart_mid_fan_out_repeats_nothing_recorded_on_postgres);
 
 /// A relay killed (SIGKILL) while one destination's delivery is in flight: after a restart on
 /// the same store, that delivery is made, and the ones recorded delivered are not repeated.
@@ -400,15 +398,6 @@ async fn killed_story(store: Option<&str>) {
     second.kill().await.expect("stop");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_killed_mid_fan_out_repeats_nothing_recorded_on_sqlite() {
-    killed_story(None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_killed_mid_fan_out_repeats_nothing_recorded_on_postgres() {
-    let Some(db) = ScratchDb::for_tests().await else {
-        return;
-    };
-    killed_story(Some(&db.url)).await;
-}
+on_both_stores!(killed_story:
+    a_relay_killed_mid_fan_out_repeats_nothing_recorded_on_sqlite,
+    a_relay_killed_mid_fan_out_repeats_nothing_recorded_on_postgres);

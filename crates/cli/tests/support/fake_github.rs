@@ -14,6 +14,19 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::Value;
 
+/// Serves `app` on `addr` (`127.0.0.1:0` for a free port) in the background; returns the
+/// address it listens on.
+pub async fn serve(app: Router, addr: &str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind a test server");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
 /// What the fake answers.
 #[derive(Debug, Clone)]
 pub enum Answer {
@@ -221,13 +234,7 @@ impl FakeGithub {
             .nest("/api/v3", api)
             .route("/_stats", axum::routing::get(stats))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind the fake GitHub");
-        let addr = listener.local_addr().expect("address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = serve(app, addr).await;
         FakeGithub { addr, inner }
     }
 

@@ -644,7 +644,9 @@ pub(crate) mod contract {
                 (
                     (&due[1]).into(),
                     Recorded::RetryAfter {
-                        delay: Duration::from_millis(400),
+                        // Long enough that a loaded machine cannot reach the checks below
+                        // after it is due.
+                        delay: Duration::from_millis(1500),
                         error: "503".into(),
                     },
                 ),
@@ -659,10 +661,10 @@ pub(crate) mod contract {
         );
         let wait = store.next_due().await.expect("next").expect("b is pending");
         assert!(
-            wait > Duration::ZERO && wait <= Duration::from_millis(400),
+            wait > Duration::ZERO && wait <= Duration::from_millis(1500),
             "{wait:?}"
         );
-        tokio::time::sleep(Duration::from_millis(450)).await;
+        tokio::time::sleep(Duration::from_millis(1550)).await;
         let b = store.claim(10, lease).await.expect("claim");
         assert_eq!(ids(&b), ["b"]);
         assert_eq!(b[0].attempts, 1);
@@ -692,14 +694,14 @@ pub(crate) mod contract {
             1
         );
         let first = store
-            .claim(10, Duration::from_millis(100))
+            .claim(10, Duration::from_millis(1000))
             .await
             .expect("claim");
         assert_eq!(ids(&first), ["b"]);
         assert_eq!(first[0].attempts, 1, "a deferral is not an attempt");
         assert!(store.claim(10, lease).await.expect("claim").is_empty());
         // Expired leases are freed within a quarter second (PostgreSQL reaps them now and then).
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(1300)).await;
         let second = store.claim(10, lease).await.expect("claim");
         assert_eq!(ids(&second), ["b"], "the lease ran out");
         assert_ne!(first[0].claim, second[0].claim);

@@ -654,27 +654,11 @@ impl PgStore {
                 .iter()
                 .map(|(_, _, st)| st.last_status.map(i32::from))
                 .collect();
-            let params: [&(dyn ToSql + Sync); 19] = [
-                &cols.ids,
-                &cols.sources,
-                &cols.types,
-                &cols.payloads,
-                &cols.sizes,
-                &cols.kinds,
-                &cols.methods,
-                &cols.paths,
-                &cols.headers,
-                &received,
-                &dcols.event_ids,
-                &dcols.destinations,
-                &dcols.lanes,
-                &dcols.tokens,
-                &states,
-                &attempts,
-                &due,
-                &errors,
-                &statuses,
-            ];
+            let mut params = cols.params();
+            params.push(&received);
+            params.extend(dcols.params());
+            params
+                .extend::<[&(dyn ToSql + Sync); 5]>([&states, &attempts, &due, &errors, &statuses]);
             let imported = tx
                 .query_one(
                     "WITH e AS (
@@ -1017,6 +1001,21 @@ struct EventColumns<'a> {
 }
 
 impl<'a> EventColumns<'a> {
+    /// The arrays as statement parameters, in field order ($1 … $9 when first).
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.ids,
+            &self.sources,
+            &self.types,
+            &self.payloads,
+            &self.sizes,
+            &self.kinds,
+            &self.methods,
+            &self.paths,
+            &self.headers,
+        ]
+    }
+
     fn of(events: impl Iterator<Item = &'a Event>) -> EventColumns<'a> {
         let mut c = EventColumns {
             ids: Vec::new(),
@@ -1054,6 +1053,16 @@ struct DeliveryColumns<'a> {
 }
 
 impl<'a> DeliveryColumns<'a> {
+    /// The arrays as statement parameters: event ids, destinations, lanes, credentials.
+    fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [
+            &self.event_ids,
+            &self.destinations,
+            &self.lanes,
+            &self.tokens,
+        ]
+    }
+
     fn of(deliveries: impl Iterator<Item = (&'a str, &'a Destination)>) -> DeliveryColumns<'a> {
         let mut c = DeliveryColumns {
             event_ids: Vec::new(),
@@ -1289,25 +1298,9 @@ async fn write_new(
     let cols = EventColumns::of(new.iter().map(|e| &e.event));
     let dcols = DeliveryColumns::of(deliveries.iter().copied());
     let announce = permits.len() < deliveries.len();
-    let params: [&(dyn ToSql + Sync); 17] = [
-        &cols.ids,
-        &cols.sources,
-        &cols.types,
-        &cols.payloads,
-        &cols.sizes,
-        &cols.kinds,
-        &cols.methods,
-        &cols.paths,
-        &cols.headers,
-        &dcols.event_ids,
-        &dcols.destinations,
-        &dcols.lanes,
-        &dcols.tokens,
-        &claims,
-        &inner.relay_id,
-        &lease_ms,
-        &announce,
-    ];
+    let mut params = cols.params();
+    params.extend(dcols.params());
+    params.extend::<[&(dyn ToSql + Sync); 4]>([&claims, &inner.relay_id, &lease_ms, &announce]);
     let statement = client
         .prepare_cached(
             "WITH e AS (
