@@ -4,6 +4,7 @@
 //! | module | concept |
 //! |---|---|
 //! | [`payload`] | the `client_payload` of a dispatched webhook, encoded and decoded by one type |
+//! | [`batch`] | several events in one dispatch (`client_payload.batch`) |
 //! | [`dispatch`] | a `repository_dispatch` request: target repository and GitHub's limits |
 //! | [`signature`] | webhook signature schemes (presets and custom HMAC): verify and sign |
 //! | [`credentials`] | which headers and parameters are credentials: stripped, or masked |
@@ -14,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod credentials;
 pub mod dispatch;
 pub mod dotpath;
