@@ -608,11 +608,14 @@ pub(crate) mod contract {
 
     pub async fn lifecycle(store: &impl Store) {
         let lease = Duration::from_secs(60);
+        // Made in order: an event's receive time is its first due time, so `c` made first
+        // (in an earlier millisecond) would rightly be claimed first.
+        let (a, b) = (event("a"), event("b"));
         let c_event = NewEvent {
             destinations: vec![repo("octo/hooks", TokenSource::Env("TOKEN".into()))],
             ..event("c")
         };
-        for e in [event("a"), event("b"), c_event] {
+        for e in [a, b, c_event] {
             assert_eq!(store.insert(e).await.expect("insert"), Inserted::New);
         }
         assert_eq!(store.counts().await.expect("counts").pending, 3);
