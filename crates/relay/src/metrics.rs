@@ -355,7 +355,7 @@ impl Metrics {
         counter(
             &mut out,
             "hookflow_delivered_total",
-            "Events GitHub accepted.",
+            "Deliveries their destination accepted (GitHub or an HTTP endpoint), all destinations together.",
             &self.delivered,
         );
         counter(
@@ -413,7 +413,7 @@ impl Metrics {
         self.delivery.render(
             &mut out,
             "hookflow_delivery_duration_seconds",
-            "Time of one dispatch request to GitHub.",
+            "Time of one delivery request (a dispatch to GitHub, or a POST to an HTTP destination).",
         );
         let _ = writeln!(out, "# HELP hookflow_store_seconds Time of store operations as the relay waits for them: insert (until committed), claim, record.\n# TYPE hookflow_store_seconds histogram");
         for (i, (_, op)) in STORE_OPS.iter().enumerate() {
