@@ -285,17 +285,8 @@ async fn restart_story(store: Option<&str>) {
     let r = start(dir.path(), &gh, &receiver, store).await;
     let (status, answer) = send(&r, "/hooks/stripe", INVOICE).await;
     assert_eq!(status, 202, "{answer}");
-    let to = |repo: &str| {
-        gh.dispatches()
-            .into_iter()
-            .filter(|d| d.repo == repo)
-            .count()
-    };
-    wait_until(
-        "billing and the endpoint delivered, analytics hanging",
-        || to("acme/billing") == 1 && receiver.received().len() == 1 && to("acme/analytics") == 1,
-    )
-    .await;
+    let to = |repo: &str| dispatches_to(&gh, repo);
+    first_attempts_made(&gh, &receiver).await;
     r.stop().await;
     let r = start(dir.path(), &gh, &receiver, store).await;
     wait_until("analytics delivered after the restart", || {
@@ -322,6 +313,25 @@ async fn restart_story(store: Option<&str>) {
 on_both_stores!(restart_story:
     a_restart_mid_fan_out_repeats_nothing_recorded_on_sqlite,
     a_restart_mid_fan_out_repeats_nothing_recorded_on_postgres);
+
+/// Dispatches `gh` received for `repo`, whatever it answered.
+fn dispatches_to(gh: &FakeGithub, repo: &str) -> usize {
+    gh.dispatches().iter().filter(|d| d.repo == repo).count()
+}
+
+/// Waits until each destination of the invoice saw its first attempt (billing and the endpoint
+/// delivered, analytics hanging).
+async fn first_attempts_made(gh: &FakeGithub, receiver: &Receiver) {
+    wait_until(
+        "billing and the endpoint delivered, analytics hanging",
+        || {
+            dispatches_to(gh, "acme/billing") == 1
+                && receiver.received().len() == 1
+                && dispatches_to(gh, "acme/analytics") == 1
+        },
+    )
+    .await;
+}
 
 /// Deliveries not done (pending, in flight or dead), read from the store a relay is using.
 async fn deliveries_left(data: &std::path::Path, store: Option<&str>) -> u64 {
@@ -388,17 +398,8 @@ async fn killed_story(store: Option<&str>) {
         .await
         .expect("sent");
     assert_eq!(resp.status().as_u16(), 202);
-    let to = |repo: &str| {
-        gh.dispatches()
-            .into_iter()
-            .filter(|d| d.repo == repo)
-            .count()
-    };
-    wait_until(
-        "billing and the endpoint delivered, analytics in flight",
-        || to("acme/billing") == 1 && receiver.received().len() == 1 && to("acme/analytics") == 1,
-    )
-    .await;
+    let to = |repo: &str| dispatches_to(&gh, repo);
+    first_attempts_made(&gh, &receiver).await;
     // Killed once the two results are recorded (a delivery made but not yet recorded is
     // rightly made again: at least once).
     let data = dir.path().join("data");

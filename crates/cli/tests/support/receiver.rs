@@ -51,13 +51,7 @@ impl Receiver {
     pub async fn start() -> Receiver {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new().fallback(receive).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = super::fake_github::serve(app, "127.0.0.1:0").await;
         Receiver { inner, addr }
     }
 
