@@ -277,17 +277,7 @@ mod tests {
         let small = pack(&items, "b", 100, 40_000).expect("packs");
         assert!(small.dispatch_body.len() < 40_000);
         // A first event that cannot fit even compressed is refused as it would be alone.
-        // xorshift64: bytes gzip cannot shrink.
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let noise: Vec<u8> = (0..200_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
-        let huge = request(&noise);
+        let huge = request(&crate::payload::incompressible(200_000));
         let e = pack(
             &[Item {
                 request: &huge,

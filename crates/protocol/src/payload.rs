@@ -490,6 +490,20 @@ impl ClientPayload {
     }
 }
 
+/// `n` pseudo-random bytes (xorshift64) that gzip cannot shrink, for tests of size limits.
+#[cfg(test)]
+pub(crate) fn incompressible(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x & 0xff) as u8
+        })
+        .collect()
+}
+
 /// A JSON type's name for messages ("an object", "a string").
 pub fn json_type_name(v: &Value) -> &'static str {
     match v {
@@ -600,16 +614,7 @@ mod tests {
 
     #[test]
     fn incompressible_bodies_are_refused_with_sizes() {
-        // Pseudo-random bytes do not compress.
-        let mut x: u64 = 0x9e3779b97f4a7c15;
-        let noise: Vec<u8> = (0..100_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x & 0xff) as u8
-            })
-            .collect();
+        let noise = incompressible(100_000);
         let err = ClientPayload::encode_request(&incoming(noise), "webhook", ORIGIN).unwrap_err();
         assert!(
             matches!(err, PayloadError::TooLarge { body: 100_000, .. }),
