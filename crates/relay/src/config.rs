@@ -9,8 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::destinations::{DestinationConfig, Target, Transform};
-use hookflow_protocol::dispatch::{Repo, MAX_EVENT_TYPE_CHARS, WEBHOOK_EVENT_TYPE};
+use crate::destinations::{Batching, DestinationConfig, Target, Transform};
+use hookflow_protocol::dispatch::{
+    Repo, MAX_EVENT_TYPE_CHARS, MAX_REQUEST_BYTES, WEBHOOK_EVENT_TYPE,
+};
 use hookflow_protocol::options::{locate, locate_anywhere, parse_duration_ms};
 use hookflow_protocol::signature::{parse_verify, VerifyRule};
 
@@ -309,6 +311,15 @@ struct RawEndpoint {
     path: Option<String>,
     verify: Option<Value>,
     api_keys_env: Option<String>,
+    batching: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBatching {
+    mode: Option<String>,
+    max_events: Option<usize>,
+    max_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -326,6 +337,7 @@ struct RawDestination {
     event_types: Vec<String>,
     #[serde(default)]
     transform: std::collections::BTreeMap<String, String>,
+    batching: Option<Value>,
 }
 
 /// Flags that override the file.
@@ -781,6 +793,7 @@ impl RelayConfig {
                         ))
                     }
                 };
+                let batching = parse_batching(e.batching).map_err(at)?.flatten();
                 let destinations = match (e.repo, e.destinations) {
                     (Some(repo), None) => vec![DestinationConfig {
                         target: Target::Repo {
@@ -790,12 +803,20 @@ impl RelayConfig {
                         },
                         event_types: Vec::new(),
                         transform: None,
+                        batching,
                     }],
                     (None, Some(list)) => {
                         if e.token_env.is_some() || e.auth.is_some() {
                             return Err(at("with destinations:, give token_env or auth: app on each repository destination, not on the endpoint".into()));
                         }
-                        parse_destinations(list, github_app.is_some()).map_err(at)?
+                        let list = parse_destinations(list, github_app.is_some(), batching)
+                            .map_err(at)?;
+                        if batching.is_some()
+                            && !list.iter().any(|d| matches!(d.target, Target::Repo { .. }))
+                        {
+                            return Err(at("batching: applies to repository destinations (GitHub's dispatch rate limit), and this endpoint has none".into()));
+                        }
+                        list
                     }
                     (Some(_), Some(_)) => {
                         return Err(at(
@@ -939,7 +960,7 @@ const DELIVERY_KEYS: [&str; 7] = [
     "rate_limit_per_minute",
 ];
 const GITHUB_APP_KEYS: [&str; 3] = ["app_id", "private_key_file", "private_key_env"];
-const ENDPOINT_KEYS: [&str; 10] = [
+const ENDPOINT_KEYS: [&str; 11] = [
     "slug",
     "repo",
     "destinations",
@@ -950,6 +971,7 @@ const ENDPOINT_KEYS: [&str; 10] = [
     "path",
     "verify",
     "api_keys_env",
+    "batching",
 ];
 
 /// A repository's credential: `token_env: VAR`, or `auth: app` (the default when the relay has
@@ -979,7 +1001,14 @@ fn parse_auth(
 
 /// An endpoint's `destinations:` list: each a repository or an HTTP endpoint, with its own
 /// event-type filter and transform; no two with the same repository or URL.
-fn parse_destinations(list: Value, has_app: bool) -> Result<Vec<DestinationConfig>, String> {
+///
+/// `batching` is the endpoint's, which its repository destinations take unless they set their
+/// own.
+fn parse_destinations(
+    list: Value,
+    has_app: bool,
+    batching: Option<Batching>,
+) -> Result<Vec<DestinationConfig>, String> {
     let items = match list {
         Value::Array(items) if !items.is_empty() => items,
         _ => return Err("destinations: must be a list of at least one destination, each {repo: OWNER/NAME, token_env: VAR} or {url: https://…}".into()),
@@ -1048,10 +1077,20 @@ fn parse_destinations(list: Value, has_app: bool) -> Result<Vec<DestinationConfi
             let fields: Vec<(String, String)> = raw.transform.into_iter().collect();
             Some(Transform::parse(&fields).map_err(|e| format!("destination {n}: {e}"))?)
         };
+        let own = parse_batching(raw.batching).map_err(|e| format!("destination {n}: {e}"))?;
+        let batching = match (&target, own) {
+            (Target::Http { url, .. }, Some(Some(_))) => {
+                return Err(format!("destination {n} ({url}): batching: is for repository destinations (GitHub's dispatch rate limit); an HTTP destination gets each event on its own"))
+            }
+            (Target::Http { .. }, _) => None,
+            (Target::Repo { .. }, Some(own)) => own,
+            (Target::Repo { .. }, None) => batching,
+        };
         let d = DestinationConfig {
             target,
             event_types: raw.event_types,
             transform,
+            batching,
         };
         if out.iter().any(|o| o.key() == d.key()) {
             return Err(format!(
@@ -1064,7 +1103,7 @@ fn parse_destinations(list: Value, has_app: bool) -> Result<Vec<DestinationConfi
     Ok(out)
 }
 
-const DESTINATION_KEYS: [&str; 9] = [
+const DESTINATION_KEYS: [&str; 10] = [
     "repo",
     "token_env",
     "auth",
@@ -1074,7 +1113,51 @@ const DESTINATION_KEYS: [&str; 9] = [
     "header_prefix",
     "event_types",
     "transform",
+    "batching",
 ];
+
+/// The most events one batched dispatch may carry (`batching.max_events`).
+pub const MAX_BATCH_EVENTS: usize = 1000;
+
+/// A `batching:` section: `None` when not given, `Some(None)` for `mode: off`.
+fn parse_batching(value: Option<Value>) -> Result<Option<Option<Batching>>, String> {
+    let value = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => {
+            return Err(
+                "batching must be a mapping such as {mode: adaptive, max_events: 100}".into(),
+            )
+        }
+    };
+    let raw: RawBatching =
+        serde_json::from_value(value).map_err(|e| format!("batching: {e}"))?;
+    match raw.mode.as_deref() {
+        None | Some("adaptive") => {}
+        Some("off") => return Ok(Some(None)),
+        Some(other) => {
+            return Err(format!(
+                "batching: mode {other:?} is not known; use adaptive or off"
+            ))
+        }
+    }
+    let max_events = raw.max_events.unwrap_or(Batching::DEFAULT_EVENTS);
+    if !(1..=MAX_BATCH_EVENTS).contains(&max_events) {
+        return Err(format!(
+            "batching: max_events must be 1 to {MAX_BATCH_EVENTS} (got {max_events})"
+        ));
+    }
+    let max_bytes = raw.max_bytes.unwrap_or(MAX_REQUEST_BYTES);
+    if !(1024..=MAX_REQUEST_BYTES).contains(&max_bytes) {
+        return Err(format!(
+            "batching: max_bytes must be 1024 to {MAX_REQUEST_BYTES} (GitHub refuses a larger dispatch; got {max_bytes})"
+        ));
+    }
+    Ok(Some(Some(Batching {
+        max_events,
+        max_bytes,
+    })))
+}
 
 /// Every unknown key in the file at once (typed parsing would stop at the first), each with
 /// its line. `None` when all keys are known or the text is not a YAML mapping (the typed parse
@@ -1332,6 +1415,67 @@ mod tests {
                 && !all.contains("endpoint `c`"),
             "{all}"
         );
+    }
+
+    #[test]
+    fn batching_is_opt_in_per_endpoint_or_repository_destination() {
+        let o = Overrides::default();
+        let parse = |yaml: &str| RelayConfig::parse(yaml, "r.yml", &o);
+        let batching_of = |c: &RelayConfig| -> Vec<Option<Batching>> {
+            c.endpoints[0]
+                .destinations
+                .iter()
+                .map(|d| d.batching)
+                .collect()
+        };
+        let off = parse("endpoints:\n  - {slug: a, repo: o/r, token_env: T}\n").expect("parses");
+        assert_eq!(batching_of(&off), [None], "off by default");
+        let on = parse(
+            "endpoints:\n  - {slug: a, repo: o/r, token_env: T, batching: {mode: adaptive}}\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            batching_of(&on),
+            [Some(Batching {
+                max_events: 100,
+                max_bytes: MAX_REQUEST_BYTES
+            })]
+        );
+        let mixed = parse(
+            "endpoints:
+  - slug: a
+    batching: {max_events: 20, max_bytes: 30000}
+    destinations:
+      - {repo: o/one, token_env: T}
+      - {repo: o/two, token_env: T, batching: {mode: off}}
+      - {repo: o/three, token_env: T, batching: {max_events: 5}}
+      - {url: 'https://example.com/in'}
+",
+        )
+        .expect("parses");
+        let b = |max_events, max_bytes| {
+            Some(Batching {
+                max_events,
+                max_bytes,
+            })
+        };
+        assert_eq!(
+            batching_of(&mixed),
+            [b(20, 30000), None, b(5, MAX_REQUEST_BYTES), None],
+            "the endpoint's for its repositories, unless one sets its own; never HTTP"
+        );
+        for (yaml, expected) in [
+            ("{slug: a, repo: o/r, token_env: T, batching: {mode: fast}}", "mode \"fast\" is not known; use adaptive or off"),
+            ("{slug: a, repo: o/r, token_env: T, batching: {max_events: 0}}", "max_events must be 1 to 1000"),
+            ("{slug: a, repo: o/r, token_env: T, batching: {max_bytes: 100000}}", "max_bytes must be 1024 to 65536"),
+            ("{slug: a, repo: o/r, token_env: T, batching: {size: 3}}", "unknown field `size`"),
+            ("{slug: a, repo: o/r, token_env: T, batching: 5}", "batching must be a mapping"),
+            ("{slug: a, destinations: [{url: 'https://e.com/x', batching: {mode: adaptive}}]}", "batching: is for repository destinations"),
+            ("{slug: a, batching: {mode: adaptive}, destinations: [{url: 'https://e.com/x'}]}", "this endpoint has none"),
+        ] {
+            let e = parse(&format!("endpoints:\n  - {yaml}\n")).unwrap_err().to_string();
+            assert!(e.contains(expected) && e.starts_with("r.yml:2:"), "{expected:?} not in {e}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::backoff::backoff;
+use crate::batching::{self, batching_of, BatchContext, Batches};
 use crate::config::DeliveryConfig;
 use crate::destinations::{self, DestinationConfig, Destinations, Target};
 use crate::forward::{Forwarder, HttpDestination, Message};
@@ -31,7 +32,7 @@ use hookflow_protocol::{credentials, Environment};
 /// The dispatch rate limit per lane (repository and credential): the relay's own on SQLite
 /// (one relay per store), the database's on PostgreSQL, so that the limit holds for the whole
 /// cluster and N relays do not send N times as much.
-enum Limiter {
+pub(crate) enum Limiter {
     Local(RateLimiter),
     Cluster(crate::store::postgres::PgStore, u32),
 }
@@ -44,11 +45,13 @@ impl Limiter {
         }
     }
 
-    /// A token now, or the wait until the slot booked for this delivery.
-    async fn take(&self, lane: &str) -> Result<(), Duration> {
+    /// A token now, or the wait: until the slot booked for this delivery (`book`), or until
+    /// the next token (a batching lane: its next batch takes every delivery waiting).
+    pub(crate) async fn take(&self, lane: &str, book: bool) -> Result<(), Duration> {
         match self {
-            Limiter::Local(l) => l.take(lane),
-            Limiter::Cluster(pg, per_minute) => match pg.take_slot(lane, *per_minute).await {
+            Limiter::Local(l) if book => l.take(lane),
+            Limiter::Local(l) => l.try_take(lane),
+            Limiter::Cluster(pg, per_minute) => match pg.take_slot(lane, *per_minute, book).await {
                 Ok(taken) => taken,
                 Err(e) => {
                     // The result cannot be recorded either while the database is away: try
@@ -126,41 +129,75 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         destinations,
         refused,
     });
-    let start = |event: Claimed, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| {
+    let batches = Arc::new(Batches::default());
+    let start = |group: Vec<Claimed>, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| {
         let (store, senders, config) = (store.clone(), senders.clone(), config.clone());
         let (limiter, metrics, env) = (limiter.clone(), metrics.clone(), env.clone());
-        let in_flight = in_flight.clone();
+        let (in_flight, batches) = (in_flight.clone(), batches.clone());
         while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
-            let claim = ClaimRef::from(&event);
-            let id = event.event.id.clone();
-            lock(&in_flight).insert(claim.id.clone(), claim.clone());
-            // GitHub's rate limit, per repository and credential (events carrying strangers'
-            // tokens never spend the slots of an authenticated sender's); HTTP destinations
-            // have none.
-            let limited = match &event.destination {
-                Destination::Repo { .. } => limiter.take(&event.destination.lane()).await,
-                Destination::Http { .. } => Ok(()),
+            track(&in_flight, &group);
+            let batching = group
+                .first()
+                .and_then(|d| batching_of(&senders.destinations, d));
+            let results = match batching {
+                Some(batching) => {
+                    let ctx = BatchContext {
+                        store: &store,
+                        senders: &senders,
+                        config: &config,
+                        metrics: &metrics,
+                        env: &env,
+                        limiter: &limiter,
+                        batches: &batches,
+                        in_flight: &in_flight,
+                        lease,
+                    };
+                    batching::deliver_batch(&ctx, group, batching).await
+                }
+                None => {
+                    let mut results = Vec::with_capacity(group.len());
+                    for event in group {
+                        let claim = ClaimRef::from(&event);
+                        // GitHub's rate limit, per repository and credential (events carrying
+                        // strangers' tokens never spend the slots of an authenticated
+                        // sender's); HTTP destinations have none.
+                        let limited = match &event.destination {
+                            Destination::Repo { .. } => {
+                                limiter.take(&event.destination.lane(), true).await
+                            }
+                            Destination::Http { .. } => Ok(()),
+                        };
+                        let result = match limited {
+                            Ok(()) => deliver(&senders, &config, &metrics, &env, event).await,
+                            Err(wait) => Recorded::RateLimited {
+                                delay: wait + Duration::from_millis(1),
+                            },
+                        };
+                        results.push((claim, result));
+                    }
+                    results
+                }
             };
-            let result = match limited {
-                Ok(()) => deliver(&senders, &config, &metrics, &env, event).await,
-                Err(wait) => Recorded::Defer {
-                    delay: wait + Duration::from_millis(1),
-                },
-            };
+            let claims: Vec<ClaimRef> = results.iter().map(|(c, _)| c.clone()).collect();
+            let expected = results.len();
             let started = Instant::now();
-            let recorded = store.record(vec![(claim.clone(), result)]).await;
+            let recorded = store.record(results).await;
             metrics.store_took(StoreOp::Record, started.elapsed());
             match recorded {
-                Ok(1) => {}
-                Ok(_) => tracing::warn!(
-                    event_id = %id,
-                    "the delivery's lease ran out before its result was recorded; another claim owns it now"
+                Ok(n) if n == expected => {}
+                Ok(n) => tracing::warn!(
+                    deliveries = expected - n,
+                    "a delivery's lease ran out before its result was recorded; another claim owns it now"
                 ),
-                // The delivery stays in flight and is claimed again when its lease runs out.
-                Err(e) => tracing::error!(event_id = %id, error = %e, "cannot record a delivery result"),
+                // The deliveries stay in flight and are claimed again when their lease runs out.
+                Err(e) => tracing::error!(deliveries = expected, error = %e, "cannot record delivery results"),
             }
-            lock(&in_flight).remove(&claim.id);
+            let mut set = lock(&in_flight);
+            for c in claims {
+                set.remove(&c.id);
+            }
+            drop(set);
             drop(permit);
         });
     };
@@ -179,7 +216,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                 match rx.try_recv() {
                     Ok(h) => {
                         drop(h.room);
-                        start(h.claimed, permit, &mut tasks);
+                        start(vec![h.claimed], permit, &mut tasks);
                     }
                     Err(_) => break,
                 }
@@ -197,7 +234,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                         permit = slots.clone().acquire_owned() => {
                             if let Ok(permit) = permit {
                                 drop(h.room);
-                                start(h.claimed, permit, &mut tasks);
+                                start(vec![h.claimed], permit, &mut tasks);
                             }
                         }
                         _ = shutdown.changed() => requeue(&store, vec![ClaimRef::from(&h.claimed)]).await,
@@ -245,11 +282,19 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             poll_at = Instant::now() + wait;
             continue;
         }
-        for event in due {
+        let mut groups = batching::groups(due, &senders.destinations, &batches).into_iter();
+        while let Some(group) = groups.next() {
             let Ok(permit) = slots.clone().acquire_owned().await else {
+                // Closed: put back what was claimed and not started.
+                let left = std::iter::once(group)
+                    .chain(groups)
+                    .flatten()
+                    .map(|c| ClaimRef::from(&c))
+                    .collect();
+                requeue(&store, left).await;
                 break;
             };
-            start(event, permit, &mut tasks);
+            start(group, permit, &mut tasks);
         }
     }
     // Events handed over but not started: back to the queue at once.
@@ -309,6 +354,17 @@ async fn requeue(store: &StoreHandle, claims: Vec<ClaimRef>) {
     }
 }
 
+/// Notes claimed deliveries in flight (a shutdown puts them back).
+pub(crate) fn track(in_flight: &InFlight, claimed: &[Claimed]) {
+    let mut set = lock(in_flight);
+    for c in claimed {
+        set.insert(c.id.clone(), ClaimRef::from(c));
+    }
+}
+
+/// The claims in flight, by delivery id.
+pub(crate) type InFlight = Mutex<HashMap<String, ClaimRef>>;
+
 /// The claims in flight; a panic elsewhere does not make it unusable.
 fn lock(
     set: &Mutex<HashMap<String, ClaimRef>>,
@@ -329,22 +385,22 @@ pub struct Senders {
 }
 
 /// One attempt of one delivery: what its outcomes are recorded as.
-struct Attempt<'a> {
-    delivery: &'a Claimed,
+pub(crate) struct Attempt<'a> {
+    pub(crate) delivery: &'a Claimed,
     /// The destination's key (`repo:…`, `http:…`), made once.
-    key: &'a str,
-    config: &'a DeliveryConfig,
-    metrics: &'a Metrics,
-    number: u32,
+    pub(crate) key: &'a str,
+    pub(crate) config: &'a DeliveryConfig,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) number: u32,
 }
 
 impl Attempt<'_> {
-    fn count(&self, result: DestinationResult, took: Option<Duration>) {
+    pub(crate) fn count(&self, result: DestinationResult, took: Option<Duration>) {
         self.metrics
             .destination(&self.delivery.event.source, self.key, result, took);
     }
 
-    fn dead(&self, error: String, status: Option<u16>, reason: DeadReason) -> Recorded {
+    pub(crate) fn dead(&self, error: String, status: Option<u16>, reason: DeadReason) -> Recorded {
         self.dead_after(error, status, reason, None)
     }
 
@@ -397,7 +453,7 @@ impl Attempt<'_> {
     }
 
     /// What a destination's answer comes to.
-    fn outcome(&self, outcome: Outcome, took: Duration) -> Recorded {
+    pub(crate) fn outcome(&self, outcome: Outcome, took: Duration) -> Recorded {
         match outcome {
             Outcome::Delivered => {
                 self.metrics.delivered(took);
@@ -514,43 +570,60 @@ async fn send_repo(
     token_source: &TokenSource,
     body: Vec<u8>,
 ) -> Recorded {
+    match dispatch(senders, metrics, env, attempt, repo, token_source, body).await {
+        Ok((outcome, took)) => attempt.outcome(outcome, took),
+        Err(recorded) => recorded,
+    }
+}
+
+/// Dispatches `body` to `repo` with the delivery's credential: GitHub's answer and how long it
+/// took, or what to record when it could not be sent (no credential, a refused token).
+pub(crate) async fn dispatch(
+    senders: &Senders,
+    metrics: &Metrics,
+    env: &Environment,
+    attempt: &Attempt<'_>,
+    repo: &str,
+    token_source: &TokenSource,
+    body: Vec<u8>,
+) -> Result<(Outcome, Duration), Recorded> {
     let client = &senders.client;
     let event_id = &attempt.delivery.event.id;
     let repo = match Repo::parse(repo) {
         Ok(r) => r,
-        Err(e) => return attempt.dead(e.to_string(), None, DeadReason::Setup),
+        Err(e) => return Err(attempt.dead(e.to_string(), None, DeadReason::Setup)),
     };
     let token = match token_source {
         TokenSource::Inline(t) if !t.is_empty() => t.clone(),
         TokenSource::Inline(_) => {
-            return attempt.dead(
+            return Err(attempt.dead(
                 "the event has no GitHub token".into(),
                 None,
                 DeadReason::Setup,
-            )
+            ))
         }
         TokenSource::Env(name) => match env.var(name) {
             Some(t) => t,
             None => {
-                return attempt.dead(
+                return Err(attempt.dead(
                     format!("the token variable {name} is not set in the relay's environment"),
                     None,
                     DeadReason::Setup,
-                )
+                ))
             }
         },
         TokenSource::App => match app_token(client, metrics, &repo, event_id).await {
             Ok(t) => t,
-            Err(r) => return attempt.refusal(r),
+            Err(r) => return Err(attempt.refusal(r)),
         },
     };
     if !credentials::is_token_text(&token) {
         // A header cannot carry it: no retry can succeed.
-        return attempt.dead(
+        return Err(attempt.dead(
             "the GitHub token holds characters no token has (spaces, line breaks, control characters)".into(),
             None,
             DeadReason::Setup,
-        );
+        ));
     }
     // A token from a request that GitHub refused lately is not sent again.
     let inline_fingerprint = match token_source {
@@ -559,12 +632,12 @@ async fn send_repo(
     };
     if let Some(fp) = &inline_fingerprint {
         if senders.refused.refused(fp, env.now_ms()) {
-            return attempt.dead(
+            return Err(attempt.dead(
                 "GitHub refused this event's token (401) within the last hour; not sent again"
                     .into(),
                 Some(401),
                 DeadReason::Refused,
-            );
+            ));
         }
     }
     let started = Instant::now();
@@ -576,13 +649,13 @@ async fn send_repo(
         app.forget(&repo, &token).await;
         match app_token(client, metrics, &repo, event_id).await {
             Ok(fresh) => outcome = client.dispatch(&repo, &fresh, body).await,
-            Err(r) => return attempt.refusal(r),
+            Err(r) => return Err(attempt.refusal(r)),
         }
     }
     if let (Outcome::Failed { status: 401, .. }, Some(fp)) = (&outcome, inline_fingerprint) {
         senders.refused.remember(fp, env.now_ms());
     }
-    attempt.outcome(outcome, started.elapsed())
+    Ok((outcome, started.elapsed()))
 }
 
 /// How long deliveries wait when GitHub refuses the app's own credentials (a wrong app id or

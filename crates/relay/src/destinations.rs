@@ -50,6 +50,25 @@ pub struct DestinationConfig {
     pub event_types: Vec<String>,
     /// A JSON projection of the body sent instead of the body as received.
     pub transform: Option<Transform>,
+    /// Events waiting for a repository's rate limit go together in one dispatch; `None`: one
+    /// dispatch per event (the default).
+    pub batching: Option<Batching>,
+}
+
+/// `batching: {mode: adaptive, max_events, max_bytes}` of a repository destination: when its
+/// events queue behind GitHub's dispatch rate limit, the next slot carries as many of them as
+/// fit (docs/design/store.md, "Batching").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// The most events in one dispatch.
+    pub max_events: usize,
+    /// The most bytes of one dispatch (GitHub's own cap is 64 KB).
+    pub max_bytes: usize,
+}
+
+impl Batching {
+    /// `max_events` when not given.
+    pub const DEFAULT_EVENTS: usize = 100;
 }
 
 impl DestinationConfig {

@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod backoff;
+pub mod batching;
 pub mod config;
 pub mod connection;
 pub mod delivery;

@@ -325,8 +325,14 @@ pub enum Recorded {
         /// Why the last attempt failed.
         error: String,
     },
-    /// Not tried (a rate limit, or a shutdown): try after this long, without counting an attempt.
+    /// Not tried (a shutdown, a batch split): try after this long, without counting an attempt.
     Defer {
+        /// How long.
+        delay: Duration,
+    },
+    /// Not tried for the lane's dispatch rate limit: try after this long, without counting an
+    /// attempt. A batching lane's next batch may take it sooner ([`Store::claim_lane`]).
+    RateLimited {
         /// How long.
         delay: Duration,
     },
@@ -430,6 +436,19 @@ pub trait Store: Send + Sync {
         limit: usize,
         lease: Duration,
     ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
+    /// Claims, for a batch led by `leader`, up to `limit` more pending deliveries of the same
+    /// endpoint and lane (repository and credential), oldest first: those due now and those
+    /// waiting only for the lane's rate limit ([`Recorded::RateLimited`]), never one waiting
+    /// out a retry's backoff. Every delivery of the batch (`members`, claimed already, and
+    /// those returned) records `batch_id`.
+    fn claim_lane(
+        &self,
+        leader: &Claimed,
+        members: Vec<ClaimRef>,
+        batch_id: String,
+        limit: usize,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
     /// Records results; one whose claim is no longer current (its lease ran out and another
     /// relay claimed it) changes nothing. Returns how many were recorded.
     fn record(
@@ -502,6 +521,16 @@ impl Store for StoreHandle {
     }
     async fn record(&self, results: Vec<(ClaimRef, Recorded)>) -> Result<usize, StoreError> {
         each_engine!(self, s => s.record(results))
+    }
+    async fn claim_lane(
+        &self,
+        leader: &Claimed,
+        members: Vec<ClaimRef>,
+        batch_id: String,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        each_engine!(self, s => s.claim_lane(leader, members, batch_id, limit, lease))
     }
     async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
         each_engine!(self, s => s.next_due())
@@ -919,6 +948,79 @@ pub(crate) mod contract {
 
     /// Many concurrent inserts, several per key: each key is stored once, and every repeat
     /// names the event stored for its key, even within one batch.
+    /// A batch's leader takes more of its endpoint's lane: due deliveries and those waiting only
+    /// for the rate limit, oldest first; never one in retry backoff, another lane's or another
+    /// endpoint's.
+    pub async fn lanes(store: &impl Store) {
+        let lease = Duration::from_secs(60);
+        let ci = |id: &str, repo_name: &str, source: &str| NewEvent {
+            event: Event {
+                source: source.into(),
+                ..event(id).event
+            },
+            destinations: vec![repo(repo_name, TokenSource::Env("TOKEN".into()))],
+            dedupe_key: None,
+        };
+        for e in [
+            ci("a", "octo/hooks", "ci"),
+            ci("b", "octo/hooks", "ci"),
+            ci("c", "octo/hooks", "ci"),
+            ci("d", "octo/hooks", "ci"),
+            ci("e", "octo/other", "ci"),
+            ci("f", "octo/hooks", "other"),
+            ci("g", "octo/hooks", "ci"),
+        ] {
+            assert_eq!(store.insert(e).await.expect("insert"), Inserted::New);
+        }
+        let first = store.claim(3, lease).await.expect("claim");
+        assert_eq!(ids(&first), ["a", "b", "c"]);
+        let minute = Duration::from_secs(60);
+        let results = vec![
+            (
+                (&first[1]).into(),
+                Recorded::RateLimited { delay: minute },
+            ),
+            (
+                (&first[2]).into(),
+                Recorded::RetryAfter {
+                    delay: minute,
+                    error: "503".into(),
+                },
+            ),
+        ];
+        assert_eq!(store.record(results).await.expect("record"), 2);
+        let leader = &first[0];
+        let more = store
+            .claim_lane(leader, vec![leader.into()], "batch-1".into(), 10, lease)
+            .await
+            .expect("claim lane");
+        assert_eq!(
+            ids(&more),
+            ["b", "d", "g"],
+            "due and rate-limited deliveries of the lane, in order; not c (backoff), e (another \
+             repository) or f (another endpoint)"
+        );
+        let again = store
+            .claim_lane(leader, Vec::new(), "batch-2".into(), 10, lease)
+            .await
+            .expect("claim lane again");
+        assert!(ids(&again).is_empty(), "claimed ones are not claimed twice");
+        let counts = store.counts().await.expect("counts");
+        assert_eq!((counts.inflight, counts.pending), (4, 3));
+        let done: Vec<(ClaimRef, Recorded)> = std::iter::once(leader)
+            .chain(&more)
+            .map(|c| (c.into(), Recorded::Delivered))
+            .collect();
+        assert_eq!(store.record(done).await.expect("record"), 4);
+        let rest = store.claim(10, lease).await.expect("claim the rest");
+        assert_eq!(ids(&rest), ["e", "f"], "c waits out its backoff");
+        let none = store
+            .claim_lane(&rest[0], Vec::new(), "batch-3".into(), 0, lease)
+            .await
+            .expect("claim nothing");
+        assert!(none.is_empty());
+    }
+
     pub async fn concurrent_inserts<S: Store + Clone + 'static>(store: &S) {
         let mut tasks = Vec::new();
         for i in 0..300 {

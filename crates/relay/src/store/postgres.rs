@@ -34,7 +34,7 @@ use super::{
 
 /// The schema, one migration per version, each applied once in its own transaction. A released
 /// migration never changes: a new version gets a new entry.
-const MIGRATIONS: [(i32, &str); 4] = [
+const MIGRATIONS: [(i32, &str); 5] = [
     (
         1,
         "CREATE TABLE hookflow.events (
@@ -109,6 +109,16 @@ const MIGRATIONS: [(i32, &str); 4] = [
              ADD COLUMN method TEXT,
              ADD COLUMN path TEXT,
              ADD COLUMN headers TEXT;",
+    ),
+    // Batching (docs/design/store.md): a delivery waiting only for its lane's rate limit
+    // (`deferred_for = 'rate'`) may join the lane's next batch before its time; `batch_id`
+    // names the batch that last carried it. The lane index serves that look.
+    (
+        5,
+        "ALTER TABLE hookflow.deliveries
+             ADD COLUMN deferred_for TEXT,
+             ADD COLUMN batch_id TEXT;
+         CREATE INDEX deliveries_lane ON hookflow.deliveries (lane, id) WHERE state = 'pending';",
     ),
 ];
 
@@ -727,13 +737,16 @@ impl PgStore {
     }
 
     /// Takes a dispatch token of `lane` (`per_minute`, a minute's worth of burst) for the whole
-    /// cluster, or books the delivery the lane's next free slot and gives the wait until it: the
-    /// same rule as the relay's own [`crate::rate_limit::RateLimiter`], kept in the database so
-    /// that N relays do not send N times the limit.
+    /// cluster, or gives the wait for one: when `book`, the lane's next free slot, booked for
+    /// this delivery; otherwise the next token's time, booking nothing (a batching lane, whose
+    /// next batch takes every delivery waiting). The same rule as the relay's own
+    /// [`crate::rate_limit::RateLimiter`], kept in the database so that N relays do not send
+    /// N times the limit.
     pub async fn take_slot(
         &self,
         lane: &str,
         per_minute: u32,
+        book: bool,
     ) -> Result<Result<(), Duration>, StoreError> {
         if per_minute == 0 {
             return Ok(Ok(()));
@@ -750,16 +763,17 @@ impl PgStore {
                  UPDATE hookflow.lanes l SET
                      tokens = CASE WHEN cur.t >= 1 THEN cur.t - 1 ELSE cur.t END,
                      at = now(),
-                     last_slot = CASE WHEN cur.t >= 1 THEN l.last_slot ELSE greatest(
+                     last_slot = CASE WHEN cur.t >= 1 OR NOT $3 THEN l.last_slot ELSE greatest(
                          now() + (1 - cur.t) * 60.0 / $2::float8 * interval '1 second',
                          l.last_slot + 60.0 / $2::float8 * interval '1 second') END
                  FROM cur WHERE l.lane = cur.lane
-                 RETURNING cur.t >= 1, extract(epoch FROM l.last_slot - now())::float8",
+                 RETURNING cur.t >= 1, CASE WHEN $3 THEN extract(epoch FROM l.last_slot - now())::float8
+                     ELSE (1 - cur.t) * 60.0 / $2::float8 END",
             )
             .await
             .map_err(fail)?;
         let mut row = client
-            .query_opt(&take, &[&lane, &rate])
+            .query_opt(&take, &[&lane, &rate, &book])
             .await
             .map_err(fail)?;
         if row.is_none() {
@@ -773,7 +787,7 @@ impl PgStore {
                 .await
                 .map_err(fail)?;
             row = client
-                .query_opt(&take, &[&lane, &rate])
+                .query_opt(&take, &[&lane, &rate, &book])
                 .await
                 .map_err(fail)?;
         }
@@ -1386,6 +1400,36 @@ fn claim_token() -> String {
 /// Writes results in one transaction (one commit for every delivery that finished meanwhile);
 /// for each, whether its claim was current. When every result is a delivery done (the common
 /// case under load), one statement.
+/// Claimed deliveries from the rows a claim returns (the delivery's columns, its `next_at` at
+/// 5, its event from 6 on), in the order they were due; the deliveries of one event share it.
+fn claimed_rows(rows: Vec<tokio_postgres::Row>) -> Vec<Claimed> {
+    let mut events: std::collections::HashMap<String, Arc<Event>> = Default::default();
+    let mut claimed: Vec<(std::time::SystemTime, i64, Claimed)> = rows
+        .into_iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            let event_id: String = r.get(6);
+            let event = events
+                .entry(event_id)
+                .or_insert_with(|| Arc::new(event_at(&r, 6)))
+                .clone();
+            (
+                r.get::<_, std::time::SystemTime>(5),
+                id,
+                Claimed {
+                    id: id.to_string(),
+                    destination: Destination::from_columns(r.get(1), r.get(2)),
+                    event,
+                    attempts: r.get::<_, i32>(3).max(0) as u32,
+                    claim: r.get(4),
+                },
+            )
+        })
+        .collect();
+    claimed.sort_by_key(|c| (c.0, c.1));
+    claimed.into_iter().map(|(_, _, c)| c).collect()
+}
+
 async fn record_batch(
     inner: &Inner,
     results: &[(ClaimRef, Recorded)],
@@ -1487,25 +1531,28 @@ async fn write_results(
                 db.execute(
                     "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
                          attempts = attempts + 1, next_at = now() + $3 * interval '1 millisecond',
-                         last_error = $4, updated_at = now()
+                         last_error = $4, updated_at = now(), deferred_for = NULL
                      WHERE id = $1 AND claim = $2::text::uuid",
                     &[&id, &claim, &millis(*delay), error],
                 )
                 .await
             }
-            Recorded::Defer { delay } => {
+            Recorded::Defer { delay } | Recorded::RateLimited { delay } => {
+                let rate = matches!(result, Recorded::RateLimited { .. }).then_some("rate");
                 db.execute(
                     "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
-                         next_at = now() + $3 * interval '1 millisecond', updated_at = now()
+                         next_at = now() + $3 * interval '1 millisecond', updated_at = now(),
+                         deferred_for = $4
                      WHERE id = $1 AND claim = $2::text::uuid",
-                    &[&id, &claim, &millis(*delay)],
+                    &[&id, &claim, &millis(*delay), &rate],
                 )
                 .await
             }
             Recorded::Dead { error, status } => {
                 db.execute(
                     "UPDATE hookflow.deliveries SET state = 'dead', claim = NULL, owner = NULL,
-                         attempts = attempts + 1, last_error = $3, last_status = $4, updated_at = now()
+                         attempts = attempts + 1, last_error = $3, last_status = $4, updated_at = now(),
+                         deferred_for = NULL
                      WHERE id = $1 AND claim = $2::text::uuid",
                     &[&id, &claim, error, &status.map(i32::from)],
                 )
@@ -1672,31 +1719,75 @@ impl Store for PgStore {
             )
             .await
             .map_err(fail)?;
-        let mut events: std::collections::HashMap<String, Arc<Event>> = Default::default();
-        let mut claimed: Vec<(std::time::SystemTime, i64, Claimed)> = rows
-            .into_iter()
-            .map(|r| {
-                let id: i64 = r.get(0);
-                let event_id: String = r.get(6);
-                let event = events
-                    .entry(event_id)
-                    .or_insert_with(|| Arc::new(event_at(&r, 6)))
-                    .clone();
-                (
-                    r.get::<_, std::time::SystemTime>(5),
-                    id,
-                    Claimed {
-                        id: id.to_string(),
-                        destination: Destination::from_columns(r.get(1), r.get(2)),
-                        event,
-                        attempts: r.get::<_, i32>(3).max(0) as u32,
-                        claim: r.get(4),
-                    },
+        Ok(claimed_rows(rows))
+    }
+
+    async fn claim_lane(
+        &self,
+        leader: &Claimed,
+        members: Vec<ClaimRef>,
+        batch_id: String,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let mut client = self.client().await?;
+        let fail = |e: tokio_postgres::Error| db_error("cannot claim a batch", e);
+        let tx = client.transaction().await.map_err(fail)?;
+        let rows = if limit == 0 {
+            Vec::new()
+        } else {
+            let claim = tx
+                .prepare_cached(
+                    "UPDATE hookflow.deliveries d
+                     SET state = 'inflight', owner = $1, claim = gen_random_uuid(),
+                         lease_until = now() + $3 * interval '1 millisecond', updated_at = now(),
+                         batch_id = $6
+                     FROM (SELECT p.id FROM hookflow.deliveries p
+                           JOIN hookflow.events pe ON pe.id = p.event_id
+                           WHERE p.lane = $4 AND p.state = 'pending' AND pe.source = $5
+                             AND (p.next_at <= now() OR p.deferred_for = 'rate')
+                           ORDER BY p.id
+                           FOR UPDATE OF p SKIP LOCKED
+                           LIMIT $2) c, hookflow.events e
+                     WHERE d.id = c.id AND e.id = d.event_id
+                     RETURNING d.id, d.destination, d.token, d.attempts, d.claim::text, d.next_at,
+                               e.id, (extract(epoch FROM e.received_at) * 1000)::int8, e.source,
+                               e.event_type, e.payload, e.payload_kind, e.method, e.path, e.headers",
                 )
-            })
+                .await
+                .map_err(fail)?;
+            tx.query(
+                &claim,
+                &[
+                    &self.inner.relay_id,
+                    &(limit as i64),
+                    &millis(lease),
+                    &leader.destination.lane(),
+                    &leader.event.source,
+                    &batch_id,
+                ],
+            )
+            .await
+            .map_err(fail)?
+        };
+        let ids: Vec<i64> = members.iter().filter_map(|m| m.id.parse().ok()).collect();
+        let claims: Vec<&str> = members
+            .iter()
+            .filter(|m| m.id.parse::<i64>().is_ok())
+            .map(|m| m.claim.as_str())
             .collect();
-        claimed.sort_by_key(|c| (c.0, c.1));
-        Ok(claimed.into_iter().map(|(_, _, c)| c).collect())
+        tx.execute(
+            "UPDATE hookflow.deliveries d SET batch_id = $3
+             FROM unnest($1::int8[], $2::text[]) AS m(id, claim)
+             WHERE d.id = m.id AND d.claim::text = m.claim AND d.state = 'inflight'",
+            &[&ids, &claims, &batch_id],
+        )
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        let mut more = claimed_rows(rows);
+        more.sort_by_key(|c| c.id.parse::<i64>().unwrap_or(i64::MAX));
+        Ok(more)
     }
 
     async fn record(&self, results: Vec<(ClaimRef, Recorded)>) -> Result<usize, StoreError> {
@@ -1998,7 +2089,7 @@ pub(crate) mod tests {
         };
         // 60 a minute: a burst of 60, then one a second, booked in turn.
         for _ in 0..60 {
-            assert_eq!(store.take_slot("octo/a x", 60).await.expect("slot"), Ok(()));
+            assert_eq!(store.take_slot("octo/a x", 60, true).await.expect("slot"), Ok(()));
         }
         // (The burst itself took time, during which the bucket refilled a little: the first
         // slot is within a second, the next ones a second apart.)
@@ -2011,7 +2102,21 @@ pub(crate) mod tests {
         for pair in waits.windows(2) {
             assert!((pair[1] - pair[0] - 1.0).abs() < 0.25, "{waits:?}");
         }
-        assert_eq!(store.take_slot("octo/b x", 60).await.expect("slot"), Ok(()));
+        // A batching lane books nothing: its wait is the next token's, whatever is booked.
+        for _ in 0..3 {
+            let wait = store
+                .take_slot("octo/a x", 60, false)
+                .await
+                .expect("slot")
+                .expect_err("no token");
+            assert!(wait <= Duration::from_millis(1050), "{wait:?}");
+        }
+        let after = booked_waits(&store, "octo/a x", 1).await[0].as_secs_f64();
+        assert!(
+            (after - waits[2] - 1.0).abs() < 0.25,
+            "waits that book nothing push no slot back: {after} after {waits:?}"
+        );
+        assert_eq!(store.take_slot("octo/b x", 60, true).await.expect("slot"), Ok(()));
         // A stranger's made-up lanes do not stay: idle and full for a minute, they go; a lane
         // with slots booked ahead stays.
         let c = db.client().await.expect("session");
@@ -2038,7 +2143,7 @@ pub(crate) mod tests {
         for _ in 0..n {
             waits.push(
                 store
-                    .take_slot(lane, 60)
+                    .take_slot(lane, 60, true)
                     .await
                     .expect("slot")
                     .expect_err("booked"),
@@ -2051,6 +2156,13 @@ pub(crate) mod tests {
     async fn contract_fan_out() {
         if let Some((_db, store)) = fresh_store().await {
             contract::fan_out(&store).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn contract_lanes() {
+        if let Some((_db, store)) = fresh_store().await {
+            contract::lanes(&store).await;
         }
     }
 

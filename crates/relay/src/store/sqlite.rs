@@ -22,7 +22,7 @@ use super::{
 /// The schema, one migration per version, each applied once in its own transaction and recorded
 /// in `schema_migrations` (and `PRAGMA user_version`). A released migration never changes: a new
 /// version gets a new entry.
-const MIGRATIONS: [(i64, &str); 4] = [
+const MIGRATIONS: [(i64, &str); 5] = [
     (
     1,
     "CREATE TABLE events (
@@ -96,6 +96,15 @@ const MIGRATIONS: [(i64, &str); 4] = [
         "ALTER TABLE events ADD COLUMN method TEXT;
          ALTER TABLE events ADD COLUMN path TEXT;
          ALTER TABLE events ADD COLUMN headers TEXT",
+    ),
+    // Batching (docs/design/store.md): a delivery waiting only for its lane's rate limit
+    // (`deferred_for = 'rate'`) may join the lane's next batch before its time; `batch_id`
+    // names the batch that last carried it. The lane index serves that look.
+    (
+        5,
+        "ALTER TABLE deliveries ADD COLUMN deferred_for TEXT;
+         ALTER TABLE deliveries ADD COLUMN batch_id TEXT;
+         CREATE INDEX deliveries_lane ON deliveries (destination, state, id)",
     ),
 ];
 
@@ -513,59 +522,69 @@ impl SqliteStore {
             .and_then(|mut s| s.execute(params![now]))
             .map_err(fail)?;
         }
-        let due: Vec<Claimed> = {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT d.id, d.destination, d.token, d.attempts, e.id, e.received_at,
-                            e.source, e.event_type, e.payload, e.payload_kind, e.method, e.path,
-                            e.headers
-                     FROM deliveries d JOIN events e ON e.id = d.event_id
-                     WHERE d.state = 'pending' AND d.next_at <= ?1
-                     ORDER BY d.next_at, d.id LIMIT ?2",
-                )
-                .map_err(fail)?;
-            let mut events: HashMap<String, Arc<Event>> = HashMap::new();
-            let mut rows = stmt.query(params![now, limit as i64]).map_err(fail)?;
-            let mut due = Vec::new();
-            while let Some(r) = rows.next().map_err(fail)? {
-                let event_id: String = r.get(4).map_err(fail)?;
-                let event = match events.get(&event_id) {
-                    Some(e) => e.clone(),
-                    None => {
-                        let e = Arc::new(event_at(r, 4).map_err(fail)?);
-                        events.insert(event_id, e.clone());
-                        e
-                    }
-                };
-                due.push(Claimed {
-                    id: r.get::<_, i64>(0).map_err(fail)?.to_string(),
-                    destination: Destination::from_columns(
-                        &r.get::<_, String>(1).map_err(fail)?,
-                        r.get::<_, Option<String>>(2).map_err(fail)?.as_deref(),
-                    ),
-                    attempts: r.get::<_, i64>(3).map_err(fail)?.clamp(0, u32::MAX.into()) as u32,
-                    event,
-                    claim: ulid::Ulid::generate().to_string(),
-                });
-            }
-            due
-        };
-        {
-            let mut mark = tx
-                .prepare_cached(
-                    "UPDATE deliveries SET state = 'inflight', claim = ?2, lease_until = ?3, updated_at = ?4 WHERE id = ?1",
-                )
-                .map_err(fail)?;
-            for d in &due {
-                mark.execute(params![d.id, d.claim, now.saturating_add(lease_ms), now])
-                    .map_err(fail)?;
-            }
-        }
+        let due = claim_rows(
+            &tx,
+            &format!(
+                "{CLAIM_SELECT} WHERE d.state = 'pending' AND d.next_at <= ?1
+                 ORDER BY d.next_at, d.id LIMIT ?2"
+            ),
+            params![now, limit as i64],
+        )
+        .map_err(fail)?;
+        mark_claimed(&tx, &due, None, now, lease_ms).map_err(fail)?;
         tx.commit().map_err(fail)?;
         if reap {
             self.last_reap = now;
         }
         Ok(due)
+    }
+
+    /// Claims more of a batch's lane (see [`Store::claim_lane`]).
+    pub fn claim_lane(
+        &mut self,
+        now: i64,
+        leader: &Claimed,
+        members: &[ClaimRef],
+        batch_id: &str,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let tx = self.conn.transaction().map_err(fail)?;
+        let more = if limit == 0 {
+            Vec::new()
+        } else {
+            claim_rows(
+                &tx,
+                &format!(
+                    "{CLAIM_SELECT} WHERE d.destination = ?1 AND d.token IS ?2 AND e.source = ?3
+                     AND d.state = 'pending' AND (d.next_at <= ?4 OR d.deferred_for = 'rate')
+                     ORDER BY d.id LIMIT ?5"
+                ),
+                params![
+                    leader.destination.key(),
+                    leader.destination.token_column(),
+                    leader.event.source,
+                    now,
+                    limit as i64
+                ],
+            )
+            .map_err(fail)?
+        };
+        mark_claimed(&tx, &more, Some(batch_id), now, lease_ms).map_err(fail)?;
+        {
+            let mut name = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET batch_id = ?3 WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
+                )
+                .map_err(fail)?;
+            for m in members {
+                name.execute(params![m.id, m.claim, batch_id]).map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)?;
+        Ok(more)
     }
 
     /// Records results in one transaction; those whose claim is not current change nothing.
@@ -609,20 +628,26 @@ impl SqliteStore {
                 Recorded::RetryAfter { delay, error } => tx
                     .prepare_cached(
                         "UPDATE deliveries SET state = 'pending', claim = NULL, attempts = attempts + 1, next_at = ?3,
-                         last_error = ?4, updated_at = ?5 WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
-                    )
-                    .and_then(|mut s| s.execute(params![id, c.claim, at(delay), error, now])),
-                Recorded::Defer { delay } => tx
-                    .prepare_cached(
-                        "UPDATE deliveries SET state = 'pending', claim = NULL, next_at = ?3, updated_at = ?4
+                         last_error = ?4, updated_at = ?5, deferred_for = NULL
                          WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
                     )
-                    .and_then(|mut s| s.execute(params![id, c.claim, at(delay), now])),
+                    .and_then(|mut s| s.execute(params![id, c.claim, at(delay), error, now])),
+                Recorded::Defer { delay } | Recorded::RateLimited { delay } => tx
+                    .prepare_cached(
+                        "UPDATE deliveries SET state = 'pending', claim = NULL, next_at = ?3, updated_at = ?4,
+                             deferred_for = ?5
+                         WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
+                    )
+                    .and_then(|mut s| {
+                        let rate = matches!(result, Recorded::RateLimited { .. }).then_some("rate");
+                        s.execute(params![id, c.claim, at(delay), now, rate])
+                    }),
                 // The token stays, so the letter can be replayed; purging deletes it.
                 Recorded::Dead { error, status } => tx
                     .prepare_cached(
                         "UPDATE deliveries SET state = 'dead', claim = NULL, attempts = attempts + 1, last_error = ?3,
-                         last_status = ?4, updated_at = ?5 WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
+                         last_status = ?4, updated_at = ?5, deferred_for = NULL
+                         WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
                     )
                     .and_then(|mut s| {
                         s.execute(params![id, c.claim, error, status.map(i64::from), now])
@@ -901,6 +926,7 @@ enum Command {
         Duration,
         oneshot::Sender<Result<Vec<Claimed>, StoreError>>,
     ),
+    ClaimLane(Box<LaneClaim>),
     NextDue(oneshot::Sender<Result<Option<Duration>, StoreError>>),
     Counts(oneshot::Sender<Result<Counts, StoreError>>),
     Ping(oneshot::Sender<Result<Room, StoreError>>),
@@ -909,8 +935,84 @@ enum Command {
     PurgeDead(Duration, oneshot::Sender<Result<u64, StoreError>>),
 }
 
+/// What [`Store::claim_lane`] was asked.
+struct LaneClaim {
+    leader: Claimed,
+    members: Vec<ClaimRef>,
+    batch_id: String,
+    limit: usize,
+    lease: Duration,
+    reply: oneshot::Sender<Result<Vec<Claimed>, StoreError>>,
+}
+
 /// Most inserts committed together.
 const MAX_BATCH: usize = 512;
+
+/// The columns a claim reads: the delivery, then its event from column 4 on ([`event_at`]).
+const CLAIM_SELECT: &str = "SELECT d.id, d.destination, d.token, d.attempts, e.id, e.received_at,
+        e.source, e.event_type, e.payload, e.payload_kind, e.method, e.path, e.headers
+    FROM deliveries d JOIN events e ON e.id = d.event_id";
+
+/// The deliveries a [`CLAIM_SELECT`] query finds, each with a new claim token; the deliveries
+/// of one event share it.
+fn claim_rows(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<Claimed>> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut events: HashMap<String, Arc<Event>> = HashMap::new();
+    let mut rows = stmt.query(params)?;
+    let mut due = Vec::new();
+    while let Some(r) = rows.next()? {
+        let event_id: String = r.get(4)?;
+        let event = match events.get(&event_id) {
+            Some(e) => e.clone(),
+            None => {
+                let e = Arc::new(event_at(r, 4)?);
+                events.insert(event_id, e.clone());
+                e
+            }
+        };
+        due.push(Claimed {
+            id: r.get::<_, i64>(0)?.to_string(),
+            destination: Destination::from_columns(
+                &r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?.as_deref(),
+            ),
+            attempts: r.get::<_, i64>(3)?.clamp(0, u32::MAX.into()) as u32,
+            event,
+            claim: ulid::Ulid::generate().to_string(),
+        });
+    }
+    Ok(due)
+}
+
+/// Marks claimed deliveries in flight under their claim tokens until `now + lease_ms`, naming
+/// their batch when they have one.
+fn mark_claimed(
+    tx: &rusqlite::Transaction<'_>,
+    claimed: &[Claimed],
+    batch_id: Option<&str>,
+    now: i64,
+    lease_ms: i64,
+) -> rusqlite::Result<()> {
+    let mut mark = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'inflight', claim = ?2, lease_until = ?3, updated_at = ?4,
+             batch_id = coalesce(?5, batch_id)
+         WHERE id = ?1",
+    )?;
+    for d in claimed {
+        mark.execute(params![
+            d.id,
+            d.claim,
+            now.saturating_add(lease_ms),
+            now,
+            batch_id
+        ])?;
+    }
+    Ok(())
+}
 
 /// The SQLite store as a [`Store`]: the connection lives on a thread of its own, which takes
 /// every command waiting and runs all inserts (and all results) in one transaction, so a burst
@@ -950,6 +1052,27 @@ impl Store for SqliteHandle {
     }
     async fn record(&self, results: Vec<(ClaimRef, Recorded)>) -> Result<usize, StoreError> {
         self.call(|r| Command::Record(results, r)).await
+    }
+    async fn claim_lane(
+        &self,
+        leader: &Claimed,
+        members: Vec<ClaimRef>,
+        batch_id: String,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let leader = leader.clone();
+        self.call(|reply| {
+            Command::ClaimLane(Box::new(LaneClaim {
+                leader,
+                members,
+                batch_id,
+                limit,
+                lease,
+                reply,
+            }))
+        })
+        .await
     }
     async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
         self.call(Command::NextDue).await
@@ -1039,6 +1162,17 @@ fn run(mut store: SqliteStore, rx: mpsc::Receiver<Command>, clock: &dyn Clock) {
                 Command::Claim(limit, lease, r) => {
                     let _ = r.send(store.claim(now, limit, millis(lease)));
                 }
+                Command::ClaimLane(c) => {
+                    let c = *c;
+                    let _ = c.reply.send(store.claim_lane(
+                        now,
+                        &c.leader,
+                        &c.members,
+                        &c.batch_id,
+                        c.limit,
+                        millis(c.lease),
+                    ));
+                }
                 Command::NextDue(r) => {
                     let _ =
                         r.send(store.next_due().map(|at| {
@@ -1093,6 +1227,12 @@ mod tests {
     async fn contract_fan_out() {
         let dir = tempfile::tempdir().expect("tempdir");
         contract::fan_out(&handle(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn contract_lanes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        contract::lanes(&handle(dir.path())).await;
     }
 
     #[tokio::test]
