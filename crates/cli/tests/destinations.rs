@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use hookflow_protocol::signature::{verify, Scheme};
 use hookflow_protocol::Environment;
-use hookflow_relay::store::postgres::scratch::ScratchDb;
 use hookflow_relay::store::Store as _;
 use hookflow_relay::Running;
 use serde_json::{json, Map, Value};
 use support::fake_github::{Answer, FakeGithub};
 use support::receiver::Receiver;
-use support::relay::{config, get_text, http, settled, url, wait_until, WAIT};
+use support::relay::{config, get_text, http, on_both_stores, settled, url, wait_until, WAIT};
 
 /// The Standard Webhooks specification's example secret.
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -253,24 +252,6 @@ async fn fan_out_story(store: Option<&str>) {
     );
     assert!(metrics.contains(&http_dead), "{http_dead} in\n{metrics}");
     r.stop().await;
-}
-
-/// A test of `story` on SQLite and one on PostgreSQL.
-macro_rules! on_both_stores {
-    ($story:ident: $sqlite:ident, $postgres:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $sqlite() {
-            $story(None).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $postgres() {
-            let Some(db) = ScratchDb::for_tests().await else {
-                return;
-            };
-            $story(Some(&db.url)).await;
-        }
-    };
 }
 
 on_both_stores!(fan_out_story: fan_out_on_sqlite, fan_out_on_postgres);

@@ -10,7 +10,8 @@
 //!
 //! The design and its reasons: docs/design/store.md, "Batching".
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,34 +19,71 @@ use hookflow_protocol::batch::{pack, Item};
 use hookflow_protocol::payload::Origin;
 
 use crate::config::DeliveryConfig;
-use crate::delivery::{dispatch, track, Attempt, InFlight, Limiter, Senders};
+use crate::delivery::{dispatch, record, track, Attempt, InFlight, Limiter, Senders};
 use crate::destinations::{self, Batching, Destinations};
 use crate::github::Outcome;
 use crate::metrics::{DeadReason, DestinationResult, Metrics};
 use crate::store::{ClaimRef, Claimed, Destination, Payload, Recorded, Store, StoreHandle};
 use hookflow_protocol::Environment;
 
-/// How long deliveries wait when their lane already has a batch in flight at this relay (the
-/// next batch takes them once it has gone).
-const LANE_BUSY_WAIT: Duration = Duration::from_millis(200);
-
-/// This relay's batching state per lane: whether a batch is in flight (one at a time per lane,
-/// so batches keep arrival order), and the batch size GitHub takes now. The keys are
+/// This relay's batching state per lane: the lanes with a leader sending their batches (one
+/// at a time per lane, so batches keep arrival order) and the deliveries claimed meanwhile,
+/// which the leader's next batch takes; and the batch size GitHub takes now. The keys are
 /// configured endpoints' lanes only (the compatible route never batches), so strangers cannot
 /// grow it.
 #[derive(Default)]
 pub struct Batches {
     state: Mutex<State>,
+    /// Claims the worker began, and those whose deliveries it has since given to their
+    /// leaders: a leader waits for the claims begun before its own look at the store.
+    claims_begun: AtomicU64,
+    claims_placed: AtomicU64,
+    placed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
 struct State {
-    busy: HashSet<String>,
+    /// Lanes with a leader, and what waits for its next batch.
+    led: HashMap<String, Vec<Claimed>>,
     /// Lanes whose batches GitHub refused lately: the size to try now.
     caps: HashMap<String, usize>,
 }
 
 impl Batches {
+    /// The worker begins a claim; returns its ticket for [`Batches::placed`].
+    pub fn claim_begun(&self) -> u64 {
+        self.claims_begun.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The worker gave every delivery of the claim `ticket` to its leader or task.
+    pub fn placed(&self, ticket: u64) {
+        self.claims_placed.fetch_max(ticket, Ordering::SeqCst);
+        self.placed.notify_waiters();
+    }
+
+    /// Waits until every claim begun by now has been placed: a delivery the worker claimed
+    /// before a leader's look at the store is then in the leader's hands.
+    async fn claims_settled(&self) {
+        let target = self.claims_begun.load(Ordering::SeqCst);
+        while self.claims_placed.load(Ordering::SeqCst) < target {
+            let notified = self.placed.notified();
+            if self.claims_placed.load(Ordering::SeqCst) >= target {
+                break;
+            }
+            // Bounded: a claim that failed is placed at once, and no wait is worth a stall.
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+        }
+    }
+
+    /// Takes what was given to `lane`'s leader so far, keeping the leadership.
+    fn take_given(&self, lane: &str) -> Vec<Claimed> {
+        self.state()
+            .led
+            .get_mut(lane)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -60,17 +98,45 @@ impl Batches {
             .clamp(1, batching.max_events)
     }
 
-    /// Marks `lane` busy; `None` when a batch of it is in flight already.
-    fn begin(&self, lane: &str) -> Option<LaneGuard<'_>> {
-        self.state().busy.insert(lane.to_string()).then(|| LaneGuard {
-            batches: self,
-            lane: lane.to_string(),
-        })
+    /// Makes the caller `lane`'s leader, with `group` to send; or, when the lane has a leader
+    /// already, gives `group` to it for its next batch (`None`).
+    fn lead(
+        self: &Arc<Self>,
+        lane: &str,
+        group: Vec<Claimed>,
+    ) -> Option<(LaneGuard, Vec<Claimed>)> {
+        let mut state = self.state();
+        if let Some(waiting) = state.led.get_mut(lane) {
+            waiting.extend(group);
+            return None;
+        }
+        state.led.insert(lane.to_string(), Vec::new());
+        Some((
+            LaneGuard {
+                batches: self.clone(),
+                lane: lane.to_string(),
+            },
+            group,
+        ))
+    }
+
+    /// What was given to `lane`'s leader since its last batch; when nothing, the lane has no
+    /// leader any more (`None`).
+    fn next(&self, lane: &str) -> Option<Vec<Claimed>> {
+        let mut state = self.state();
+        let waiting = state.led.get_mut(lane)?;
+        if waiting.is_empty() {
+            state.led.remove(lane);
+            return None;
+        }
+        Some(std::mem::take(waiting))
     }
 
     /// GitHub refused a batch of `sent`: the next ones carry half as many.
     fn halve(&self, lane: &str, sent: usize) {
-        self.state().caps.insert(lane.to_string(), (sent / 2).max(1));
+        self.state()
+            .caps
+            .insert(lane.to_string(), (sent / 2).max(1));
     }
 
     /// GitHub took a batch: the size doubles back towards `max_events`.
@@ -86,15 +152,16 @@ impl Batches {
     }
 }
 
-/// A lane's batch in flight; the lane is free again when it drops (a cancelled task too).
-struct LaneGuard<'a> {
-    batches: &'a Batches,
+/// A lane's leadership; the lane has no leader once it drops (a cancelled task too: what was
+/// given to it stays claimed until a shutdown requeues it or its lease runs out).
+struct LaneGuard {
+    batches: Arc<Batches>,
     lane: String,
 }
 
-impl Drop for LaneGuard<'_> {
+impl Drop for LaneGuard {
     fn drop(&mut self) {
-        self.batches.state().busy.remove(&self.lane);
+        self.batches.state().led.remove(&self.lane);
     }
 }
 
@@ -166,26 +233,68 @@ fn all(group: &[Claimed], result: &Recorded) -> Vec<(ClaimRef, Recorded)> {
         .collect()
 }
 
-/// Sends a group of one batching lane (claimed together, in order) with as many more of the
-/// lane's waiting deliveries as fit, once the lane's rate limit gives a slot; returns what to
-/// record for each delivery it holds (the group and those it claimed).
-pub async fn deliver_batch(
-    ctx: &BatchContext<'_>,
+/// A lane's leader: it sends the lane's batches, one at a time, while deliveries of the lane
+/// are claimed for it.
+pub struct Leader {
+    guard: LaneGuard,
     group: Vec<Claimed>,
     batching: Batching,
+}
+
+/// What becomes of a group of claimed deliveries: sent on their own (`Err`, not a batching
+/// lane), given to their lane's leader (`Ok(None)`), or leading their lane (`Ok(Some)`).
+/// Called in claim order, by the one task that claims, so a leader's batches keep that order.
+pub fn lead(
+    batches: &Arc<Batches>,
+    destinations: &Destinations,
+    group: Vec<Claimed>,
+) -> Result<Option<Leader>, Vec<Claimed>> {
+    let Some((first, batching)) = group
+        .first()
+        .and_then(|d| Some((d, batching_of(destinations, d)?)))
+    else {
+        return Err(group);
+    };
+    let lane = lane_of(first);
+    Ok(batches.lead(&lane, group).map(|(guard, group)| Leader {
+        guard,
+        group,
+        batching,
+    }))
+}
+
+/// Sends the leader's group with as many more of the lane's waiting deliveries as fit, once the
+/// lane's rate limit gives a slot, and records the results; then, while deliveries of the lane
+/// were given to it meanwhile, the next batch. Returns the claims recorded.
+pub async fn deliver_batches(ctx: &BatchContext<'_>, leader: Leader) -> Vec<ClaimRef> {
+    let Leader {
+        guard,
+        mut group,
+        batching,
+    } = leader;
+    let mut done = Vec::new();
+    loop {
+        let results = deliver_batch(ctx, group, batching, &guard.lane).await;
+        // Recorded while this relay still leads the lane: the next batch's look at the store
+        // finds every delivery of this one where it belongs.
+        done.extend(record(ctx.store, ctx.metrics, results).await);
+        match ctx.batches.next(&guard.lane) {
+            Some(more) => group = more,
+            None => return done,
+        }
+    }
+}
+
+/// One batch: the group and the lane's oldest waiting deliveries; what to record for each.
+async fn deliver_batch(
+    ctx: &BatchContext<'_>,
+    mut group: Vec<Claimed>,
+    batching: Batching,
+    lane: &str,
 ) -> Vec<(ClaimRef, Recorded)> {
+    group.sort_by_key(|d| d.id.parse::<i64>().unwrap_or(i64::MAX));
     let Some(leader) = group.first() else {
         return Vec::new();
-    };
-    let lane = lane_of(leader);
-    let Some(_busy) = ctx.batches.begin(&lane) else {
-        // The lane's batch in flight went without these; the next one takes them.
-        return all(
-            &group,
-            &Recorded::RateLimited {
-                delay: LANE_BUSY_WAIT,
-            },
-        );
     };
     if let Err(wait) = ctx.limiter.take(&leader.destination.lane(), false).await {
         // No slot yet: the lane's next slot takes these and whatever else is waiting.
@@ -196,7 +305,7 @@ pub async fn deliver_batch(
             },
         );
     }
-    let cap = ctx.batches.cap(&lane, batching);
+    let cap = ctx.batches.cap(lane, batching);
     let batch_id = ulid::Ulid::generate().to_string();
     // The lane's oldest waiting deliveries, up to a full batch: with the group, the batch is
     // the oldest `cap` of them all, so batches keep arrival order.
@@ -213,27 +322,42 @@ pub async fn deliver_batch(
         }
     };
     track(ctx.in_flight, &more);
-    let mut waiting: Vec<Claimed> = group.into_iter().chain(more).collect();
+    // Deliveries of the lane the worker claimed before that look are in this batch's hands
+    // once placed: with them, the batch is the lane's oldest.
+    ctx.batches.claims_settled().await;
+    let given = ctx.batches.take_given(lane);
+    let mut waiting: Vec<Claimed> = group.into_iter().chain(more).chain(given).collect();
     waiting.sort_by_key(|d| d.id.parse::<i64>().unwrap_or(i64::MAX));
     let mut results: Vec<(ClaimRef, Recorded)> = Vec::with_capacity(waiting.len());
     // Beyond the batch size: back in line for the next slot.
     let later = waiting.split_off(cap.min(waiting.len()));
-    results.extend(all(&later, &Recorded::RateLimited { delay: Duration::ZERO }));
+    results.extend(all(
+        &later,
+        &Recorded::RateLimited {
+            delay: Duration::ZERO,
+        },
+    ));
     // What each sends (a transform applies per event); one that cannot be built is a dead
     // letter of its own, as it would be alone.
     let mut batch = Vec::with_capacity(waiting.len());
     for d in waiting {
         let key = d.destination.key();
         let configured = ctx.senders.destinations.get(&d.event.source, &key);
-        match (&d.event.payload, ctx.senders.destinations.build(&d.event, configured)) {
+        match (
+            &d.event.payload,
+            ctx.senders.destinations.build(&d.event, configured),
+        ) {
             (Payload::Request(_), Ok(request)) => {
                 let request = request.into_owned();
                 batch.push((d, request));
             }
             // An event from before schema 4 carries its own dispatch: it goes alone.
-            (Payload::Dispatch(_), _) => {
-                results.push((ClaimRef::from(&d), Recorded::Defer { delay: Duration::ZERO }))
-            }
+            (Payload::Dispatch(_), _) => results.push((
+                ClaimRef::from(&d),
+                Recorded::Defer {
+                    delay: Duration::ZERO,
+                },
+            )),
             (_, Err(e)) => {
                 let attempt = attempt_of(ctx, &d, &key);
                 let dead = attempt.dead(e.to_string(), None, DeadReason::Setup);
@@ -272,23 +396,30 @@ pub async fn deliver_batch(
                 Ok(p) => (p.dispatch_body, 1),
                 Err(e) => {
                     let key = d.destination.key();
-                    let dead = attempt_of(ctx, d, &key).dead(
-                        e.to_string(),
-                        None,
-                        DeadReason::Setup,
-                    );
+                    let dead =
+                        attempt_of(ctx, d, &key).dead(e.to_string(), None, DeadReason::Setup);
                     results.push((ClaimRef::from(d), dead));
                     let rest: Vec<Claimed> = batch.drain(1..).map(|(d, _)| d).collect();
-                    results.extend(all(&rest, &Recorded::RateLimited { delay: Duration::ZERO }));
+                    results.extend(all(
+                        &rest,
+                        &Recorded::RateLimited {
+                            delay: Duration::ZERO,
+                        },
+                    ));
                     return results;
                 }
             }
         }
     };
     let rest: Vec<Claimed> = batch.drain(count..).map(|(d, _)| d).collect();
-    results.extend(all(&rest, &Recorded::RateLimited { delay: Duration::ZERO }));
+    results.extend(all(
+        &rest,
+        &Recorded::RateLimited {
+            delay: Duration::ZERO,
+        },
+    ));
     let sent: Vec<Claimed> = batch.into_iter().map(|(d, _)| d).collect();
-    results.extend(send(ctx, &sent, body, &batch_id, &lane, batching).await);
+    results.extend(send(ctx, &sent, body, &batch_id, lane, batching).await);
     results
 }
 
@@ -340,7 +471,14 @@ async fn send(
         tracing::info!(batch_id, events = sent.len(), bytes, destination = %key,
             ms = took.as_millis() as u64, answer = ?outcome, "batch dispatched");
     }
-    if let (Outcome::Failed { status: 422, reason }, true) = (&outcome, sent.len() > 1) {
+    if let (
+        Outcome::Failed {
+            status: 422,
+            reason,
+        },
+        true,
+    ) = (&outcome, sent.len() > 1)
+    {
         // GitHub refused the batch as a whole: smaller batches find the event it refuses.
         ctx.batches.halve(lane, sent.len());
         tracing::warn!(batch_id, events = sent.len(), destination = %key, %reason,
@@ -398,12 +536,19 @@ mod tests {
     }
 
     #[test]
-    fn one_batch_in_flight_per_lane() {
-        let batches = Batches::default();
-        let first = batches.begin("l").expect("free");
-        assert!(batches.begin("l").is_none(), "busy");
-        assert!(batches.begin("m").is_some(), "another lane");
-        drop(first);
-        assert!(batches.begin("l").is_some(), "free again");
+    fn one_leader_per_lane_takes_what_is_claimed_meanwhile() {
+        let batches = Arc::new(Batches::default());
+        let (leader, _) = batches.lead("l", Vec::new()).expect("no leader yet");
+        assert!(
+            batches.lead("l", Vec::new()).is_none(),
+            "given to the leader"
+        );
+        assert!(batches.lead("m", Vec::new()).is_some(), "another lane");
+        assert!(
+            batches.next("l").is_none(),
+            "nothing given: the lane is free"
+        );
+        drop(leader);
+        let (_again, _) = batches.lead("l", Vec::new()).expect("free again");
     }
 }

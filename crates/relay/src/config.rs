@@ -1130,8 +1130,7 @@ fn parse_batching(value: Option<Value>) -> Result<Option<Option<Batching>>, Stri
             )
         }
     };
-    let raw: RawBatching =
-        serde_json::from_value(value).map_err(|e| format!("batching: {e}"))?;
+    let raw: RawBatching = serde_json::from_value(value).map_err(|e| format!("batching: {e}"))?;
     match raw.mode.as_deref() {
         None | Some("adaptive") => {}
         Some("off") => return Ok(Some(None)),
@@ -1465,16 +1464,42 @@ mod tests {
             "the endpoint's for its repositories, unless one sets its own; never HTTP"
         );
         for (yaml, expected) in [
-            ("{slug: a, repo: o/r, token_env: T, batching: {mode: fast}}", "mode \"fast\" is not known; use adaptive or off"),
-            ("{slug: a, repo: o/r, token_env: T, batching: {max_events: 0}}", "max_events must be 1 to 1000"),
-            ("{slug: a, repo: o/r, token_env: T, batching: {max_bytes: 100000}}", "max_bytes must be 1024 to 65536"),
-            ("{slug: a, repo: o/r, token_env: T, batching: {size: 3}}", "unknown field `size`"),
-            ("{slug: a, repo: o/r, token_env: T, batching: 5}", "batching must be a mapping"),
-            ("{slug: a, destinations: [{url: 'https://e.com/x', batching: {mode: adaptive}}]}", "batching: is for repository destinations"),
-            ("{slug: a, batching: {mode: adaptive}, destinations: [{url: 'https://e.com/x'}]}", "this endpoint has none"),
+            (
+                "{slug: a, repo: o/r, token_env: T, batching: {mode: fast}}",
+                "mode \"fast\" is not known; use adaptive or off",
+            ),
+            (
+                "{slug: a, repo: o/r, token_env: T, batching: {max_events: 0}}",
+                "max_events must be 1 to 1000",
+            ),
+            (
+                "{slug: a, repo: o/r, token_env: T, batching: {max_bytes: 100000}}",
+                "max_bytes must be 1024 to 65536",
+            ),
+            (
+                "{slug: a, repo: o/r, token_env: T, batching: {size: 3}}",
+                "unknown field `size`",
+            ),
+            (
+                "{slug: a, repo: o/r, token_env: T, batching: 5}",
+                "batching must be a mapping",
+            ),
+            (
+                "{slug: a, destinations: [{url: 'https://e.com/x', batching: {mode: adaptive}}]}",
+                "batching: is for repository destinations",
+            ),
+            (
+                "{slug: a, batching: {mode: adaptive}, destinations: [{url: 'https://e.com/x'}]}",
+                "this endpoint has none",
+            ),
         ] {
-            let e = parse(&format!("endpoints:\n  - {yaml}\n")).unwrap_err().to_string();
-            assert!(e.contains(expected) && e.starts_with("r.yml:2:"), "{expected:?} not in {e}");
+            let e = parse(&format!("endpoints:\n  - {yaml}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(expected) && e.starts_with("r.yml:2:"),
+                "{expected:?} not in {e}"
+            );
         }
     }
 

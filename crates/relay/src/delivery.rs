@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::backoff::backoff;
-use crate::batching::{self, batching_of, BatchContext, Batches};
+use crate::batching::{self, BatchContext, Batches, Leader};
 use crate::config::DeliveryConfig;
 use crate::destinations::{self, DestinationConfig, Destinations, Target};
 use crate::forward::{Forwarder, HttpDestination, Message};
@@ -130,18 +130,14 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         refused,
     });
     let batches = Arc::new(Batches::default());
-    let start = |group: Vec<Claimed>, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| {
+    let spawn = |job: Job, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| {
         let (store, senders, config) = (store.clone(), senders.clone(), config.clone());
         let (limiter, metrics, env) = (limiter.clone(), metrics.clone(), env.clone());
         let (in_flight, batches) = (in_flight.clone(), batches.clone());
         while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
-            track(&in_flight, &group);
-            let batching = group
-                .first()
-                .and_then(|d| batching_of(&senders.destinations, d));
-            let results = match batching {
-                Some(batching) => {
+            let done = match job {
+                Job::Lead(leader) => {
                     let ctx = BatchContext {
                         store: &store,
                         senders: &senders,
@@ -153,9 +149,9 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                         in_flight: &in_flight,
                         lease,
                     };
-                    batching::deliver_batch(&ctx, group, batching).await
+                    batching::deliver_batches(&ctx, leader).await
                 }
-                None => {
+                Job::Alone(group) => {
                     let mut results = Vec::with_capacity(group.len());
                     for event in group {
                         let claim = ClaimRef::from(&event);
@@ -176,31 +172,33 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                         };
                         results.push((claim, result));
                     }
-                    results
+                    record(&store, &metrics, results).await
                 }
             };
-            let claims: Vec<ClaimRef> = results.iter().map(|(c, _)| c.clone()).collect();
-            let expected = results.len();
-            let started = Instant::now();
-            let recorded = store.record(results).await;
-            metrics.store_took(StoreOp::Record, started.elapsed());
-            match recorded {
-                Ok(n) if n == expected => {}
-                Ok(n) => tracing::warn!(
-                    deliveries = expected - n,
-                    "a delivery's lease ran out before its result was recorded; another claim owns it now"
-                ),
-                // The deliveries stay in flight and are claimed again when their lease runs out.
-                Err(e) => tracing::error!(deliveries = expected, error = %e, "cannot record delivery results"),
-            }
             let mut set = lock(&in_flight);
-            for c in claims {
+            for c in done {
                 set.remove(&c.id);
             }
             drop(set);
             drop(permit);
         });
     };
+    // Claimed deliveries go to a task of their own, or to their batching lane's leader (in
+    // claim order: this loop is the one place that claims).
+    let place = |group: Vec<Claimed>| -> Option<Job> {
+        track(&in_flight, &group);
+        match batching::lead(&batches, &senders.destinations, group) {
+            Err(alone) => Some(Job::Alone(alone)),
+            Ok(leader) => leader.map(Job::Lead),
+        }
+    };
+    let start =
+        |group: Vec<Claimed>, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| match place(
+            group,
+        ) {
+            Some(job) => spawn(job, permit, tasks),
+            None => drop(permit),
+        };
     // Whether to look at the store: at start, when woken (an event was stored or announced),
     // when the poll comes due, and while the last claim took all it asked for (a backlog).
     // Events this relay stored itself may come handed over instead, without a look.
@@ -262,11 +260,13 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             continue;
         }
         let started = Instant::now();
+        let ticket = batches.claim_begun();
         let claimed = store.claim(free, lease).await;
         metrics.store_took(StoreOp::Claim, started.elapsed());
         let due = match claimed {
             Ok(d) => d,
             Err(e) => {
+                batches.placed(ticket);
                 tracing::error!(error = %e, "cannot read due events; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -274,6 +274,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         };
         backlog = due.len() == free;
         if due.is_empty() {
+            batches.placed(ticket);
             let wait = match store.next_due().await {
                 Ok(Some(wait)) => wait.min(IDLE_POLL),
                 _ => IDLE_POLL,
@@ -282,19 +283,20 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             poll_at = Instant::now() + wait;
             continue;
         }
-        let mut groups = batching::groups(due, &senders.destinations, &batches).into_iter();
-        while let Some(group) = groups.next() {
+        // Every group placed (given to its lane's leader, or made a job) before any wait.
+        let jobs: Vec<Job> = batching::groups(due, &senders.destinations, &batches)
+            .into_iter()
+            .filter_map(&place)
+            .collect();
+        batches.placed(ticket);
+        let mut jobs = jobs.into_iter();
+        while let Some(job) = jobs.next() {
             let Ok(permit) = slots.clone().acquire_owned().await else {
-                // Closed: put back what was claimed and not started.
-                let left = std::iter::once(group)
-                    .chain(groups)
-                    .flatten()
-                    .map(|c| ClaimRef::from(&c))
-                    .collect();
-                requeue(&store, left).await;
+                // Closed: the jobs not started are put back by the shutdown below.
+                drop(jobs);
                 break;
             };
-            start(group, permit, &mut tasks);
+            spawn(job, permit, &mut tasks);
         }
     }
     // Events handed over but not started: back to the queue at once.
@@ -319,6 +321,11 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             events = left.len(),
             "deliveries still in flight at the shutdown timeout; cancelled and requeued"
         );
+        requeue(&store, left).await;
+    } else {
+        // Claimed and never started (a job waiting for a slot, or given to a lane's leader that
+        // had finished): back to the queue at once.
+        let left: Vec<ClaimRef> = lock(&in_flight).drain().map(|(_, c)| c).collect();
         requeue(&store, left).await;
     }
 }
@@ -352,6 +359,41 @@ async fn requeue(store: &StoreHandle, claims: Vec<ClaimRef>) {
     if let Err(e) = store.record(results).await {
         tracing::error!(error = %e, "cannot requeue deliveries; they are due again when their lease runs out");
     }
+}
+
+/// What a delivery task does.
+enum Job {
+    /// Sends these deliveries one by one.
+    Alone(Vec<Claimed>),
+    /// Leads a batching lane.
+    Lead(Leader),
+}
+
+/// Records results; returns their claims, no longer in flight at this relay.
+pub(crate) async fn record(
+    store: &StoreHandle,
+    metrics: &Metrics,
+    results: Vec<(ClaimRef, Recorded)>,
+) -> Vec<ClaimRef> {
+    if results.is_empty() {
+        return Vec::new();
+    }
+    let claims: Vec<ClaimRef> = results.iter().map(|(c, _)| c.clone()).collect();
+    let started = Instant::now();
+    let recorded = store.record(results).await;
+    metrics.store_took(StoreOp::Record, started.elapsed());
+    match recorded {
+        Ok(n) if n == claims.len() => {}
+        Ok(n) => tracing::warn!(
+            deliveries = claims.len() - n,
+            "a delivery's lease ran out before its result was recorded; another claim owns it now"
+        ),
+        // The deliveries stay in flight and are claimed again when their lease runs out.
+        Err(e) => {
+            tracing::error!(deliveries = claims.len(), error = %e, "cannot record delivery results")
+        }
+    }
+    claims
 }
 
 /// Notes claimed deliveries in flight (a shutdown puts them back).

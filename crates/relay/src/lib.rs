@@ -208,29 +208,36 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
     let (shutdown, stop) = watch::channel(false);
 
     let refused = Arc::new(refused_tokens::RefusedTokens::default());
-    let worker =
-        tokio::spawn(delivery::run(
-            delivery::Worker {
-                store: store.clone(),
-                client,
-                forwarder,
-                destinations: table.clone(),
-                config: config.delivery.clone(),
-                wake: wake.clone(),
-                metrics: metrics.clone(),
-                env: env.clone(),
-                refused: refused.clone(),
-                drain: config.shutdown_timeout,
-                handoff: match &store {
-                    StoreHandle::Postgres(pg) => Some(pg.hand_off_new_events(
-                        config.delivery.concurrency * 4,
-                        config.delivery.lease(),
-                    )),
-                    StoreHandle::Sqlite(_) => None,
-                },
+    let worker = tokio::spawn(delivery::run(
+        delivery::Worker {
+            store: store.clone(),
+            client,
+            forwarder,
+            destinations: table.clone(),
+            config: config.delivery.clone(),
+            wake: wake.clone(),
+            metrics: metrics.clone(),
+            env: env.clone(),
+            refused: refused.clone(),
+            drain: config.shutdown_timeout,
+            handoff: match &store {
+                StoreHandle::Postgres(pg) => Some(pg.hand_off_new_events(
+                    config.delivery.concurrency * 4,
+                    config.delivery.lease(),
+                    {
+                        let table = table.clone();
+                        Arc::new(move |source: &str, d: &store::Destination| {
+                            table
+                                .get(source, &d.key())
+                                .is_some_and(|c| c.batching.is_some())
+                        })
+                    },
+                )),
+                StoreHandle::Sqlite(_) => None,
             },
-            stop.clone(),
-        ));
+        },
+        stop.clone(),
+    ));
     let limits = config.limits.clone();
     let drain = config.shutdown_timeout;
     let state = http::AppState {

@@ -81,12 +81,33 @@ pub struct Dispatch {
     pub status: u16,
 }
 
+impl Dispatch {
+    /// The payloads it carries: each event of a batch (`client_payload.batch`), or the one.
+    pub fn events(&self) -> Vec<&Value> {
+        let payload = &self.body["client_payload"];
+        match payload["batch"].as_array() {
+            Some(list) => list.iter().collect(),
+            None => vec![payload],
+        }
+    }
+
+    /// The ids of the events it carries.
+    pub fn event_ids(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     script: VecDeque<Answer>,
     /// Answers for one repository (`owner/name`), before the shared script.
     repo_scripts: std::collections::HashMap<String, VecDeque<Answer>>,
     default: Option<Answer>,
+    /// Dispatches whose body holds this text are refused with 422 (before any script).
+    refuse_containing: Option<String>,
     dispatches: Vec<Dispatch>,
     app: AppSide,
 }
@@ -192,7 +213,8 @@ async fn access_token(
 }
 
 impl Inner {
-    /// Delivered event ids (`client_payload.id` of 2xx dispatches) with how often each arrived.
+    /// Delivered event ids (`client_payload.id` of 2xx dispatches, each of a batch's events)
+    /// with how often each arrived.
     fn delivered_ids(&self) -> std::collections::HashMap<String, usize> {
         let mut out = std::collections::HashMap::new();
         for d in self
@@ -200,11 +222,9 @@ impl Inner {
             .iter()
             .filter(|d| (200..300).contains(&d.status))
         {
-            let id = d.body["client_payload"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            *out.entry(id).or_insert(0) += 1;
+            for id in d.event_ids() {
+                *out.entry(id).or_insert(0) += 1;
+            }
         }
         out
     }
@@ -261,6 +281,11 @@ impl FakeGithub {
             .entry(repo.to_string())
             .or_default()
             .extend(answers);
+    }
+
+    /// Refuses with 422 ("Invalid request.") every dispatch whose body holds `text`.
+    pub fn refuse_containing(&self, text: &str) {
+        self.inner.lock().expect("lock").refuse_containing = Some(text.to_string());
     }
 
     /// The answer once the script is used up (204 unless set).
@@ -347,8 +372,14 @@ async fn dispatch(
             .revoked
             .iter()
             .any(|t| bearer == format!("Bearer {t}"));
+        let refused = i
+            .refuse_containing
+            .as_ref()
+            .is_some_and(|t| body.windows(t.len()).any(|w| w == t.as_bytes()));
         let answer = if revoked {
             Answer::unauthorized()
+        } else if refused {
+            Answer::unprocessable()
         } else {
             i.repo_scripts
                 .get_mut(&format!("{owner}/{repo}"))

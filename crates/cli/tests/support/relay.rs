@@ -109,3 +109,25 @@ pub async fn get_text(url: &str) -> String {
         .await
         .expect("text")
 }
+
+/// A test of `story` on SQLite and one on PostgreSQL.
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($story:ident: $sqlite:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $story(None).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let Some(db) = hookflow_relay::store::postgres::scratch::ScratchDb::for_tests().await
+            else {
+                return;
+            };
+            $story(Some(&db.url)).await;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;

@@ -976,10 +976,7 @@ pub(crate) mod contract {
         assert_eq!(ids(&first), ["a", "b", "c"]);
         let minute = Duration::from_secs(60);
         let results = vec![
-            (
-                (&first[1]).into(),
-                Recorded::RateLimited { delay: minute },
-            ),
+            ((&first[1]).into(), Recorded::RateLimited { delay: minute }),
             (
                 (&first[2]).into(),
                 Recorded::RetryAfter {

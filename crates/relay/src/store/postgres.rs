@@ -491,7 +491,14 @@ struct Handoff {
     tx: mpsc::UnboundedSender<HandedOff>,
     room: Arc<Semaphore>,
     lease: Duration,
+    /// Deliveries never handed over (by endpoint and destination): those of batching lanes,
+    /// which their lane's batches claim in arrival order.
+    keep: KeepPending,
 }
+
+/// Whether a new delivery (its endpoint, its destination) is stored pending rather than handed
+/// over.
+pub type KeepPending = Arc<dyn Fn(&str, &Destination) -> bool + Send + Sync>;
 
 /// An event stored already claimed by this relay, with its place in the worker's queue (free
 /// again once the worker takes it).
@@ -720,18 +727,20 @@ impl PgStore {
     }
 
     /// From now on, hands up to `room` of this relay's new events at a time straight to the
-    /// caller (its delivery worker), stored claimed with a `lease`; the rest are stored pending.
-    /// Dropping the receiver stops it.
+    /// caller (its delivery worker), stored claimed with a `lease`; the rest, and deliveries
+    /// `keep` names, are stored pending. Dropping the receiver stops it.
     pub fn hand_off_new_events(
         &self,
         room: usize,
         lease: Duration,
+        keep: KeepPending,
     ) -> mpsc::UnboundedReceiver<HandedOff> {
         let (tx, rx) = mpsc::unbounded_channel();
         *self.inner.handoff.lock().unwrap_or_else(|e| e.into_inner()) = Some(Handoff {
             tx,
             room: Arc::new(Semaphore::new(room)),
             lease,
+            keep,
         });
         rx
     }
@@ -1296,22 +1305,31 @@ async fn write_new(
         .iter()
         .flat_map(|e| e.destinations.iter().map(|d| (e.event.id.as_str(), d)))
         .collect();
-    let mut permits = Vec::new();
-    if let Some(h) = &handoff {
-        while permits.len() < deliveries.len() {
-            match h.room.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
-    }
+    let sources = new
+        .iter()
+        .flat_map(|e| e.destinations.iter().map(|_| e.event.source.as_str()));
+    // A place in the worker's queue for each delivery handed over, as long as there is room.
+    let mut room_left = handoff.is_some();
+    let permits: Vec<Option<tokio::sync::OwnedSemaphorePermit>> = deliveries
+        .iter()
+        .zip(sources)
+        .map(|((_, d), source)| {
+            let h = handoff
+                .as_ref()
+                .filter(|h| room_left && !(h.keep)(source, d))?;
+            let permit = h.room.clone().try_acquire_owned().ok();
+            room_left = permit.is_some();
+            permit
+        })
+        .collect();
     let lease_ms = handoff.as_ref().map_or(0.0, |h| millis(h.lease));
-    let claims: Vec<Option<String>> = (0..deliveries.len())
-        .map(|i| (i < permits.len()).then(claim_token))
+    let claims: Vec<Option<String>> = permits
+        .iter()
+        .map(|p| p.as_ref().map(|_| claim_token()))
         .collect();
     let cols = EventColumns::of(new.iter().map(|e| &e.event));
     let dcols = DeliveryColumns::of(deliveries.iter().copied());
-    let announce = permits.len() < deliveries.len();
+    let announce = permits.iter().any(Option::is_none);
     let mut params = cols.params();
     params.extend(dcols.params());
     params.extend::<[&(dyn ToSql + Sync); 4]>([&claims, &inner.relay_id, &lease_ms, &announce]);
@@ -1359,7 +1377,7 @@ async fn write_new(
         .map(|e| (e.event.id.as_str(), &e.event))
         .collect();
     for (((event_id, destination), claim), room) in deliveries.iter().zip(claims).zip(permits) {
-        let (Some(claim), Some(event)) = (claim, events.get(event_id)) else {
+        let (Some(claim), Some(room), Some(event)) = (claim, room, events.get(event_id)) else {
             continue;
         };
         let Some(id) = by_claim.get(claim.as_str()) else {
@@ -2089,7 +2107,10 @@ pub(crate) mod tests {
         };
         // 60 a minute: a burst of 60, then one a second, booked in turn.
         for _ in 0..60 {
-            assert_eq!(store.take_slot("octo/a x", 60, true).await.expect("slot"), Ok(()));
+            assert_eq!(
+                store.take_slot("octo/a x", 60, true).await.expect("slot"),
+                Ok(())
+            );
         }
         // (The burst itself took time, during which the bucket refilled a little: the first
         // slot is within a second, the next ones a second apart.)
@@ -2116,7 +2137,10 @@ pub(crate) mod tests {
             (after - waits[2] - 1.0).abs() < 0.25,
             "waits that book nothing push no slot back: {after} after {waits:?}"
         );
-        assert_eq!(store.take_slot("octo/b x", 60, true).await.expect("slot"), Ok(()));
+        assert_eq!(
+            store.take_slot("octo/b x", 60, true).await.expect("slot"),
+            Ok(())
+        );
         // A stranger's made-up lanes do not stay: idle and full for a minute, they go; a lane
         // with slots booked ahead stays.
         let c = db.client().await.expect("session");

@@ -580,7 +580,8 @@ impl SqliteStore {
                 )
                 .map_err(fail)?;
             for m in members {
-                name.execute(params![m.id, m.claim, batch_id]).map_err(fail)?;
+                name.execute(params![m.id, m.claim, batch_id])
+                    .map_err(fail)?;
             }
         }
         tx.commit().map_err(fail)?;
