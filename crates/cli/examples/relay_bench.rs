@@ -76,18 +76,21 @@ async fn batching_relay(
         &hookflow_relay::config::Overrides::default(),
     )
     .expect("config");
-    let env = hookflow_protocol::Environment::with_vars(vec![(
-        "BUSY_TOKEN".into(),
-        "ghp_bench".into(),
-    )]);
-    hookflow_relay::start(config, env).await.expect("relay starts")
+    let env =
+        hookflow_protocol::Environment::with_vars(vec![("BUSY_TOKEN".into(), "ghp_bench".into())]);
+    hookflow_relay::start(config, env)
+        .await
+        .expect("relay starts")
 }
 
 /// Events per hour one repository takes, batching off and on, and a lone event's latency.
 async fn batching(seconds: u64) {
     use std::time::{Duration, Instant};
     let client = reqwest::Client::new();
-    for (name, batching) in [("off", "{mode: off}"), ("on", "{mode: adaptive, max_events: 100}")] {
+    for (name, batching) in [
+        ("off", "{mode: off}"),
+        ("on", "{mode: adaptive, max_events: 100}"),
+    ] {
         // A lone event on a quiet lane, 20 times: from the request to GitHub's receipt.
         let gh = support::fake_github::FakeGithub::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -96,7 +99,12 @@ async fn batching(seconds: u64) {
         let mut lone = Vec::new();
         for n in 0..20 {
             let sent = Instant::now();
-            let resp = client.post(&url).body(format!("{{\"n\":{n}}}")).send().await.expect("sent");
+            let resp = client
+                .post(&url)
+                .body(format!("{{\"n\":{n}}}"))
+                .send()
+                .await
+                .expect("sent");
             assert_eq!(resp.status().as_u16(), 202);
             gh.wait_for(n + 1, Duration::from_secs(10)).await;
             lone.push(sent.elapsed());
