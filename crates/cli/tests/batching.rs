@@ -15,7 +15,7 @@ use hookflow_relay::store::{
 use hookflow_relay::Running;
 use serde_json::{Map, Value};
 use support::fake_github::{Answer, Dispatch, FakeGithub};
-use support::relay::{http, on_both_stores, url};
+use support::relay::{http, on_both_stores, spawn_binary, url};
 
 fn env() -> Environment {
     Environment::with_vars(vec![("BUSY_TOKEN".into(), "ghp_busy".into())])
@@ -282,19 +282,12 @@ async fn killed_story(store: Option<&str>) {
         relay_config(dir.path(), &gh, store, 0, "{mode: adaptive}"),
     )
     .expect("config");
-    let spawn = || async {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
-            .args(["relay", "--config"])
-            .arg(&file)
-            .env("BUSY_TOKEN", "ghp_busy")
-            .env("HOOKFLOW_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("relay starts");
-        let addr = support::load::read_address(child.stderr.take().expect("stderr")).await;
-        (child, addr)
+    let spawn = || {
+        spawn_binary(
+            env!("CARGO_BIN_EXE_hookflow"),
+            &file,
+            &[("BUSY_TOKEN", "ghp_busy")],
+        )
     };
     let (mut first, addr) = spawn().await;
     for n in 0..60 {

@@ -12,7 +12,9 @@ use hookflow_relay::Running;
 use serde_json::{json, Map, Value};
 use support::fake_github::{Answer, FakeGithub};
 use support::receiver::Receiver;
-use support::relay::{config, get_text, http, on_both_stores, settled, url, wait_until, WAIT};
+use support::relay::{
+    config, get_text, http, on_both_stores, settled, spawn_binary, url, wait_until, WAIT,
+};
 
 /// The Standard Webhooks specification's example secret.
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -354,21 +356,16 @@ async fn killed_story(store: Option<&str>) {
         ),
     )
     .expect("config");
-    let spawn = || async {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
-            .args(["relay", "--config"])
-            .arg(&file)
-            .env("BILLING_TOKEN", "ghp_billing")
-            .env("ANALYTICS_TOKEN", "ghp_analytics")
-            .env("INTERNAL_WHSEC", WHSEC)
-            .env("HOOKFLOW_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("relay starts");
-        let addr = support::load::read_address(child.stderr.take().expect("stderr")).await;
-        (child, addr)
+    let spawn = || {
+        spawn_binary(
+            env!("CARGO_BIN_EXE_hookflow"),
+            &file,
+            &[
+                ("BILLING_TOKEN", "ghp_billing"),
+                ("ANALYTICS_TOKEN", "ghp_analytics"),
+                ("INTERNAL_WHSEC", WHSEC),
+            ],
+        )
     };
     let (mut first, addr) = spawn().await;
     let resp = http()

@@ -131,3 +131,24 @@ macro_rules! on_both_stores {
 }
 #[allow(unused_imports)]
 pub(crate) use on_both_stores;
+
+/// Starts `hookflow relay` (the binary `bin`) on `config` with these environment variables
+/// (logging warnings only); returns the child (killed when dropped) and its address.
+pub async fn spawn_binary(
+    bin: &str,
+    config: &Path,
+    vars: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(bin)
+        .args(["relay", "--config"])
+        .arg(config)
+        .envs(vars.iter().copied())
+        .env("HOOKFLOW_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("relay starts");
+    let addr = super::load::read_address(child.stderr.take().expect("stderr")).await;
+    (child, addr)
+}

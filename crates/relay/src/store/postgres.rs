@@ -1415,9 +1415,13 @@ fn claim_token() -> String {
     )
 }
 
-/// Writes results in one transaction (one commit for every delivery that finished meanwhile);
-/// for each, whether its claim was current. When every result is a delivery done (the common
-/// case under load), one statement.
+/// What a claim returns: the delivery's columns, its `next_at` at 5, its event from 6 on
+/// ([`claimed_rows`] reads them).
+const CLAIM_RETURNING: &str = "WHERE d.id = c.id AND e.id = d.event_id
+    RETURNING d.id, d.destination, d.token, d.attempts, d.claim::text, d.next_at,
+        e.id, (extract(epoch FROM e.received_at) * 1000)::int8, e.source,
+        e.event_type, e.payload, e.payload_kind, e.method, e.path, e.headers";
+
 /// Claimed deliveries from the rows a claim returns (the delivery's columns, its `next_at` at
 /// 5, its event from 6 on), in the order they were due; the deliveries of one event share it.
 fn claimed_rows(rows: Vec<tokio_postgres::Row>) -> Vec<Claimed> {
@@ -1448,6 +1452,9 @@ fn claimed_rows(rows: Vec<tokio_postgres::Row>) -> Vec<Claimed> {
     claimed.into_iter().map(|(_, _, c)| c).collect()
 }
 
+/// Writes results in one transaction (one commit for every delivery that finished meanwhile);
+/// for each, whether its claim was current. When every result is a delivery done (the common
+/// case under load), one statement.
 async fn record_batch(
     inner: &Inner,
     results: &[(ClaimRef, Recorded)],
@@ -1717,7 +1724,7 @@ impl Store for PgStore {
         let rows = client
             .query(
                 &client
-                    .prepare_cached(
+                    .prepare_cached(&format!(
                         "UPDATE hookflow.deliveries d
                  SET state = 'inflight', owner = $1, claim = gen_random_uuid(),
                      lease_until = now() + $3 * interval '1 millisecond', updated_at = now()
@@ -1726,11 +1733,8 @@ impl Store for PgStore {
                        ORDER BY next_at, id
                        FOR UPDATE SKIP LOCKED
                        LIMIT $2) c, hookflow.events e
-                 WHERE d.id = c.id AND e.id = d.event_id
-                 RETURNING d.id, d.destination, d.token, d.attempts, d.claim::text, d.next_at,
-                           e.id, (extract(epoch FROM e.received_at) * 1000)::int8, e.source,
-                           e.event_type, e.payload, e.payload_kind, e.method, e.path, e.headers",
-                    )
+                 {CLAIM_RETURNING}"
+                    ))
                     .await
                     .map_err(fail)?,
                 &[&self.inner.relay_id, &(limit as i64), &millis(lease)],
@@ -1755,7 +1759,7 @@ impl Store for PgStore {
             Vec::new()
         } else {
             let claim = tx
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "UPDATE hookflow.deliveries d
                      SET state = 'inflight', owner = $1, claim = gen_random_uuid(),
                          lease_until = now() + $3 * interval '1 millisecond', updated_at = now(),
@@ -1767,11 +1771,8 @@ impl Store for PgStore {
                            ORDER BY p.id
                            FOR UPDATE OF p SKIP LOCKED
                            LIMIT $2) c, hookflow.events e
-                     WHERE d.id = c.id AND e.id = d.event_id
-                     RETURNING d.id, d.destination, d.token, d.attempts, d.claim::text, d.next_at,
-                               e.id, (extract(epoch FROM e.received_at) * 1000)::int8, e.source,
-                               e.event_type, e.payload, e.payload_kind, e.method, e.path, e.headers",
-                )
+                 {CLAIM_RETURNING}"
+                ))
                 .await
                 .map_err(fail)?;
             tx.query(
