@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use hookflow_protocol::batch::{pack, Item};
 use hookflow_protocol::payload::Origin;
@@ -45,6 +47,9 @@ pub struct Batches {
 struct State {
     /// Lanes with a leader, and what waits for its next batch.
     led: HashMap<String, Vec<Claimed>>,
+    /// The delivery slots the waiting deliveries hold: the worker claims no more than it has
+    /// slots for, so a backlog waits in the store, not in this relay's memory.
+    held: HashMap<String, Vec<OwnedSemaphorePermit>>,
     /// Lanes whose batches GitHub refused lately: the size to try now.
     caps: HashMap<String, usize>,
 }
@@ -77,7 +82,9 @@ impl Batches {
 
     /// Takes what was given to `lane`'s leader so far, keeping the leadership.
     fn take_given(&self, lane: &str) -> Vec<Claimed> {
-        self.state()
+        let mut state = self.state();
+        state.held.remove(lane);
+        state
             .led
             .get_mut(lane)
             .map(std::mem::take)
@@ -104,10 +111,12 @@ impl Batches {
         self: &Arc<Self>,
         lane: &str,
         group: Vec<Claimed>,
+        slot: Option<OwnedSemaphorePermit>,
     ) -> Option<(LaneGuard, Vec<Claimed>)> {
         let mut state = self.state();
         if let Some(waiting) = state.led.get_mut(lane) {
             waiting.extend(group);
+            state.held.entry(lane.to_string()).or_default().extend(slot);
             return None;
         }
         state.led.insert(lane.to_string(), Vec::new());
@@ -124,6 +133,7 @@ impl Batches {
     /// leader any more (`None`).
     fn next(&self, lane: &str) -> Option<Vec<Claimed>> {
         let mut state = self.state();
+        state.held.remove(lane);
         let waiting = state.led.get_mut(lane)?;
         if waiting.is_empty() {
             state.led.remove(lane);
@@ -161,7 +171,9 @@ struct LaneGuard {
 
 impl Drop for LaneGuard {
     fn drop(&mut self) {
-        self.batches.state().led.remove(&self.lane);
+        let mut state = self.batches.state();
+        state.led.remove(&self.lane);
+        state.held.remove(&self.lane);
     }
 }
 
@@ -244,10 +256,14 @@ pub struct Leader {
 /// What becomes of a group of claimed deliveries: sent on their own (`Err`, not a batching
 /// lane), given to their lane's leader (`Ok(None)`), or leading their lane (`Ok(Some)`).
 /// Called in claim order, by the one task that claims, so a leader's batches keep that order.
+///
+/// A group given to a leader holds one of the worker's delivery `slots` (when one is free)
+/// until the leader takes it.
 pub fn lead(
     batches: &Arc<Batches>,
     destinations: &Destinations,
     group: Vec<Claimed>,
+    slots: &Arc<Semaphore>,
 ) -> Result<Option<Leader>, Vec<Claimed>> {
     let Some((first, batching)) = group
         .first()
@@ -256,11 +272,14 @@ pub fn lead(
         return Err(group);
     };
     let lane = lane_of(first);
-    Ok(batches.lead(&lane, group).map(|(guard, group)| Leader {
-        guard,
-        group,
-        batching,
-    }))
+    let slot = slots.clone().try_acquire_owned().ok();
+    Ok(batches
+        .lead(&lane, group, slot)
+        .map(|(guard, group)| Leader {
+            guard,
+            group,
+            batching,
+        }))
 }
 
 /// Sends the leader's group with as many more of the lane's waiting deliveries as fit, once the
@@ -538,17 +557,24 @@ mod tests {
     #[test]
     fn one_leader_per_lane_takes_what_is_claimed_meanwhile() {
         let batches = Arc::new(Batches::default());
-        let (leader, _) = batches.lead("l", Vec::new()).expect("no leader yet");
+        let (leader, _) = batches.lead("l", Vec::new(), None).expect("no leader yet");
+        let slots = Arc::new(Semaphore::new(2));
+        let slot = slots.clone().try_acquire_owned().ok();
         assert!(
-            batches.lead("l", Vec::new()).is_none(),
+            batches.lead("l", Vec::new(), slot).is_none(),
             "given to the leader"
         );
-        assert!(batches.lead("m", Vec::new()).is_some(), "another lane");
+        assert_eq!(slots.available_permits(), 1, "holding a slot");
+        assert!(
+            batches.lead("m", Vec::new(), None).is_some(),
+            "another lane"
+        );
         assert!(
             batches.next("l").is_none(),
             "nothing given: the lane is free"
         );
+        assert_eq!(slots.available_permits(), 2, "the slot is free once taken");
         drop(leader);
-        let (_again, _) = batches.lead("l", Vec::new()).expect("free again");
+        let (_again, _) = batches.lead("l", Vec::new(), None).expect("free again");
     }
 }

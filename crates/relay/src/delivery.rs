@@ -187,7 +187,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     // claim order: this loop is the one place that claims).
     let place = |group: Vec<Claimed>| -> Option<Job> {
         track(&in_flight, &group);
-        match batching::lead(&batches, &senders.destinations, group) {
+        match batching::lead(&batches, &senders.destinations, group, &slots) {
             Err(alone) => Some(Job::Alone(alone)),
             Ok(leader) => leader.map(Job::Lead),
         }
