@@ -550,7 +550,10 @@ pub async fn deliver(
                     Err(e) => return attempt.dead(e.to_string(), None, DeadReason::Setup),
                 },
             };
-            send_repo(senders, metrics, env, &attempt, repo, token, body).await
+            match dispatch(senders, metrics, env, &attempt, repo, token, body).await {
+                Ok((outcome, took)) => attempt.outcome(outcome, took),
+                Err(recorded) => recorded,
+            }
         }
         Destination::Http { url } => {
             let Some(DestinationConfig {
@@ -599,22 +602,6 @@ pub async fn deliver(
             let outcome = senders.forwarder.send(&to, &message).await;
             attempt.outcome(outcome, started.elapsed())
         }
-    }
-}
-
-/// Dispatches `body` to `repo` with the delivery's credential.
-async fn send_repo(
-    senders: &Senders,
-    metrics: &Metrics,
-    env: &Environment,
-    attempt: &Attempt<'_>,
-    repo: &str,
-    token_source: &TokenSource,
-    body: Vec<u8>,
-) -> Recorded {
-    match dispatch(senders, metrics, env, attempt, repo, token_source, body).await {
-        Ok((outcome, took)) => attempt.outcome(outcome, took),
-        Err(recorded) => recorded,
     }
 }
 
