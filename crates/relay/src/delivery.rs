@@ -151,28 +151,24 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                     };
                     batching::deliver_batches(&ctx, leader).await
                 }
-                Job::Alone(group) => {
-                    let mut results = Vec::with_capacity(group.len());
-                    for event in group {
-                        let claim = ClaimRef::from(&event);
-                        // GitHub's rate limit, per repository and credential (events carrying
-                        // strangers' tokens never spend the slots of an authenticated
-                        // sender's); HTTP destinations have none.
-                        let limited = match &event.destination {
-                            Destination::Repo { .. } => {
-                                limiter.take(&event.destination.lane(), true).await
-                            }
-                            Destination::Http { .. } => Ok(()),
-                        };
-                        let result = match limited {
-                            Ok(()) => deliver(&senders, &config, &metrics, &env, event).await,
-                            Err(wait) => Recorded::RateLimited {
-                                delay: wait + Duration::from_millis(1),
-                            },
-                        };
-                        results.push((claim, result));
-                    }
-                    record(&store, &metrics, results).await
+                Job::Alone(event) => {
+                    let claim = ClaimRef::from(&event);
+                    // GitHub's rate limit, per repository and credential (events carrying
+                    // strangers' tokens never spend the slots of an authenticated sender's);
+                    // HTTP destinations have none.
+                    let limited = match &event.destination {
+                        Destination::Repo { .. } => {
+                            limiter.take(&event.destination.lane(), true).await
+                        }
+                        Destination::Http { .. } => Ok(()),
+                    };
+                    let result = match limited {
+                        Ok(()) => deliver(&senders, &config, &metrics, &env, event).await,
+                        Err(wait) => Recorded::RateLimited {
+                            delay: wait + Duration::from_millis(1),
+                        },
+                    };
+                    record(&store, &metrics, vec![(claim, result)]).await
                 }
             };
             let mut set = lock(&in_flight);
@@ -185,17 +181,19 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     };
     // Claimed deliveries go to a task of their own, or to their batching lane's leader (in
     // claim order: this loop is the one place that claims).
-    let place = |group: Vec<Claimed>| -> Option<Job> {
+    let place = |group: Vec<Claimed>| -> Vec<Job> {
         track(&in_flight, &group);
         match batching::lead(&batches, &senders.destinations, group, &slots) {
-            Err(alone) => Some(Job::Alone(alone)),
-            Ok(leader) => leader.map(Job::Lead),
+            Err(alone) => alone.into_iter().map(Job::Alone).collect(),
+            Ok(leader) => leader.map(Job::Lead).into_iter().collect(),
         }
     };
     let start =
-        |group: Vec<Claimed>, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| match place(
-            group,
-        ) {
+        |claimed: Claimed, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| match place(vec![
+            claimed,
+        ])
+        .pop()
+        {
             Some(job) => spawn(job, permit, tasks),
             None => drop(permit),
         };
@@ -214,7 +212,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                 match rx.try_recv() {
                     Ok(h) => {
                         drop(h.room);
-                        start(vec![h.claimed], permit, &mut tasks);
+                        start(h.claimed, permit, &mut tasks);
                     }
                     Err(_) => break,
                 }
@@ -232,7 +230,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                         permit = slots.clone().acquire_owned() => {
                             if let Ok(permit) = permit {
                                 drop(h.room);
-                                start(vec![h.claimed], permit, &mut tasks);
+                                start(h.claimed, permit, &mut tasks);
                             }
                         }
                         _ = shutdown.changed() => requeue(&store, vec![ClaimRef::from(&h.claimed)]).await,
@@ -286,7 +284,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         // Every group placed (given to its lane's leader, or made a job) before any wait.
         let jobs: Vec<Job> = batching::groups(due, &senders.destinations, &batches)
             .into_iter()
-            .filter_map(&place)
+            .flat_map(&place)
             .collect();
         batches.placed(ticket);
         let mut jobs = jobs.into_iter();
@@ -309,25 +307,24 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         requeue(&store, left).await;
     }
     // Let deliveries in flight finish and record their results, up to the shutdown timeout;
-    // then cancel the rest and put their events back in the queue.
-    if tokio::time::timeout(drain, slots.acquire_many(config.concurrency as u32))
+    // then cancel the rest. What is left in flight (cancelled, or claimed and never started: a
+    // job waiting for a slot, or given to a lane's leader that had finished) goes back to the
+    // queue at once.
+    let timed_out = tokio::time::timeout(drain, slots.acquire_many(config.concurrency as u32))
         .await
-        .is_err()
-    {
+        .is_err();
+    if timed_out {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        let left: Vec<ClaimRef> = lock(&in_flight).drain().map(|(_, c)| c).collect();
+    }
+    let left: Vec<ClaimRef> = lock(&in_flight).drain().map(|(_, c)| c).collect();
+    if timed_out {
         tracing::warn!(
             events = left.len(),
             "deliveries still in flight at the shutdown timeout; cancelled and requeued"
         );
-        requeue(&store, left).await;
-    } else {
-        // Claimed and never started (a job waiting for a slot, or given to a lane's leader that
-        // had finished): back to the queue at once.
-        let left: Vec<ClaimRef> = lock(&in_flight).drain().map(|(_, c)| c).collect();
-        requeue(&store, left).await;
     }
+    requeue(&store, left).await;
 }
 
 /// The next event handed over, or never when this store hands none over.
@@ -363,8 +360,8 @@ async fn requeue(store: &StoreHandle, claims: Vec<ClaimRef>) {
 
 /// What a delivery task does.
 enum Job {
-    /// Sends these deliveries one by one.
-    Alone(Vec<Claimed>),
+    /// Sends this delivery on its own.
+    Alone(Claimed),
     /// Leads a batching lane.
     Lead(Leader),
 }
