@@ -448,7 +448,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for n in &result.notices {
         notice(n);
     }
-    let outputs = output::outputs(&result);
+    let mut outputs = output::outputs(&result);
     let json = || {
         let mut json = output::result_json(&result);
         if !args.show_secrets {
@@ -462,6 +462,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         match &args.github_output {
             Some(file) => {
                 let spill = args.runner_temp.clone().unwrap_or_else(std::env::temp_dir);
+                output::write_event_bodies(&mut outputs, &result, &spill).with_context(|| {
+                    format!("cannot write event bodies under {}", spill.display())
+                })?;
                 output::write_github_output(file, &outputs, &spill)
                     .with_context(|| format!("cannot write outputs to {}", file.display()))?;
             }
@@ -480,6 +483,18 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("hookflow: refused: {}", output::log_safe(refusal));
             return Ok(ExitCode::from(1));
         }
+    }
+    if let Some(batch) = &result.batch {
+        let matched = batch.events.iter().filter(|r| r.matched()).count();
+        let refused = batch
+            .events
+            .iter()
+            .filter(|r| !r.matched() && r.refusal.is_some())
+            .count();
+        eprintln!(
+            "hookflow: batch of {} events: {matched} matched, {refused} refused",
+            batch.events.len()
+        );
     }
     match (&result.reason, result.matched()) {
         (_, true) => {

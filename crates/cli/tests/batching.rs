@@ -174,22 +174,34 @@ on_both_stores!(burst_story: a_burst_goes_in_few_ordered_batches_on_sqlite, a_bu
 
 /// Events stored straight into the running relay's store, as the accept path stores them.
 async fn store_events(r: &Running, bodies: &[String]) {
-    let started = Instant::now();
-    for (i, body) in bodies.iter().enumerate() {
+    let requests = bodies.iter().map(|body| {
         let mut headers = Map::new();
         headers.insert("content-type".into(), "application/json".into());
+        (
+            "order.paid",
+            Request {
+                method: "POST".into(),
+                path: "/busy/webhook".into(),
+                headers,
+                body: body.clone().into_bytes(),
+            },
+        )
+    });
+    store_requests(r, requests).await;
+}
+
+/// Requests stored straight into the running relay's store with their event types; the `i`th
+/// has the id `01BATCHTEST` and `i` in 15 digits.
+async fn store_requests<'a>(r: &Running, requests: impl IntoIterator<Item = (&'a str, Request)>) {
+    let started = Instant::now();
+    for (i, (event_type, request)) in requests.into_iter().enumerate() {
         let event = NewEvent {
             event: Event {
                 id: format!("01BATCHTEST{i:015}"),
                 received_at: chrono::Utc::now().timestamp_millis(),
                 source: "busy".into(),
-                event_type: "order.paid".into(),
-                payload: Payload::Request(Request {
-                    method: "POST".into(),
-                    path: "/busy/webhook".into(),
-                    headers,
-                    body: body.clone().into_bytes(),
-                }),
+                event_type: event_type.into(),
+                payload: Payload::Request(request),
             },
             destinations: vec![Destination::Repo {
                 repo: "acme/busy".into(),
@@ -316,3 +328,122 @@ async fn killed_story(store: Option<&str>) {
 }
 
 on_both_stores!(killed_story: a_relay_killed_mid_batch_loses_nothing_on_sqlite, a_relay_killed_mid_batch_loses_nothing_on_postgres);
+
+/// Real GitHub webhooks, signed, one of them forged, travel in one batch; `hookflow run` on what
+/// GitHub received checks each event's own signature: the forged one is refused, the others
+/// verify and match, and the step still succeeds.
+async fn runtime_story(store: Option<&str>) {
+    const SECRET: &str = "batch-story-secret";
+    let Some(examples) = support::examples::dir() else {
+        return;
+    };
+    let gh = FakeGithub::start().await;
+    // The first event is held, so the rest wait together for its lane.
+    gh.script(vec![Answer::AcceptAfter(Duration::from_millis(700))]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(&relay_config(dir.path(), &gh, store, 0, "{mode: adaptive}")).await;
+    let sign = |secret: &str, body: &[u8]| {
+        let mac = hookflow_protocol::signature::hmac(
+            hookflow_protocol::signature::Algorithm::Sha256,
+            secret.as_bytes(),
+            &[body],
+        );
+        format!("sha256={}", hex::encode(mac))
+    };
+    // (example, GitHub event, forged)
+    let cases = [
+        ("ping/payload.json", "ping", false),
+        ("push/with-organization.payload.json", "push", false),
+        ("pull_request/opened.payload.json", "pull_request", true),
+        ("push/with-new-branch.payload.json", "push", false),
+        ("pull_request/labeled.payload.json", "pull_request", false),
+    ];
+    let requests: Vec<(&str, Request)> = cases
+        .iter()
+        .map(|(file, event, forged)| {
+            let body = std::fs::read(examples.join(file)).expect("example payload");
+            let secret = if *forged { "not-the-secret" } else { SECRET };
+            let mut headers = Map::new();
+            headers.insert("content-type".into(), "application/json".into());
+            headers.insert("x-github-event".into(), (*event).into());
+            headers.insert("x-hub-signature-256".into(), sign(secret, &body).into());
+            let request = Request {
+                method: "POST".into(),
+                path: "/github/webhook".into(),
+                headers,
+                body,
+            };
+            ("webhook", request)
+        })
+        .collect();
+    store_requests(&r, requests).await;
+    wait_for_ids(&gh, cases.len(), Duration::from_secs(20)).await;
+    let delivered = gh.delivered();
+    assert!(
+        delivered.iter().any(|d| d.events().len() > 2),
+        "they went in a batch: {:?}",
+        delivered
+            .iter()
+            .map(|d| d.events().len())
+            .collect::<Vec<_>>()
+    );
+
+    // Each dispatch as the workflow run sees it, through `hookflow run` and $GITHUB_OUTPUT.
+    let workflows = support::cli::root().join("examples/workflows");
+    let mut seen = std::collections::BTreeMap::new();
+    for (k, d) in delivered.iter().enumerate() {
+        let event_file = dir.path().join(format!("event-{k}.json"));
+        std::fs::write(&event_file, d.body.to_string()).expect("event file");
+        let outputs_file = dir.path().join(format!("outputs-{k}.txt"));
+        let out = support::cli::hookflow()
+            .args(["run", "--event"])
+            .arg(&event_file)
+            .arg("--workflows")
+            .arg(&workflows)
+            .env("GITHUB_OUTPUT", &outputs_file)
+            .env("RUNNER_TEMP", dir.path())
+            .env("EXAMPLE_WEBHOOK_SECRET", SECRET)
+            .output()
+            .expect("hookflow runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let outputs = support::cli::read_outputs(&outputs_file);
+        let events: Vec<Value> = serde_json::from_str(&outputs["events"]).expect("events is JSON");
+        assert_eq!(outputs["batch_size"], events.len().to_string());
+        assert_eq!(events.len(), d.events().len());
+        let any_matched = events.iter().any(|e| e["matched"] == true);
+        assert_eq!(out.status.success(), any_matched, "{stderr}");
+        if any_matched {
+            let first = events.iter().find(|e| e["matched"] == true).expect("one");
+            assert_eq!(
+                outputs["request_id"],
+                first["request_id"].as_str().expect("id")
+            );
+        }
+        for e in events {
+            let i: usize = e["id"].as_str().expect("id")[11..].parse().expect("number");
+            seen.insert(i, (e, stderr.to_string()));
+        }
+    }
+    assert_eq!(seen.len(), cases.len(), "every event was in a dispatch");
+    for (i, (_, event, forged)) in cases.iter().enumerate() {
+        let (e, stderr) = &seen[&i];
+        if *forged {
+            assert_eq!(e["matched"], false, "{e}");
+            let refusal = e["refusal"].as_str().expect("a refusal");
+            assert!(refusal.contains("signature"), "{refusal}");
+            assert!(
+                stderr.contains(&format!("(event 01BATCHTEST{i:015}) refused")),
+                "the step's log says which event was refused: {stderr}"
+            );
+        } else {
+            assert_eq!(e["matched"], true, "{e}");
+            assert_eq!(e["verified"], true, "{e}");
+            assert_eq!(e["workflow"], "github.yml");
+            assert_eq!(e["outputs"]["event"], *event);
+            assert_eq!(e["headers"]["x-github-event"], *event);
+        }
+    }
+    r.stop().await;
+}
+
+on_both_stores!(runtime_story: the_runtime_checks_each_event_of_a_batch_on_sqlite, the_runtime_checks_each_event_of_a_batch_on_postgres);

@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -46,28 +45,6 @@ fn run_json(workflows: impl AsRef<Path>, event: impl AsRef<Path>) -> Command {
         .arg("--event")
         .arg(event.as_ref());
     cmd
-}
-
-/// Reads `name<<DELIM` blocks back, checking each delimiter closes its block.
-fn parse_github_output(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut lines = text.split('\n');
-    while let Some(header) = lines.next() {
-        if header.is_empty() {
-            continue;
-        }
-        let (name, delim) = header.split_once("<<").expect("block header name<<DELIM");
-        let mut value = Vec::new();
-        loop {
-            let line = lines.next().expect("block is closed by its delimiter");
-            if line == delim {
-                break;
-            }
-            value.push(line);
-        }
-        out.insert(name.to_string(), value.join("\n"));
-    }
-    out
 }
 
 #[test]
@@ -251,7 +228,7 @@ fn run_writes_outputs_and_summary() {
         .assert()
         .success()
         .stderr(predicate::str::contains("matched team/ci/deploy.yml"));
-    let outputs = parse_github_output(&fs::read_to_string(&out).expect("outputs written"));
+    let outputs = support::cli::read_outputs(&out);
     assert_eq!(outputs["matched"], "true");
     assert_eq!(outputs["workflow"], "team/ci/deploy.yml");
     assert_eq!(outputs["trigger"], "webhook");
@@ -321,7 +298,7 @@ fn multi_line_values_survive_the_output_file() {
         .env("GITHUB_OUTPUT", &out)
         .assert()
         .success();
-    let outputs = parse_github_output(&fs::read_to_string(&out).expect("outputs"));
+    let outputs = support::cli::read_outputs(&out);
     assert_eq!(outputs["body"], body);
 }
 
@@ -339,7 +316,7 @@ fn no_match_exits_zero_or_one_with_flag() {
         .assert()
         .code(0)
         .stderr(predicate::str::contains("disabled (config.active: false)"));
-    let outputs = parse_github_output(&fs::read_to_string(&out).expect("outputs"));
+    let outputs = support::cli::read_outputs(&out);
     assert_eq!(outputs["matched"], "false");
     assert_eq!(outputs["workflow"], "");
     hookflow()
@@ -390,7 +367,7 @@ fn large_bodies_go_to_a_file() {
         .env("RUNNER_TEMP", &temp)
         .assert()
         .success();
-    let outputs = parse_github_output(&fs::read_to_string(&out).expect("outputs"));
+    let outputs = support::cli::read_outputs(&out);
     assert_eq!(outputs["body"], "");
     let file = PathBuf::from(&outputs["body_file"]);
     assert!(file.starts_with(&temp), "{}", file.display());

@@ -55,10 +55,12 @@ pub enum EventError {
         found: &'static str,
     },
     /// `body_encoding` names an encoding the runtime does not know.
-    #[error("{path}: `$.client_payload.body_encoding` is {found:?}; expected \"base64\" or \"gzip+base64\"")]
+    #[error("{path}: `{json_path}` is {found:?}; expected \"base64\" or \"gzip+base64\"")]
     UnknownEncoding {
         /// The file.
         path: PathBuf,
+        /// Where in the JSON (`$.client_payload.body_encoding`).
+        json_path: String,
         /// The value found.
         found: String,
     },
@@ -83,6 +85,30 @@ pub struct Event {
     pub request: Option<WebhookRequest>,
     /// Why a payload of another event type was not read as a request (a notice, not an error).
     pub payload_notice: Option<String>,
+    /// The events of a batched dispatch (`client_payload.batch`), when the payload is one; then
+    /// `request` is `None`.
+    pub batch: Option<Batch>,
+}
+
+/// The events a relay sent together in one dispatch ([`hookflow_protocol::batch`]).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `client_payload.batch_id`.
+    pub id: Option<String>,
+    /// The events, in the order the relay received them.
+    pub events: Vec<BatchEvent>,
+}
+
+/// One event of a batch.
+#[derive(Debug, Clone)]
+pub struct BatchEvent {
+    /// Its own event type (the element's `event_type`, else the dispatch's).
+    pub event_type: String,
+    /// The hookflow relay's id of the event (the element's `id`).
+    pub relay_event_id: Option<String>,
+    /// The decoded request, or why the element is not one: a malformed element is that event's
+    /// failure, not its neighbours'.
+    pub request: Result<WebhookRequest, String>,
 }
 
 impl Event {
@@ -178,6 +204,7 @@ pub fn decode_event_limited(
             event_type: None,
             request: None,
             payload_notice: None,
+            batch: None,
         });
     }
 
@@ -208,6 +235,16 @@ pub fn decode_event_limited(
     };
 
     let decoded = match payload {
+        Some(Value::Object(map)) if map.contains_key(hookflow_protocol::batch::BATCH) => {
+            let batch = decode_batch(map, &event_type, &payload_path, path, max_body_bytes)?;
+            return Ok(Event {
+                name,
+                event_type: Some(event_type),
+                request: None,
+                payload_notice: None,
+                batch: Some(batch),
+            });
+        }
         None | Some(Value::Null) => Ok(RawRequest::default()),
         Some(Value::Object(map)) => raw_request(map, &payload_path, path, max_body_bytes),
         Some(other) => Err(shape(&payload_path, "an object", &other)),
@@ -223,7 +260,85 @@ pub fn decode_event_limited(
         event_type: Some(event_type),
         request,
         payload_notice,
+        batch: None,
     })
+}
+
+/// The events of a batched payload. `max_body_bytes` bounds the decoded bodies of all the
+/// events together, so a batch of compressed bodies cannot take more memory than one event may.
+fn decode_batch(
+    mut map: Map<String, Value>,
+    dispatch_type: &str,
+    at: &str,
+    file: &Path,
+    max_body_bytes: u64,
+) -> Result<Batch, EventError> {
+    use hookflow_protocol::batch::{BATCH, BATCH_ID, EVENT_TYPE};
+    let id = match map.remove(BATCH_ID) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    let list = match map.remove(BATCH) {
+        Some(Value::Array(list)) => list,
+        other => {
+            return Err(EventError::Shape {
+                path: file.to_path_buf(),
+                json_path: format!("{at}.{BATCH}"),
+                expected: "a list of event objects",
+                found: json_type_name(other.as_ref().unwrap_or(&Value::Null)),
+            })
+        }
+    };
+    let mut budget = max_body_bytes;
+    let events = list
+        .into_iter()
+        .enumerate()
+        .map(|(i, element)| {
+            let at = format!("{at}.{BATCH}[{i}]");
+            let Value::Object(mut element) = element else {
+                return BatchEvent {
+                    event_type: dispatch_type.to_string(),
+                    relay_event_id: None,
+                    request: Err(format!(
+                        "{}: `{at}` must be an event object, found {}",
+                        file.display(),
+                        json_type_name(&element)
+                    )),
+                };
+            };
+            let event_type = match element.remove(EVENT_TYPE) {
+                Some(Value::String(t)) if !t.is_empty() => t,
+                _ => dispatch_type.to_string(),
+            };
+            let relay_event_id = element.get("id").and_then(Value::as_str).map(str::to_string);
+            let request = raw_request(element, &at, file, budget)
+                .map(|raw| {
+                    if let RawBody::Bytes(b) = &raw.body {
+                        budget = budget.saturating_sub(b.len() as u64);
+                    }
+                    WebhookRequest::decode(raw)
+                })
+                .map_err(|e| match e {
+                    EventError::Body {
+                        cause: BodyError::TooLarge { .. },
+                        ..
+                    } => format!(
+                        "{}: `{at}.body` is larger than what is left of the batch's {max_body_bytes}-byte body limit (--max-body-bytes bounds all the events of a batch together)",
+                        file.display()
+                    ),
+                    EventError::Body { cause, .. } => {
+                        format!("{}: in `{at}`: {cause}", file.display())
+                    }
+                    other => other.to_string(),
+                });
+            BatchEvent {
+                event_type,
+                relay_event_id,
+                request,
+            }
+        })
+        .collect();
+    Ok(Batch { id, events })
 }
 
 fn raw_request(
@@ -245,6 +360,7 @@ fn raw_request(
         },
         ShapeError::UnknownEncoding(found) => EventError::UnknownEncoding {
             path: file.to_path_buf(),
+            json_path: format!("{at}.body_encoding"),
             found,
         },
     })?;

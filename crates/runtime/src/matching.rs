@@ -7,16 +7,18 @@
 //! matches when the trigger is active, accepts the event type and method, and its `path` pattern
 //! matches the rest of the path.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::event::Event;
+use crate::event::{Batch, Event};
 use crate::request::{Location, WebhookRequest};
 use hookflow_protocol::Environment;
 
-use crate::result::{BodyForm, Match, RunResult};
+use crate::result::{BatchResult, BodyForm, Match, RunResult};
 use crate::rules::Verdict;
 use crate::workflow::{load_workflow, Problem, Workflow, WorkflowError};
 
@@ -54,14 +56,169 @@ pub fn match_event(
             "client_payload of event type `{event_type}` is not a webhook request: {n}"
         ));
     }
-    let Some(mut request) = event.request else {
+    let mut workflows = Workflows::default();
+    if let Some(batch) = event.batch {
+        return match_batch(batch, event_type, dir, env, &mut workflows, notices);
+    }
+    let Some(request) = event.request else {
         return Ok(RunResult::no_match(
             Some(event_type),
             "the event carries no webhook request".into(),
             notices,
         ));
     };
+    match_request(event_type, request, dir, env, &mut workflows, notices)
+}
 
+/// Workflow files read once per run, however many events of a batch reach them.
+#[derive(Default)]
+struct Workflows(HashMap<PathBuf, Rc<Result<Workflow, WorkflowError>>>);
+
+impl Workflows {
+    fn load(&mut self, candidate: &Candidate) -> Rc<Result<Workflow, WorkflowError>> {
+        self.0
+            .entry(candidate.file.clone())
+            .or_insert_with(|| Rc::new(load_workflow(&candidate.file, &candidate.relative_path)))
+            .clone()
+    }
+}
+
+/// How many events' reasons a batch's summary names before "and N more".
+const REASONS_SHOWN: usize = 5;
+
+/// Matches each event of a batch on its own (its own type, route, rules and signature), so a
+/// forged or malformed event is refused alone. The batch's result describes its first matched
+/// event, as a single event's would.
+fn match_batch(
+    batch: Batch,
+    dispatch_type: String,
+    dir: &Path,
+    env: &Environment,
+    workflows: &mut Workflows,
+    mut notices: Vec<String>,
+) -> Result<RunResult, WorkflowError> {
+    let total = batch.events.len();
+    let mut events = Vec::with_capacity(total);
+    let mut problems: Vec<Problem> = Vec::new();
+    for event in batch.events {
+        let result = match event.request {
+            Ok(request) => {
+                match match_request(event.event_type, request, dir, env, workflows, Vec::new()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        for p in e.problems {
+                            if !problems.contains(&p) {
+                                problems.push(p);
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+            Err(message) => RunResult {
+                refusal: Some(message.clone()),
+                carried_request: true,
+                relay_event_id: event.relay_event_id,
+                ..RunResult::no_match(Some(event.event_type), message, Vec::new())
+            },
+        };
+        events.push(result);
+    }
+    if !problems.is_empty() {
+        return Err(WorkflowError {
+            problems,
+            notices: Vec::new(),
+        });
+    }
+    let first = events.iter().position(RunResult::matched);
+    let mut seen: HashSet<String> = notices.iter().cloned().collect();
+    let mut reasons = Vec::new();
+    let mut refusals = Vec::new();
+    for (i, r) in events.iter().enumerate() {
+        for n in &r.notices {
+            if seen.insert(n.clone()) {
+                notices.push(n.clone());
+            }
+        }
+        if r.matched() {
+            continue;
+        }
+        let name = match &r.relay_event_id {
+            Some(id) => format!("batch[{i}] (event {id})"),
+            None => format!("batch[{i}]"),
+        };
+        if let Some(refusal) = &r.refusal {
+            if first.is_some() {
+                // The others went on: say loudly that this one did not.
+                notices.push(format!("{name} refused: {refusal}"));
+            }
+            refusals.push(format!("{name}: {refusal}"));
+        }
+        reasons.push(format!(
+            "{name}: {}",
+            r.reason.as_deref().unwrap_or("not matched")
+        ));
+    }
+    let summary = |list: Vec<String>| {
+        let more = list.len().saturating_sub(REASONS_SHOWN);
+        let mut text = list
+            .into_iter()
+            .take(REASONS_SHOWN)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if more > 0 {
+            text.push_str(&format!("; and {more} more"));
+        }
+        text
+    };
+    let (matches, relay_event_id, reason, refusal) = match first {
+        Some(i) => (
+            events[i].matches.clone(),
+            events[i].relay_event_id.clone(),
+            None,
+            None,
+        ),
+        None if total == 0 => (
+            Vec::new(),
+            None,
+            Some("the batch carries no events".into()),
+            None,
+        ),
+        None => (
+            Vec::new(),
+            None,
+            Some(format!(
+                "none of the batch's {total} events matched: {}",
+                summary(reasons)
+            )),
+            (!refusals.is_empty()).then(|| summary(refusals)),
+        ),
+    };
+    Ok(RunResult {
+        event_type: Some(dispatch_type),
+        matches,
+        reason,
+        refusal,
+        notices,
+        carried_request: true,
+        relay_event_id,
+        batch: Some(BatchResult {
+            id: batch.id,
+            events,
+        }),
+    })
+}
+
+/// Matches one request: the run of a single dispatch, or of one event of a batch.
+fn match_request(
+    event_type: String,
+    mut request: crate::request::WebhookRequest,
+    dir: &Path,
+    env: &Environment,
+    workflows: &mut Workflows,
+    mut notices: Vec<String>,
+) -> Result<RunResult, WorkflowError> {
+    let relay_event_id = request.relay_event_id.clone();
     let mut matches: Vec<Match> = Vec::new();
     let mut reasons = Vec::new();
     let mut refusals = Vec::new();
@@ -73,10 +230,11 @@ pub fn match_event(
     // A large body is parsed per trigger, only as far as its rules read ([`crate::body`]).
     let deferred = request.body_deferred;
     for candidate in candidates(dir, &request.origin_path) {
-        let workflow = match load_workflow(&candidate.file, &candidate.relative_path) {
+        let loaded = workflows.load(&candidate);
+        let workflow = match loaded.as_ref() {
             Ok(w) => w,
             Err(e) => {
-                problems.extend(e.problems);
+                problems.extend(e.problems.iter().cloned());
                 continue;
             }
         };
@@ -87,7 +245,7 @@ pub fn match_event(
             body = matches.last().and_then(|m| m.item.get("body").cloned());
         }
         match evaluate(
-            &workflow,
+            workflow,
             &candidate.trigger,
             &event_type,
             &request,
@@ -128,6 +286,8 @@ pub fn match_event(
         if !refusals.is_empty() {
             result.refusal = Some(refusals.join("; "));
         }
+        result.carried_request = true;
+        result.relay_event_id = relay_event_id;
         return Ok(result);
     }
     if let (Some(first), Some(text)) = (matches.first_mut(), request.raw_body.as_deref()) {
@@ -141,6 +301,9 @@ pub fn match_event(
         reason: None,
         refusal: None,
         notices,
+        carried_request: true,
+        relay_event_id,
+        batch: None,
     })
 }
 

@@ -15,6 +15,12 @@ use crate::result::{BodyForm, RunResult, BUILTIN_OUTPUTS};
 /// A body longer than this (bytes of its output text) goes to a file named by `body_file`.
 pub const MAX_BODY_OUTPUT: usize = 1024 * 1024;
 
+/// The bodies the `events` output holds, in bytes of their text together: past it, an event's
+/// `body` is left out (`body_omitted`) and, in `$GITHUB_OUTPUT`, written to its `body_file`. It
+/// keeps `events` well under GitHub's 1 MB limit on a job output, so `fromJSON` on another job
+/// still sees it.
+pub const EVENTS_BODY_BUDGET: usize = 512 * 1024;
+
 /// The outputs of a run, in the order they are written, borrowing the large values (the body)
 /// from the result instead of copying them. Values are JSON; [`output_text`] gives the text an
 /// output holds.
@@ -88,7 +94,141 @@ pub fn outputs(result: &RunResult) -> Outputs<'_> {
         out.put("trigger_outputs", owned(Value::Object(own)));
     }
     out.put("matches", owned(matches_json(result)));
+    out.put("batch_size", owned(Value::from(result.events().len())));
+    out.put(
+        "batch_id",
+        owned(Value::String(
+            result
+                .batch
+                .as_ref()
+                .and_then(|b| b.id.clone())
+                .unwrap_or_default(),
+        )),
+    );
+    out.put("events", owned(events_json(result)));
     out
+}
+
+/// The `events` output: one object per request the event carried (a batch's events, or the
+/// one request), for `strategy.matrix` with `fromJSON`. Each names its event and, when matched,
+/// what its first (most specific) trigger hands on. Values masked in the step ([`secrets`]: a
+/// trigger's `mask: true` outputs, credential headers) show as `***`, and credential headers
+/// are left out, because GitHub drops a job output that holds a masked value; an event whose
+/// body held one is marked `body_redacted`.
+pub fn events_json(result: &RunResult) -> Value {
+    let mut budget = EVENTS_BODY_BUDGET;
+    let secrets = secrets(result);
+    Value::Array(
+        result
+            .events()
+            .iter()
+            .enumerate()
+            .map(|(index, r)| event_json(index, r, &mut budget, &secrets))
+            .collect(),
+    )
+}
+
+/// The fields of an `events` element after its name and match, in order; the first seven are
+/// the matched trigger's built-in outputs of the same names.
+const EVENT_FIELDS: [&str; 12] = [
+    "request_id",
+    "delivery_id",
+    "verified",
+    "method",
+    "path",
+    "params",
+    "query",
+    "headers",
+    "outputs",
+    "body",
+    "body_encoding",
+    "body_file",
+];
+
+fn event_json(index: usize, r: &RunResult, budget: &mut usize, secrets: &[String]) -> Value {
+    let mut e = Map::new();
+    e.insert("index".into(), Value::from(index));
+    e.insert("id".into(), json!(r.relay_event_id));
+    e.insert("event_type".into(), json!(r.event_type));
+    e.insert("matched".into(), Value::Bool(r.matched()));
+    let first = r.matches.first();
+    e.insert("workflow".into(), json!(first.map(|m| &m.workflow)));
+    e.insert("trigger".into(), json!(first.map(|m| &m.trigger)));
+    // Every element has every field (null when not matched), so a matrix or `jq` reads each
+    // the same way.
+    for name in EVENT_FIELDS {
+        e.insert(name.into(), Value::Null);
+    }
+    e.insert("body_omitted".into(), Value::Bool(false));
+    e.insert("body_redacted".into(), Value::Bool(false));
+    if let Some(m) = first {
+        let field = |name: &str| m.item.get(name).cloned().unwrap_or(Value::Null);
+        for name in &EVENT_FIELDS[..7] {
+            e.insert((*name).into(), field(name));
+        }
+        let headers: Map<String, Value> = match m.item.get("headers") {
+            Some(Value::Object(h)) => h
+                .iter()
+                .filter(|(name, _)| !is_credential_header(name))
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect(),
+            _ => Map::new(),
+        };
+        e.insert("headers".into(), Value::Object(headers));
+        let own: Map<String, Value> = m
+            .item
+            .iter()
+            .filter(|(k, _)| !BUILTIN_OUTPUTS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        e.insert("outputs".into(), Value::Object(own));
+        e.insert("body_encoding".into(), field("body_encoding"));
+        let mut body = field("body");
+        let size = output_text(&body).len();
+        if size <= *budget {
+            *budget -= size;
+            let redacted = redact(&mut body, secrets);
+            e.insert("body".into(), body);
+            e.insert("body_redacted".into(), Value::Bool(redacted));
+        } else {
+            e.insert("body_omitted".into(), Value::Bool(true));
+        }
+    }
+    e.insert("reason".into(), json!(r.reason));
+    e.insert("refusal".into(), json!(r.refusal));
+    let mut e = Value::Object(e);
+    redact(&mut e, secrets);
+    e
+}
+
+/// Writes the body of each matched event whose body the `events` output leaves out or redacts
+/// to a file under `dir`, and names it as that event's `body_file`.
+pub fn write_event_bodies(
+    outputs: &mut Outputs<'_>,
+    result: &RunResult,
+    dir: &Path,
+) -> std::io::Result<()> {
+    let Some(Value::Array(events)) = outputs
+        .0
+        .iter_mut()
+        .find(|(n, _)| n == "events")
+        .map(|(_, v)| v.to_mut())
+    else {
+        return Ok(());
+    };
+    for (e, r) in events.iter_mut().zip(result.events()) {
+        let flag = |name: &str| e.get(name) == Some(&Value::Bool(true));
+        let omitted = flag("body_omitted") || flag("body_redacted");
+        let body = r.matches.first().and_then(|m| m.item.get("body"));
+        if let (true, Some(body), Some(fields)) = (omitted, body, e.as_object_mut()) {
+            let path = spill_body(dir, &output_text(body))?;
+            fields.insert(
+                "body_file".into(),
+                Value::String(path.display().to_string()),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn matches_json(result: &RunResult) -> Value {
@@ -230,7 +370,8 @@ pub use hookflow_protocol::credentials::is_credential_header;
 /// [`MIN_MASKED_CHARS`](hookflow_protocol::credentials::MIN_MASKED_CHARS) long.
 pub fn secrets(result: &RunResult) -> Vec<String> {
     let mut out = Vec::new();
-    for m in &result.matches {
+    let batch = result.batch.iter().flat_map(|b| &b.events);
+    for m in result.matches.iter().chain(batch.flat_map(|r| &r.matches)) {
         out.extend(m.masked.iter().cloned());
         if let Some(Value::Object(headers)) = m.item.get("headers") {
             for (name, value) in headers {
@@ -253,19 +394,29 @@ pub fn secrets(result: &RunResult) -> Vec<String> {
 }
 
 /// `value` with every occurrence of a secret replaced by `***` (what `--json` prints unless told
-/// to show secrets).
-pub fn redact(value: &mut Value, secrets: &[String]) {
+/// to show secrets); whether anything was replaced.
+pub fn redact(value: &mut Value, secrets: &[String]) -> bool {
+    if secrets.is_empty() {
+        return false;
+    }
     match value {
         Value::String(s) => {
+            let mut changed = false;
             for secret in secrets {
                 if s.contains(secret.as_str()) {
                     *s = s.replace(secret.as_str(), "***");
+                    changed = true;
                 }
             }
+            changed
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| redact(v, secrets)),
-        Value::Object(map) => map.values_mut().for_each(|v| redact(v, secrets)),
-        _ => {}
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, v| redact(v, secrets) | changed),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |changed, v| redact(v, secrets) | changed),
+        _ => false,
     }
 }
 
@@ -344,6 +495,61 @@ pub fn step_summary(result: &RunResult, outs: &Outputs<'_>) -> String {
     }
     if result.matches.len() > 1 {
         s.push_str(&format!("| `matches` | {} |\n", result.matches.len()));
+    }
+    s.push('\n');
+    if let Some(batch) = &result.batch {
+        s.push_str(&batch_summary(batch, &hidden));
+    }
+    s
+}
+
+/// How many events of a batch the summary lists one by one.
+const SUMMARY_EVENTS: usize = 100;
+
+/// The batch's table: one row per event, what it matched or why not.
+fn batch_summary(batch: &crate::result::BatchResult, hidden: &[String]) -> String {
+    let matched = batch.events.iter().filter(|r| r.matched()).count();
+    let refused = batch
+        .events
+        .iter()
+        .filter(|r| !r.matched() && r.refusal.is_some())
+        .count();
+    let mut s = format!(
+        "Batch of {} events: {matched} matched, {refused} refused.\n\n| # | event | matched | verified | trigger or reason |\n|---|---|---|---|---|\n",
+        batch.events.len()
+    );
+    let hide = |text: &str| {
+        if hidden.iter().any(|h| text.contains(h.as_str())) {
+            "***".to_string()
+        } else {
+            cell(text)
+        }
+    };
+    for (i, r) in batch.events.iter().enumerate().take(SUMMARY_EVENTS) {
+        let id = hide(r.relay_event_id.as_deref().unwrap_or(""));
+        let (verified, what) = match r.matches.first() {
+            Some(m) => (
+                m.item
+                    .get("verified")
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                hide(&format!("{} trigger {}", m.workflow, m.trigger)),
+            ),
+            None => (
+                String::new(),
+                hide(r.refusal.as_deref().or(r.reason.as_deref()).unwrap_or("")),
+            ),
+        };
+        s.push_str(&format!(
+            "| {i} | {id} | {} | {verified} | {what} |\n",
+            r.matched()
+        ));
+    }
+    if batch.events.len() > SUMMARY_EVENTS {
+        s.push_str(&format!(
+            "\n{} more events are in the `events` output.\n",
+            batch.events.len() - SUMMARY_EVENTS
+        ));
     }
     s.push('\n');
     s

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 /// The outputs every run writes, whatever matched; the names trigger rules may not reuse.
-pub const BUILTIN_OUTPUTS: [&str; 19] = [
+pub const BUILTIN_OUTPUTS: [&str; 22] = [
     "matched",
     "workflow",
     "trigger",
@@ -25,6 +25,9 @@ pub const BUILTIN_OUTPUTS: [&str; 19] = [
     "body_file",
     "body_encoding",
     "trigger_outputs",
+    "batch_size",
+    "batch_id",
+    "events",
 ];
 
 /// The outcome of matching one event against the workflows.
@@ -41,6 +44,23 @@ pub struct RunResult {
     pub refusal: Option<String>,
     /// Things worth saying that did not stop the run.
     pub notices: Vec<String>,
+    /// Whether the event carried a webhook request (or a batch of them) at all.
+    pub carried_request: bool,
+    /// The hookflow relay's id of the event, when a hookflow relay sent it.
+    pub relay_event_id: Option<String>,
+    /// For a batched dispatch: every event's own result, in order. The fields above then
+    /// describe the batch: `matches` are the first matched event's, `reason` and `refusal` are
+    /// set only when no event matched.
+    pub batch: Option<BatchResult>,
+}
+
+/// What a run decided for each event of a batched dispatch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchResult {
+    /// `client_payload.batch_id`.
+    pub id: Option<String>,
+    /// One result per event, in the batch's order; each has `batch: None`.
+    pub events: Vec<RunResult>,
 }
 
 /// One trigger that accepted the request.
@@ -79,6 +99,16 @@ impl RunResult {
         !self.matches.is_empty()
     }
 
+    /// The results of the requests the event carried: a batch's, else this one (none when
+    /// the event carried no request).
+    pub fn events(&self) -> &[RunResult] {
+        match &self.batch {
+            Some(b) => &b.events,
+            None if self.carried_request => std::slice::from_ref(self),
+            None => &[],
+        }
+    }
+
     pub(crate) fn no_match(
         event_type: Option<String>,
         reason: String,
@@ -90,6 +120,9 @@ impl RunResult {
             reason: Some(reason),
             refusal: None,
             notices,
+            carried_request: false,
+            relay_event_id: None,
+            batch: None,
         }
     }
 }

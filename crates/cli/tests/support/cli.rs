@@ -71,3 +71,30 @@ pub fn run_peak_rss(
         .expect("a number");
     (kib * 1024, out)
 }
+
+/// Reads `name<<DELIM` blocks back, checking each delimiter closes its block.
+pub fn parse_github_output(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut lines = text.split('\n');
+    while let Some(header) = lines.next() {
+        if header.is_empty() {
+            continue;
+        }
+        let (name, delim) = header.split_once("<<").expect("block header name<<DELIM");
+        let mut value = Vec::new();
+        loop {
+            let line = lines.next().expect("block is closed by its delimiter");
+            if line == delim {
+                break;
+            }
+            value.push(line);
+        }
+        out.insert(name.to_string(), value.join("\n"));
+    }
+    out
+}
+
+/// The outputs a run appended to a `$GITHUB_OUTPUT` file.
+pub fn read_outputs(file: &Path) -> std::collections::BTreeMap<String, String> {
+    parse_github_output(&std::fs::read_to_string(file).expect("outputs file"))
+}
