@@ -183,10 +183,10 @@ fn event_json(index: usize, r: &RunResult, budget: &mut usize, secrets: &[String
             .collect();
         e.insert("outputs".into(), Value::Object(own));
         e.insert("body_encoding".into(), field("body_encoding"));
-        let mut body = field("body");
-        let size = output_text(&body).len();
-        if size <= *budget {
+        let body = m.item.get("body").unwrap_or(&Value::Null);
+        if let Some(size) = text_len_within(body, *budget) {
             *budget -= size;
+            let mut body = body.clone();
             let redacted = redact(&mut body, secrets);
             e.insert("body".into(), body);
             e.insert("body_redacted".into(), Value::Bool(redacted));
@@ -199,6 +199,33 @@ fn event_json(index: usize, r: &RunResult, budget: &mut usize, secrets: &[String
     let mut e = Value::Object(e);
     redact(&mut e, secrets);
     e
+}
+
+/// The length of [`output_text`] of `value` when it is at most `limit`, found without writing
+/// more than `limit` bytes of it anywhere.
+fn text_len_within(value: &Value, limit: usize) -> Option<usize> {
+    struct Count {
+        n: usize,
+        limit: usize,
+    }
+    impl Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.n += buf.len();
+            if self.n > self.limit {
+                return Err(std::io::ErrorKind::FileTooLarge.into());
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    if let Value::String(s) = value {
+        return (s.len() <= limit).then_some(s.len());
+    }
+    let mut count = Count { n: 0, limit };
+    serde_json::to_writer(&mut count, value).ok()?;
+    Some(count.n)
 }
 
 /// Writes the body of each matched event whose body the `events` output leaves out or redacts
@@ -221,7 +248,7 @@ pub fn write_event_bodies(
         let omitted = flag("body_omitted") || flag("body_redacted");
         let body = r.matches.first().and_then(|m| m.item.get("body"));
         if let (true, Some(body), Some(fields)) = (omitted, body, e.as_object_mut()) {
-            let path = spill_body(dir, &output_text(body))?;
+            let path = spill_body(dir, body)?;
             fields.insert(
                 "body_file".into(),
                 Value::String(path.display().to_string()),
@@ -290,7 +317,7 @@ pub fn write_github_output(
     for (name, value) in outputs.iter() {
         let mut value_text = output_text(value);
         if name == "body" && value_text.len() > MAX_BODY_OUTPUT {
-            let path = spill_body(spill_dir, &value_text)?;
+            let path = spill_body(spill_dir, value)?;
             write_block(
                 &mut out,
                 &mut delimiters,
@@ -304,13 +331,19 @@ pub fn write_github_output(
     out.flush()
 }
 
-fn spill_body(dir: &Path, body: &str) -> std::io::Result<PathBuf> {
+/// Writes [`output_text`] of a body to a new file under `dir`, without building the text first.
+fn spill_body(dir: &Path, body: &Value) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!(
         "hookflow-body-{}.txt",
         Delimiters::new().next_hex(8)
     ));
-    std::fs::write(&path, body)?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    match body {
+        Value::String(text) => out.write_all(text.as_bytes())?,
+        other => serde_json::to_writer(&mut out, other)?,
+    }
+    out.flush()?;
     Ok(path)
 }
 
