@@ -485,12 +485,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(batch) = &result.batch {
-        let matched = batch.events.iter().filter(|r| r.matched()).count();
-        let refused = batch
-            .events
-            .iter()
-            .filter(|r| !r.matched() && r.refusal.is_some())
-            .count();
+        let (matched, refused) = batch.counts();
         eprintln!(
             "hookflow: batch of {} events: {matched} matched, {refused} refused",
             batch.events.len()

@@ -85,13 +85,7 @@ pub fn outputs(result: &RunResult) -> Outputs<'_> {
         }
         // The trigger's own outputs again as one object, for `fromJSON()` where outputs must be
         // declared in advance (a composite action's).
-        let own: Map<String, Value> = m
-            .item
-            .iter()
-            .filter(|(k, _)| !BUILTIN_OUTPUTS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        out.put("trigger_outputs", owned(Value::Object(own)));
+        out.put("trigger_outputs", owned(Value::Object(m.own_outputs())));
     }
     out.put("matches", owned(matches_json(result)));
     out.put("batch_size", owned(Value::from(result.events().len())));
@@ -175,13 +169,7 @@ fn event_json(index: usize, r: &RunResult, budget: &mut usize, secrets: &[String
             _ => Map::new(),
         };
         e.insert("headers".into(), Value::Object(headers));
-        let own: Map<String, Value> = m
-            .item
-            .iter()
-            .filter(|(k, _)| !BUILTIN_OUTPUTS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        e.insert("outputs".into(), Value::Object(own));
+        e.insert("outputs".into(), Value::Object(m.own_outputs()));
         e.insert("body_encoding".into(), field("body_encoding"));
         let body = m.item.get("body").unwrap_or(&Value::Null);
         if let Some(size) = text_len_within(body, *budget) {
@@ -541,12 +529,7 @@ const SUMMARY_EVENTS: usize = 100;
 
 /// The batch's table: one row per event, what it matched or why not.
 fn batch_summary(batch: &crate::result::BatchResult, hidden: &[String]) -> String {
-    let matched = batch.events.iter().filter(|r| r.matched()).count();
-    let refused = batch
-        .events
-        .iter()
-        .filter(|r| !r.matched() && r.refusal.is_some())
-        .count();
+    let (matched, refused) = batch.counts();
     let mut s = format!(
         "Batch of {} events: {matched} matched, {refused} refused.\n\n| # | event | matched | verified | trigger or reason |\n|---|---|---|---|---|\n",
         batch.events.len()

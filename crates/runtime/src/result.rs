@@ -63,6 +63,31 @@ pub struct BatchResult {
     pub events: Vec<RunResult>,
 }
 
+impl BatchResult {
+    /// How many events matched, and how many were refused (matched nothing, and a trigger
+    /// refused them).
+    pub fn counts(&self) -> (usize, usize) {
+        let matched = self.events.iter().filter(|r| r.matched()).count();
+        let refused = self
+            .events
+            .iter()
+            .filter(|r| !r.matched() && r.refusal.is_some())
+            .count();
+        (matched, refused)
+    }
+}
+
+impl Match {
+    /// The trigger's own `outputs:` (the item's fields that are not built-in outputs).
+    pub fn own_outputs(&self) -> Map<String, Value> {
+        self.item
+            .iter()
+            .filter(|(k, _)| !BUILTIN_OUTPUTS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
 /// One trigger that accepted the request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Match {
