@@ -344,6 +344,10 @@ struct RunArgs {
     /// Folder for bodies too large for an output (`body_file`).
     #[arg(long, env = "RUNNER_TEMP")]
     runner_temp: Option<PathBuf>,
+    /// Hosts (`host[:port]`, comma-separated) whose bodies by reference (`body_ref`) may be
+    /// fetched over plain http; https URLs are fetched from any host.
+    #[arg(long, env = "HOOKFLOW_BODY_HOSTS", value_delimiter = ',')]
+    body_hosts: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -426,6 +430,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let env = environment()?;
     let limits = hookflow_runtime::Limits {
         max_body_bytes: args.max_body_bytes,
+        fetcher: hookflow_runtime::remote::Fetcher {
+            allowed_hosts: args
+                .body_hosts
+                .iter()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            dir: args.runner_temp.clone().unwrap_or_else(std::env::temp_dir),
+            ..Default::default()
+        },
     };
     let result = hookflow_runtime::run_event_file_limited(
         &event,

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod body_ref;
 pub mod credentials;
 pub mod dispatch;
 pub mod dotpath;

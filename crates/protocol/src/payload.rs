@@ -110,6 +110,9 @@ pub enum BodyError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The body is at a URL (`body_ref`) and must be fetched first.
+    #[error("client_payload.body_ref names {0}: the body must be fetched from there")]
+    Referenced(String),
 }
 
 /// Largest body, after decompression, that [`PayloadBody::unpack`] accepts by default (a guard
@@ -131,6 +134,8 @@ pub enum PayloadBody {
     },
     /// A JSON value that is not a string (some senders put the object in directly).
     Json(Value),
+    /// A body the relay serves at a URL (`body_ref`): too large for a dispatch even compressed.
+    Ref(crate::body_ref::BodyRef),
 }
 
 impl PayloadBody {
@@ -177,6 +182,7 @@ impl PayloadBody {
             PayloadBody::Text { text, encoding } => {
                 unpack_text_limited(text, encoding, limit).map(Some)
             }
+            PayloadBody::Ref(r) => Err(BodyError::Referenced(r.display_url().to_string())),
         }
     }
 }
@@ -229,6 +235,9 @@ pub enum ShapeError {
     /// `body_encoding` names an encoding no reader knows.
     #[error("`body_encoding` is {0:?}; expected \"base64\" or \"gzip+base64\"")]
     UnknownEncoding(String),
+    /// `body_ref` is not a reference a reader can use.
+    #[error("{0}")]
+    Ref(#[from] crate::body_ref::RefShapeError),
 }
 
 /// A `client_payload`, typed. Missing fields are `None`; unknown fields are ignored.
@@ -295,10 +304,16 @@ impl ClientPayload {
                 BodyEncoding::parse(e).ok_or_else(|| ShapeError::UnknownEncoding(e.to_string()))?
             }
         };
-        let body = match map.remove(field::BODY) {
-            None | Some(Value::Null) => PayloadBody::None,
-            Some(Value::String(text)) => PayloadBody::Text { text, encoding },
-            Some(other) => PayloadBody::Json(other),
+        let body_ref = match map.remove(crate::body_ref::BODY_REF) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(crate::body_ref::BodyRef::from_value(&v)?),
+        };
+        // An inline body wins over a reference beside it.
+        let body = match (map.remove(field::BODY), body_ref) {
+            (None | Some(Value::Null), Some(r)) => PayloadBody::Ref(r),
+            (None | Some(Value::Null), None) => PayloadBody::None,
+            (Some(Value::String(text)), _) => PayloadBody::Text { text, encoding },
+            (Some(other), _) => PayloadBody::Json(other),
         };
         Ok(ClientPayload {
             path,
@@ -332,6 +347,9 @@ impl ClientPayload {
             }
             PayloadBody::Json(v) => {
                 p.insert(field::BODY.into(), v.clone());
+            }
+            PayloadBody::Ref(r) => {
+                p.insert(crate::body_ref::BODY_REF.into(), r.to_value());
             }
         }
         let mut put = |name: &str, v: Option<&String>| {

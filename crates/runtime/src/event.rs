@@ -64,6 +64,24 @@ pub enum EventError {
         /// The value found.
         found: String,
     },
+    /// `body_ref` is malformed, or cannot be followed here.
+    #[error("{path}: `{json_path}`: {cause}")]
+    BodyRef {
+        /// The file.
+        path: PathBuf,
+        /// Where in the JSON.
+        json_path: String,
+        /// Why.
+        cause: String,
+    },
+    /// The body by reference could not be fetched or is not the one named.
+    #[error("{path}: {cause}")]
+    Fetch {
+        /// The file.
+        path: PathBuf,
+        /// Why (names the URL without its signature).
+        cause: crate::remote::FetchError,
+    },
     /// The body could not be unpacked.
     #[error("{path}: {cause}")]
     Body {
@@ -118,17 +136,37 @@ impl Event {
     }
 }
 
+/// How an event's bodies are read.
+#[derive(Clone, Copy)]
+pub struct Reading<'a> {
+    /// The largest decoded body (after base64 and gzip), for a batch all its bodies together
+    /// (`--max-body-bytes`).
+    pub max_body_bytes: u64,
+    /// Fetches a body the relay keeps (`body_ref`); without one such a body is an error.
+    pub fetcher: Option<&'a crate::remote::Fetcher>,
+}
+
+impl Default for Reading<'_> {
+    fn default() -> Self {
+        Reading {
+            max_body_bytes: MAX_DECODED_BODY,
+            fetcher: None,
+        }
+    }
+}
+
 /// Reads an event file. `event_name` is `$GITHUB_EVENT_NAME`; when `None` the name comes from an
 /// actionsflow wrapper, else `repository_dispatch` is assumed (fixtures, bare payloads).
 pub fn load_event(path: &Path, event_name: Option<&str>) -> Result<Event, EventError> {
-    load_event_limited(path, event_name, MAX_DECODED_BODY)
+    load_event_limited(path, event_name, &Reading::default())
 }
 
-/// [`load_event`] with a limit on the decoded body's bytes (`--max-body-bytes`).
+/// [`load_event`] with a limit on the decoded body's bytes and a way to fetch bodies by
+/// reference.
 pub fn load_event_limited(
     path: &Path,
     event_name: Option<&str>,
-    max_body_bytes: u64,
+    reading: &Reading<'_>,
 ) -> Result<Event, EventError> {
     let text = std::fs::read(path).map_err(|cause| EventError::Read {
         path: path.to_path_buf(),
@@ -140,7 +178,7 @@ pub fn load_event_limited(
         column: e.column(),
         message: e.to_string(),
     })?;
-    decode_event_limited(value, event_name, path, max_body_bytes)
+    decode_event_limited(value, event_name, path, reading)
 }
 
 /// Decodes an event already parsed as JSON; `path` is only used in messages.
@@ -149,15 +187,15 @@ pub fn decode_event(
     event_name: Option<&str>,
     path: &Path,
 ) -> Result<Event, EventError> {
-    decode_event_limited(value, event_name, path, MAX_DECODED_BODY)
+    decode_event_limited(value, event_name, path, &Reading::default())
 }
 
-/// [`decode_event`] with a limit on the decoded body's bytes.
+/// [`decode_event`] with [`Reading`] settings.
 pub fn decode_event_limited(
     value: Value,
     event_name: Option<&str>,
     path: &Path,
-    max_body_bytes: u64,
+    reading: &Reading<'_>,
 ) -> Result<Event, EventError> {
     let shape = |json_path: &str, expected: &'static str, found: &Value| EventError::Shape {
         path: path.to_path_buf(),
@@ -236,7 +274,7 @@ pub fn decode_event_limited(
 
     let decoded = match payload {
         Some(Value::Object(map)) if map.contains_key(hookflow_protocol::batch::BATCH) => {
-            let batch = decode_batch(map, &event_type, &payload_path, path, max_body_bytes)?;
+            let batch = decode_batch(map, &event_type, &payload_path, path, reading)?;
             return Ok(Event {
                 name,
                 event_type: Some(event_type),
@@ -246,7 +284,7 @@ pub fn decode_event_limited(
             });
         }
         None | Some(Value::Null) => Ok(RawRequest::default()),
-        Some(Value::Object(map)) => raw_request(map, &payload_path, path, max_body_bytes),
+        Some(Value::Object(map)) => raw_request(map, &payload_path, path, reading),
         Some(other) => Err(shape(&payload_path, "an object", &other)),
     };
     let (request, payload_notice) = match decoded {
@@ -271,8 +309,9 @@ fn decode_batch(
     dispatch_type: &str,
     at: &str,
     file: &Path,
-    max_body_bytes: u64,
+    reading: &Reading<'_>,
 ) -> Result<Batch, EventError> {
+    let max_body_bytes = reading.max_body_bytes;
     use hookflow_protocol::batch::{BATCH, BATCH_ID, EVENT_TYPE};
     let id = match map.remove(BATCH_ID) {
         Some(Value::String(s)) => Some(s),
@@ -311,7 +350,11 @@ fn decode_batch(
                 _ => dispatch_type.to_string(),
             };
             let relay_event_id = element.get("id").and_then(Value::as_str).map(str::to_string);
-            let request = raw_request(element, &at, file, budget)
+            let limited = Reading {
+                max_body_bytes: budget,
+                ..*reading
+            };
+            let request = raw_request(element, &at, file, &limited)
                 .map(|raw| {
                     if let RawBody::Bytes(b) = &raw.body {
                         budget = budget.saturating_sub(b.len() as u64);
@@ -345,8 +388,9 @@ fn raw_request(
     map: Map<String, Value>,
     at: &str,
     file: &Path,
-    max_body_bytes: u64,
+    reading: &Reading<'_>,
 ) -> Result<RawRequest, EventError> {
+    let max_body_bytes = reading.max_body_bytes;
     let payload = ClientPayload::decode(map).map_err(|e| match e {
         ShapeError::Field {
             field,
@@ -363,6 +407,11 @@ fn raw_request(
             json_path: format!("{at}.body_encoding"),
             found,
         },
+        ShapeError::Ref(cause) => EventError::BodyRef {
+            path: file.to_path_buf(),
+            json_path: format!("{at}.body_ref"),
+            cause: cause.to_string(),
+        },
     })?;
     let body = match payload.body {
         // actionsflow drops falsy bodies: absent, null, "", false, 0.
@@ -370,6 +419,28 @@ fn raw_request(
         PayloadBody::Text { ref text, .. } if text.is_empty() => RawBody::None,
         PayloadBody::Json(Value::Number(n)) if n.as_f64() == Some(0.0) => RawBody::None,
         PayloadBody::Json(other) => RawBody::Json(other),
+        PayloadBody::Ref(r) => {
+            let Some(fetcher) = reading.fetcher else {
+                return Err(EventError::BodyRef {
+                    path: file.to_path_buf(),
+                    json_path: format!("{at}.body_ref"),
+                    cause: format!(
+                        "the body is at {}, and this command does not fetch bodies; run `hookflow run`",
+                        r.display_url()
+                    ),
+                });
+            };
+            match fetcher.fetch(&r, max_body_bytes) {
+                Ok(bytes) if bytes.is_empty() => RawBody::None,
+                Ok(bytes) => RawBody::Bytes(bytes),
+                Err(cause) => {
+                    return Err(EventError::Fetch {
+                        path: file.to_path_buf(),
+                        cause,
+                    })
+                }
+            }
+        }
         text @ PayloadBody::Text { .. } => match text.unpack_limited(max_body_bytes) {
             Ok(Some(bytes)) if !bytes.is_empty() => RawBody::Bytes(bytes),
             Ok(_) => RawBody::None,

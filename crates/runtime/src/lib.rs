@@ -4,7 +4,9 @@
 //! A relay turned an HTTP request into a `repository_dispatch` event whose `client_payload` holds
 //! the request ([`hookflow_protocol::payload`]). This crate decodes that event, finds the webhook
 //! trigger the request's URL names, applies the trigger's rules, and hands the request on as step
-//! outputs. It does no network I/O and starts no async runtime: it runs once per GitHub job.
+//! outputs. It starts no async runtime and does no network I/O of its own (a body the relay
+//! keeps by reference is fetched with the runner's `curl`, [`remote`]): it runs once per
+//! GitHub job.
 //!
 //! Module map, in the order a request flows through them:
 //!
@@ -12,6 +14,7 @@
 //! |---|---|
 //! | [`event`] | the GitHub event file and the payload inside it |
 //! | [`request`] | the HTTP request carried in the payload, decoded as actionsflow does |
+//! | [`remote`] | bodies the relay keeps and names by reference (`body_ref`), fetched and checked |
 //! | [`body`] | large JSON bodies, parsed only as far as a trigger's rules read them |
 //! | [`workflow`] | workflow files, their `on:` triggers, and their validation |
 //! | [`route`] | `path-to-regexp` patterns of webhook triggers |
@@ -32,6 +35,7 @@ pub mod event;
 pub mod js;
 pub mod matching;
 pub mod output;
+pub mod remote;
 pub mod replay;
 pub mod request;
 pub mod result;
@@ -76,16 +80,19 @@ pub fn run_event_file(
 }
 
 /// What a run accepts from an event: hostile input must not take the runner's memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest decoded body in bytes (after base64 and gzip).
     pub max_body_bytes: u64,
+    /// How bodies by reference (`body_ref`) are fetched.
+    pub fetcher: remote::Fetcher,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: hookflow_protocol::payload::MAX_DECODED_BODY,
+            fetcher: remote::Fetcher::default(),
         }
     }
 }
@@ -101,7 +108,11 @@ pub fn run_event_file_limited(
     if !workflows.is_dir() {
         return Err(Error::NoWorkflowsDir(workflows.to_path_buf()));
     }
-    let event = event::load_event_limited(event_file, event_name, limits.max_body_bytes)?;
+    let reading = event::Reading {
+        max_body_bytes: limits.max_body_bytes,
+        fetcher: Some(&limits.fetcher),
+    };
+    let event = event::load_event_limited(event_file, event_name, &reading)?;
     Ok(match_event(event, workflows, env)?)
 }
 

@@ -21,6 +21,7 @@ pub fn hookflow() -> Command {
         "HOOKFLOW_WORKFLOWS",
         "HOOKFLOW_FAIL_ON_NO_MATCH",
         "HOOKFLOW_MAX_BODY_BYTES",
+        "HOOKFLOW_BODY_HOSTS",
     ] {
         cmd.env_remove(var);
     }
