@@ -622,14 +622,19 @@ async fn deliveries_to_one_repository_keep_under_its_rate_limit() {
     .await
     .expect("starts");
     let addr = relay.addr.to_string();
+    let posting = Instant::now();
     for _ in 0..125 {
         assert_eq!(post(&addr, "/octo/hooks/a/webhook?__token=t", "{}"), 200);
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     let early = gh.delivered().len();
+    // The bucket refills at 2 a second from the first request on: on a loaded machine the
+    // posting itself takes a while, and those refills count too.
+    let refilled = (2.0 * posting.elapsed().as_secs_f64()).ceil() as usize;
     assert!(
-        (120..=122).contains(&early),
-        "a burst of one minute's worth, then 2 a second: {early}"
+        (120..=120 + refilled).contains(&early),
+        "a burst of one minute's worth, then 2 a second: {early} after {:?}",
+        posting.elapsed()
     );
     let start = Instant::now();
     while gh.delivered().len() < 125 {
