@@ -342,14 +342,6 @@ async fn runtime_story(store: Option<&str>) {
     gh.script(vec![Answer::AcceptAfter(Duration::from_millis(700))]);
     let dir = tempfile::tempdir().expect("tempdir");
     let r = start(&relay_config(dir.path(), &gh, store, 0, "{mode: adaptive}")).await;
-    let sign = |secret: &str, body: &[u8]| {
-        let mac = hookflow_protocol::signature::hmac(
-            hookflow_protocol::signature::Algorithm::Sha256,
-            secret.as_bytes(),
-            &[body],
-        );
-        format!("sha256={}", hex::encode(mac))
-    };
     // (example, GitHub event, forged)
     let cases = [
         ("ping/payload.json", "ping", false),
@@ -366,7 +358,10 @@ async fn runtime_story(store: Option<&str>) {
             let mut headers = Map::new();
             headers.insert("content-type".into(), "application/json".into());
             headers.insert("x-github-event".into(), (*event).into());
-            headers.insert("x-hub-signature-256".into(), sign(secret, &body).into());
+            headers.insert(
+                "x-hub-signature-256".into(),
+                support::cli::github_signature(secret, &body).into(),
+            );
             let request = Request {
                 method: "POST".into(),
                 path: "/github/webhook".into(),

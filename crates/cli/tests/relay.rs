@@ -325,12 +325,7 @@ const ENDPOINTS: &str = "endpoints:
 ";
 
 fn github_signature(body: &str) -> String {
-    let h = hookflow_protocol::signature::hmac(
-        hookflow_protocol::signature::Algorithm::Sha256,
-        b"endpoint-secret",
-        &[body.as_bytes()],
-    );
-    format!("sha256={}", hex::encode(h))
+    support::cli::github_signature("endpoint-secret", body.as_bytes())
 }
 
 #[tokio::test]

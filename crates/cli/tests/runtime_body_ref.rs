@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use hookflow_protocol::body_ref::{check_url, Referrer};
 use serde_json::{json, Value};
-use support::cli::{hookflow, read_outputs, root, write};
+use support::cli::{github_signature, hookflow, read_outputs, root, write};
 
 const URL_SECRET: &[u8] = b"relay-url-secret";
 const WEBHOOK_SECRET: &str = "hookflow-example-secret";
@@ -82,15 +82,6 @@ fn push_body(size: usize) -> Vec<u8> {
     serde_json::to_vec(&push).expect("json")
 }
 
-fn github_signature(body: &[u8]) -> String {
-    let mac = hookflow_protocol::signature::hmac(
-        hookflow_protocol::signature::Algorithm::Sha256,
-        WEBHOOK_SECRET.as_bytes(),
-        &[body],
-    );
-    format!("sha256={}", hex::encode(mac))
-}
-
 /// Stores `body` for event `id` and writes a dispatch naming it by reference.
 fn event_with_ref(
     dir: &Path,
@@ -113,7 +104,7 @@ fn event_with_ref(
     let event = json!({"action": "webhook", "client_payload": {
         "path": "/github/webhook", "method": "POST",
         "headers": {"content-type": "application/json", "x-github-event": "push",
-                    "x-hub-signature-256": github_signature(body)},
+                    "x-hub-signature-256": github_signature(WEBHOOK_SECRET, body)},
         "body_ref": r.to_value(), "id": id}});
     write(dir, &format!("{id}.json"), &event.to_string())
 }

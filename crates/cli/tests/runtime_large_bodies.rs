@@ -14,12 +14,7 @@ use support::examples;
 const SECRET: &str = "It's a Secret to Everybody";
 
 fn signature(body: &[u8]) -> String {
-    let mac = hookflow_protocol::signature::hmac(
-        hookflow_protocol::signature::Algorithm::Sha256,
-        SECRET.as_bytes(),
-        &[body],
-    );
-    format!("sha256={}", hex::encode(mac))
+    support::cli::github_signature(SECRET, body)
 }
 
 /// A dispatch carrying `body` as GitHub sends it, signed, with the body as text.

@@ -99,3 +99,13 @@ pub fn parse_github_output(text: &str) -> std::collections::BTreeMap<String, Str
 pub fn read_outputs(file: &Path) -> std::collections::BTreeMap<String, String> {
     parse_github_output(&std::fs::read_to_string(file).expect("outputs file"))
 }
+
+/// The `X-Hub-Signature-256` value GitHub sends for `body` under `secret`.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    let mac = hookflow_protocol::signature::hmac(
+        hookflow_protocol::signature::Algorithm::Sha256,
+        secret.as_bytes(),
+        &[body],
+    );
+    format!("sha256={}", hex::encode(mac))
+}
