@@ -140,12 +140,20 @@ impl Referrer {
     /// epoch).
     pub fn reference(&self, event_id: &str, body: &[u8], expires: i64) -> BodyRef {
         use sha2::Digest as _;
+        let sha256 = hex::encode(sha2::Sha256::digest(body));
+        self.reference_to(event_id, body.len() as u64, sha256, expires)
+    }
+
+    /// A reference to a body of `size` bytes with digest `sha256` (lowercase hex): what
+    /// [`Referrer::reference`] makes once it has hashed the body, and what a relay measures a
+    /// dispatch with before it has (any 64 hex digits stand in).
+    pub fn reference_to(&self, event_id: &str, size: u64, sha256: String, expires: i64) -> BodyRef {
         let base = self.public_url.trim_end_matches('/');
         let sig = url_signature(&self.secret, event_id, expires);
         BodyRef {
             url: format!("{base}{BODIES_PATH}{event_id}?expires={expires}&sig={sig}"),
-            size: body.len() as u64,
-            sha256: hex::encode(sha2::Sha256::digest(body)),
+            size,
+            sha256,
             content_encoding: IDENTITY.into(),
             expires_at: chrono::DateTime::from_timestamp(expires, 0)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))

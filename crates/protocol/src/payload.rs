@@ -388,15 +388,16 @@ impl Incoming {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
     /// Too large for GitHub, even compressed.
-    #[error("the webhook is too large to dispatch: the body is {body} bytes and the dispatch would be {dispatch} bytes even gzip-compressed ({compressed} bytes of body); GitHub accepts dispatches under {MAX_REQUEST_BYTES} bytes")]
+    #[error("the webhook is too large to dispatch: the body is {body} bytes and does not fit a dispatch even gzip-compressed (the compressed body passed {compressed} bytes); GitHub accepts dispatches under {MAX_REQUEST_BYTES} bytes")]
     TooLarge {
         /// Body bytes received.
         body: usize,
-        /// Body bytes after gzip.
+        /// Body bytes after gzip (compression stops once they cannot fit).
         compressed: usize,
-        /// Dispatch request bytes with the compressed body.
-        dispatch: usize,
     },
+    /// Even with the body by reference, the rest (headers, path) does not fit.
+    #[error("the webhook cannot be dispatched even with its body by reference: its headers and path make a dispatch of {0} bytes; GitHub accepts dispatches under {MAX_REQUEST_BYTES} bytes")]
+    RefTooLarge(usize),
     /// Another GitHub limit (event type length).
     #[error("{0}")]
     Limit(LimitError),
@@ -431,42 +432,72 @@ impl ClientPayload {
         event_type: &str,
         origin: Origin<'_>,
     ) -> Result<Prepared, PayloadError> {
-        let mut payload = ClientPayload {
-            path: Some(incoming.path.clone()),
-            method: Some(incoming.method.clone()),
-            headers: incoming.headers.clone(),
-            body: PayloadBody::carry(&incoming.body),
-            id: Some(origin.id.into()),
-            received_at: Some(origin.received_at.into()),
-            source: Some(origin.source.into()),
-        };
-        let encoding_of = |p: &ClientPayload| match &p.body {
-            PayloadBody::Text { encoding, .. } => *encoding,
-            _ => BodyEncoding::Text,
-        };
-        match check_limits(event_type, &payload.to_value()) {
-            Ok(dispatch_body) => {
-                return Ok(Prepared {
-                    dispatch_body,
-                    body_encoding: encoding_of(&payload),
-                })
+        check_event_type(event_type).map_err(PayloadError::Limit)?;
+        // A body as large as the whole request cannot fit as it is: straight to gzip.
+        if incoming.body.len() < MAX_REQUEST_BYTES {
+            let body = PayloadBody::carry(&incoming.body);
+            let body_encoding = match &body {
+                PayloadBody::Text { encoding, .. } => *encoding,
+                _ => BodyEncoding::Text,
+            };
+            match check_limits(
+                event_type,
+                &Self::of_request(incoming, origin, body).to_value(),
+            ) {
+                Ok(dispatch_body) => {
+                    return Ok(Prepared {
+                        dispatch_body,
+                        body_encoding,
+                    })
+                }
+                Err(LimitError::TooLarge(_)) => {}
+                Err(other) => return Err(PayloadError::Limit(other)),
             }
-            Err(LimitError::TooLarge(_)) => {}
-            Err(other) => return Err(PayloadError::Limit(other)),
         }
-        let compressed = gzip(&incoming.body);
-        payload.body = PayloadBody::gzipped(&compressed);
+        // Base64 makes four bytes of three: more compressed bytes than this cannot fit.
+        let room = MAX_REQUEST_BYTES / 4 * 3;
+        let too_large = |compressed| PayloadError::TooLarge {
+            body: incoming.body.len(),
+            compressed,
+        };
+        let compressed = gzip_within(&incoming.body, room).map_err(too_large)?;
+        let payload = Self::of_request(incoming, origin, PayloadBody::gzipped(&compressed));
         match check_limits(event_type, &payload.to_value()) {
             Ok(dispatch_body) => Ok(Prepared {
                 dispatch_body,
                 body_encoding: BodyEncoding::GzipBase64,
             }),
-            Err(LimitError::TooLarge(dispatch)) => Err(PayloadError::TooLarge {
-                body: incoming.body.len(),
-                compressed: compressed.len(),
-                dispatch,
-            }),
+            Err(LimitError::TooLarge(_)) => Err(too_large(compressed.len())),
             Err(other) => Err(PayloadError::Limit(other)),
+        }
+    }
+
+    /// Builds the dispatch of a received request whose body travels by reference (`body_ref`,
+    /// see [`crate::body_ref`]), checked against GitHub's limits: what is left (method, path,
+    /// headers, the reference) must fit.
+    pub fn encode_referenced(
+        incoming: &Incoming,
+        event_type: &str,
+        origin: Origin<'_>,
+        reference: &crate::body_ref::BodyRef,
+    ) -> Result<Vec<u8>, PayloadError> {
+        let payload = Self::of_request(incoming, origin, PayloadBody::Ref(reference.clone()));
+        check_limits(event_type, &payload.to_value()).map_err(|e| match e {
+            LimitError::TooLarge(dispatch) => PayloadError::RefTooLarge(dispatch),
+            other => PayloadError::Limit(other),
+        })
+    }
+
+    /// The payload of a received request with `body`.
+    fn of_request(incoming: &Incoming, origin: Origin<'_>, body: PayloadBody) -> ClientPayload {
+        ClientPayload {
+            path: Some(incoming.path.clone()),
+            method: Some(incoming.method.clone()),
+            headers: incoming.headers.clone(),
+            body,
+            id: Some(origin.id.into()),
+            received_at: Some(origin.received_at.into()),
+            source: Some(origin.source.into()),
         }
     }
 }
@@ -543,6 +574,28 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, BodyError> {
     base64::engine::general_purpose::STANDARD
         .decode(cleaned.as_bytes())
         .map_err(BodyError::Base64)
+}
+
+/// `bytes` gzip-compressed (best), or, once the output passes `limit` bytes, how many it had
+/// reached: a body that cannot fit is not compressed to its end (a 25 MiB body costs what its
+/// first compressed `limit` bytes cost).
+fn gzip_within(bytes: &[u8], limit: usize) -> Result<Vec<u8>, usize> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(limit.min(bytes.len() / 4 + 64)),
+        flate2::Compression::best(),
+    );
+    for chunk in bytes.chunks(64 * 1024) {
+        // Writing to a Vec cannot fail.
+        let _ = enc.write_all(chunk);
+        if enc.get_ref().len() > limit {
+            return Err(enc.get_ref().len());
+        }
+    }
+    let out = enc.finish().unwrap_or_default();
+    if out.len() > limit {
+        return Err(out.len());
+    }
+    Ok(out)
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -639,6 +692,48 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("100000 bytes"), "{err}");
+    }
+
+    #[test]
+    fn large_bodies_stop_compressing_once_they_cannot_fit_and_go_by_reference() {
+        // 20 MiB of noise: compression gives up after its first ~48 KiB of output.
+        let noise = incompressible(20 * 1024 * 1024);
+        let started = std::time::Instant::now();
+        let err =
+            ClientPayload::encode_request(&incoming(noise.clone()), "webhook", ORIGIN).unwrap_err();
+        let PayloadError::TooLarge { body, compressed } = err else {
+            panic!("{err}");
+        };
+        assert_eq!(body, noise.len());
+        assert!(
+            compressed > MAX_REQUEST_BYTES / 4 * 3 && compressed < 200_000,
+            "{compressed}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let referrer = crate::body_ref::Referrer {
+            public_url: "https://relay.example.com".into(),
+            secret: b"k".to_vec(),
+        };
+        let r = referrer.reference(ORIGIN.id, &noise, 2_000_000_000);
+        let d = ClientPayload::encode_referenced(&incoming(noise), "webhook", ORIGIN, &r)
+            .expect("the rest fits");
+        let sent: Value = serde_json::from_slice(&d).expect("json");
+        let p = &sent["client_payload"];
+        assert_eq!(p.get("body"), None);
+        assert_eq!(p.get("body_encoding"), None);
+        assert_eq!(p["body_ref"]["size"], 20 * 1024 * 1024);
+        assert_eq!(p["body_ref"]["url"].as_str(), Some(r.url.as_str()));
+        let decoded =
+            ClientPayload::decode(p.as_object().cloned().unwrap_or_default()).expect("decodes");
+        assert_eq!(decoded.body, PayloadBody::Ref(r.clone()));
+        // Headers too large for any dispatch: refused even by reference.
+        let mut huge = incoming(Vec::new());
+        huge.headers
+            .insert("x-big".into(), Value::String("h".repeat(70_000)));
+        assert!(matches!(
+            ClientPayload::encode_referenced(&huge, "webhook", ORIGIN, &r),
+            Err(PayloadError::RefTooLarge(_))
+        ));
     }
 
     #[test]

@@ -511,7 +511,9 @@ async fn store_event(state: &AppState, event: NewEvent) -> Result<(String, bool)
 
 fn payload_error(e: PayloadError) -> Response {
     match e {
-        PayloadError::TooLarge { .. } => refuse(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        PayloadError::TooLarge { .. } | PayloadError::RefTooLarge(_) => {
+            refuse(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
         PayloadError::Limit(_) => refuse(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
