@@ -66,22 +66,6 @@ async fn start() -> (SocketAddr, Shared) {
     (addr, shared)
 }
 
-/// A GitHub `push` of at least `size` bytes: a real example payload with more commits.
-fn push_body(size: usize) -> Vec<u8> {
-    let example = support::examples::dir()
-        .and_then(|dir| std::fs::read(dir.join("push/with-organization.payload.json")).ok())
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-    let mut push = example.unwrap_or_else(|| json!({"ref": "refs/heads/main", "commits": []}));
-    let commit = json!({"id": "0".repeat(40), "message": "x".repeat(900), "distinct": true});
-    let one = serde_json::to_vec(&commit).expect("json").len() + 1;
-    let now = serde_json::to_vec(&push).expect("json").len();
-    let more = size.saturating_sub(now) / one + 1;
-    if let Some(commits) = push["commits"].as_array_mut() {
-        commits.extend(std::iter::repeat_n(commit, more));
-    }
-    serde_json::to_vec(&push).expect("json")
-}
-
 /// Stores `body` for event `id` and writes a dispatch naming it by reference.
 fn event_with_ref(
     dir: &Path,
@@ -156,7 +140,7 @@ fn later() -> i64 {
 async fn a_body_by_reference_is_fetched_checked_and_verified() {
     let (addr, shared) = start().await;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let body = push_body(5 * 1024 * 1024);
+    let body = support::examples::push_of_size(5 * 1024 * 1024);
     assert!(body.len() >= 5 * 1024 * 1024);
     let event = event_with_ref(tmp.path(), addr, &shared, "01JBIG", &body, later());
     let r = run(tmp.path(), &event, &addr.to_string()).await;
@@ -188,7 +172,7 @@ async fn a_body_by_reference_is_fetched_checked_and_verified() {
 async fn bad_references_fail_the_step_naming_the_url_and_why() {
     let (addr, shared) = start().await;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let body = push_body(200 * 1024);
+    let body = support::examples::push_of_size(200 * 1024);
     let hosts = addr.to_string();
     let url = format!("http://{addr}/bodies/");
 

@@ -411,13 +411,13 @@ async fn deliver_batch(
         // One event: sent as an ordinary dispatch, as without batching.
         _ => {
             let (d, request) = &batch[0];
-            match destinations::dispatch_body(&d.event, request) {
-                Ok(p) => (p.dispatch_body, 1),
-                Err(e) => {
-                    let key = d.destination.key();
-                    let dead =
-                        attempt_of(ctx, d, &key).dead(e.to_string(), None, DeadReason::Setup);
-                    results.push((ClaimRef::from(d), dead));
+            let key = d.destination.key();
+            let attempt = attempt_of(ctx, d, &key);
+            match crate::delivery::repo_dispatch_body(ctx.senders, ctx.env, &attempt, request).await
+            {
+                Ok(body) => (body, 1),
+                Err(recorded) => {
+                    results.push((ClaimRef::from(d), recorded));
                     let rest: Vec<Claimed> = batch.drain(1..).map(|(d, _)| d).collect();
                     results.extend(all(
                         &rest,

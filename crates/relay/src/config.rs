@@ -69,9 +69,40 @@ pub struct RelayConfig {
     pub endpoints: Vec<Endpoint>,
     /// The relay's GitHub App (`github_app:`), when it dispatches as one.
     pub github_app: Option<GithubApp>,
+    /// The address the relay is reached at from outside (`public_url:`), for the URLs it hands
+    /// out: `https://relay.example.com` (a path prefix is kept).
+    pub public_url: Option<String>,
+    /// Bodies too large for a dispatch travel by reference (`body_ref:`), when configured.
+    pub body_ref: Option<BodyRefConfig>,
     /// Where `listen`, `data` and `api_url` came from.
     pub settings: Vec<Setting>,
 }
+
+/// `body_ref:`: bodies too large for a dispatch even compressed are kept by the relay and
+/// dispatched as a signed URL on `public_url` (`GET /bodies/<id>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyRefConfig {
+    /// The variable holding the secret the URLs are signed with (shared by every relay of a
+    /// store, at least 16 bytes).
+    pub secret_env: String,
+    /// How long a body is kept (and its URL works) after its dispatch.
+    pub retention: Duration,
+    /// Bodies served at once (each is held in memory while it is sent); more wait for 503.
+    pub concurrency: usize,
+}
+
+impl BodyRefConfig {
+    /// `retention` when not given: a week, as long as GitHub keeps a queued job waiting.
+    pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+    /// `concurrency` when not given.
+    pub const DEFAULT_CONCURRENCY: usize = 8;
+    /// The shortest secret accepted, in bytes.
+    pub const MIN_SECRET_BYTES: usize = 16;
+}
+
+/// `limits.max_body_bytes` when `body_ref` is configured and the limit is not: GitHub's own
+/// cap on a webhook's payload.
+pub const BODY_REF_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
 /// Which store a relay uses.
 #[derive(Debug, Clone)]
@@ -256,6 +287,8 @@ struct RawConfig {
     compat_repos: Vec<String>,
     limits: Option<RawLimits>,
     github_app: Option<RawGithubApp>,
+    public_url: Option<String>,
+    body_ref: Option<RawBodyRef>,
     shutdown_timeout: Option<Value>,
     delivery: Option<RawDelivery>,
     #[serde(default)]
@@ -276,6 +309,14 @@ struct RawLimits {
     max_connections: Option<usize>,
     idle_timeout: Option<Value>,
     max_store_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBodyRef {
+    secret_env: Option<String>,
+    retention: Option<Value>,
+    concurrency: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -442,6 +483,14 @@ impl RelayConfig {
                 }
             }
         }
+        if let Some(b) = &self.body_ref {
+            if env.var(&b.secret_env).is_none() {
+                unset.push(format!(
+                    "body_ref: secret_env names {}, which is not set",
+                    b.secret_env
+                ));
+            }
+        }
         unset
     }
 
@@ -470,6 +519,18 @@ impl RelayConfig {
                     bad.push(format!(
                         "endpoint `{}`, destination {url}: secret_env {var}: {e}",
                         ep.slug
+                    ));
+                }
+            }
+        }
+        if let Some(b) = &self.body_ref {
+            if let Some(secret) = env.var(&b.secret_env) {
+                if secret.len() < BodyRefConfig::MIN_SECRET_BYTES {
+                    bad.push(format!(
+                        "body_ref: the secret in {} is {} bytes; use at least {} random bytes (openssl rand -hex 32)",
+                        b.secret_env,
+                        secret.len(),
+                        BodyRefConfig::MIN_SECRET_BYTES
                     ));
                 }
             }
@@ -548,6 +609,8 @@ impl RelayConfig {
             compat_repos: Vec::new(),
             limits: None,
             github_app: None,
+            public_url: None,
+            body_ref: None,
             shutdown_timeout: None,
             delivery: None,
             endpoints: Vec::new(),
@@ -621,7 +684,49 @@ impl RelayConfig {
                     }),
             }
         };
+        let public_url = match raw.public_url {
+            None => None,
+            Some(text) => Some(parse_public_url(&text).map_err(|m| err(&["public_url"], m))?),
+        };
+        let body_ref = match raw.body_ref {
+            None => None,
+            Some(b) => {
+                if public_url.is_none() {
+                    return Err(err(
+                        &["body_ref"],
+                        "body_ref needs public_url: the address runners fetch bodies from, such as https://relay.example.com".into(),
+                    ));
+                }
+                let Some(secret_env) = b.secret_env.filter(|v| !v.is_empty()) else {
+                    return Err(err(
+                        &["body_ref"],
+                        "body_ref needs secret_env: the variable holding the secret body URLs are signed with (at least 16 random bytes, the same on every relay of the store)".into(),
+                    ));
+                };
+                let retention = dur(
+                    "body_ref",
+                    "retention",
+                    b.retention,
+                    BodyRefConfig::DEFAULT_RETENTION,
+                )?;
+                let concurrency = b.concurrency.unwrap_or(BodyRefConfig::DEFAULT_CONCURRENCY);
+                if retention < Duration::from_secs(60) || concurrency == 0 {
+                    return Err(err(
+                        &["body_ref"],
+                        "body_ref.retention must be at least a minute (60s) and body_ref.concurrency at least 1".into(),
+                    ));
+                }
+                Some(BodyRefConfig {
+                    secret_env,
+                    retention,
+                    concurrency,
+                })
+            }
+        };
         let mut limits = Limits::default();
+        if body_ref.is_some() {
+            limits.max_body_bytes = BODY_REF_MAX_BODY_BYTES;
+        }
         if let Some(l) = raw.limits {
             limits.max_body_bytes = l.max_body_bytes.unwrap_or(limits.max_body_bytes);
             limits.max_headers = l.max_headers.unwrap_or(limits.max_headers);
@@ -919,12 +1024,33 @@ impl RelayConfig {
             delivery,
             endpoints,
             github_app,
+            public_url,
+            body_ref,
         })
     }
 }
 
+/// A `public_url`: an absolute `https://` (or `http://`, for a closed network) URL without
+/// credentials, query or fragment; returned without its trailing `/`.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!("public_url {text:?} {why}; give the address the relay is reached at, such as https://relay.example.com")
+    };
+    let url = url::Url::parse(text).map_err(|_| bad("is not a URL"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(bad("must be an https:// URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not hold credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or fragment"));
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
 /// The keys each section accepts (the `Raw*` structs refuse any other).
-const TOP_KEYS: [&str; 11] = [
+const TOP_KEYS: [&str; 13] = [
     "listen",
     "data",
     "store",
@@ -933,10 +1059,13 @@ const TOP_KEYS: [&str; 11] = [
     "compat_repos",
     "limits",
     "github_app",
+    "public_url",
+    "body_ref",
     "shutdown_timeout",
     "delivery",
     "endpoints",
 ];
+const BODY_REF_KEYS: [&str; 3] = ["secret_env", "retention", "concurrency"];
 const LIMIT_KEYS: [&str; 11] = [
     "max_body_bytes",
     "max_headers",
@@ -1188,6 +1317,7 @@ fn unknown_keys(text: &str, name: &str) -> Vec<ConfigError> {
         ("limits", &LIMIT_KEYS[..]),
         ("delivery", &DELIVERY_KEYS[..]),
         ("github_app", &GITHUB_APP_KEYS[..]),
+        ("body_ref", &BODY_REF_KEYS[..]),
     ] {
         if let Some(serde_yaml::Value::Mapping(m)) = top.get(section) {
             check(m, known, section);

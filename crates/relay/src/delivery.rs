@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::backoff::backoff;
 use crate::batching::{self, BatchContext, Batches, Leader};
+use crate::bodies::Bodies;
 use crate::config::DeliveryConfig;
 use crate::destinations::{self, DestinationConfig, Destinations, Target};
 use crate::forward::{Forwarder, HttpDestination, Message};
@@ -91,6 +92,8 @@ pub struct Worker {
     pub env: Environment,
     /// Tokens GitHub refused lately.
     pub refused: Arc<RefusedTokens>,
+    /// Bodies by reference, when configured.
+    pub bodies: Option<Arc<Bodies>>,
     /// How long a shutdown waits for deliveries in flight before cancelling them.
     pub drain: Duration,
     /// Events this relay stored, handed over already claimed (PostgreSQL), if any.
@@ -109,6 +112,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         metrics,
         env,
         refused,
+        bodies,
         drain,
         mut handoff,
     } = worker;
@@ -128,6 +132,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         forwarder,
         destinations,
         refused,
+        bodies,
     });
     let batches = Arc::new(Batches::default());
     let spawn = |job: Job, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| {
@@ -421,6 +426,8 @@ pub struct Senders {
     pub destinations: Arc<Destinations>,
     /// Tokens GitHub refused lately.
     pub refused: Arc<RefusedTokens>,
+    /// Bodies by reference, when configured.
+    pub bodies: Option<Arc<Bodies>>,
 }
 
 /// One attempt of one delivery: what its outcomes are recorded as.
@@ -542,10 +549,12 @@ pub async fn deliver(
         Destination::Repo { repo, token } => {
             let body = match &event.payload {
                 Payload::Dispatch(b) => b.clone(),
-                Payload::Request(_) => match destinations::dispatch_body(event, &request) {
-                    Ok(p) => p.dispatch_body,
-                    Err(e) => return attempt.dead(e.to_string(), None, DeadReason::Setup),
-                },
+                Payload::Request(_) => {
+                    match repo_dispatch_body(senders, env, &attempt, &request).await {
+                        Ok(b) => b,
+                        Err(recorded) => return recorded,
+                    }
+                }
             };
             match dispatch(senders, metrics, env, &attempt, repo, token, body).await {
                 Ok((outcome, took)) => attempt.outcome(outcome, took),
@@ -604,6 +613,30 @@ pub async fn deliver(
 
 /// Dispatches `body` to `repo` with the delivery's credential: GitHub's answer and how long it
 /// took, or what to record when it could not be sent (no credential, a refused token).
+/// The dispatch body of a repository delivery of `request`: inline when it fits, else by
+/// reference once its body is kept (`body_ref`). A body that cannot be sent either way is a dead
+/// letter; a body the store cannot keep right now, a retry.
+pub(crate) async fn repo_dispatch_body(
+    senders: &Senders,
+    env: &Environment,
+    attempt: &Attempt<'_>,
+    request: &crate::store::Request,
+) -> Result<Vec<u8>, Recorded> {
+    let event = &attempt.delivery.event;
+    let bodies = senders.bodies.as_deref();
+    let d = destinations::dispatch_body(event, request, bodies, env.now_ms())
+        .map_err(|e| attempt.dead(e.to_string(), None, DeadReason::Setup))?;
+    if let (Some(keep), Some(bodies)) = (d.keep, bodies) {
+        bodies.keep(keep, request.body.clone()).await.map_err(|e| {
+            attempt.retry(
+                format!("cannot keep the body to send by reference: {e}"),
+                None,
+            )
+        })?;
+    }
+    Ok(d.body)
+}
+
 pub(crate) async fn dispatch(
     senders: &Senders,
     metrics: &Metrics,

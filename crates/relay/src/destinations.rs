@@ -11,11 +11,12 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::bodies::{Bodies, Keep};
 use crate::config::{EndpointAuth, RelayConfig};
 use crate::store::{Destination, Event, Payload, Request, TokenSource};
 use hookflow_protocol::dispatch::Repo;
 use hookflow_protocol::jsonpath::Query;
-use hookflow_protocol::payload::{ClientPayload, Origin, PayloadError, Prepared};
+use hookflow_protocol::payload::{ClientPayload, Origin, PayloadError};
 use hookflow_protocol::signature::{Scheme, SIGNATURE_HEADERS};
 
 /// Where one destination sends.
@@ -218,20 +219,63 @@ pub fn outgoing<'a>(
     }))
 }
 
-/// The dispatch GitHub receives for `request` of `event`: checked against GitHub's limits (the
-/// accept path refuses with 413 what does not fit, and never stores it).
-pub fn dispatch_body(event: &Event, request: &Request) -> Result<Prepared, PayloadError> {
-    let origin = Origin {
-        id: &event.id,
-        received_at: &rfc3339(event.received_at),
-        source: &event.source,
-    };
-    ClientPayload::encode_request(request, &event.event_type, origin)
+/// What a repository destination is sent: the dispatch body, and the body to keep before it
+/// is sent when it names the body by reference.
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    /// The JSON body of `POST /repos/{o}/{r}/dispatches`.
+    pub body: Vec<u8>,
+    /// Set when the request's body goes by reference: keep it first.
+    pub keep: Option<Keep>,
 }
 
-/// Checks that the dispatch of `request` of `event` fits GitHub's limits, building it only
-/// when the cheap bound ([`ClientPayload::surely_fits`]) cannot tell: the accept path's 413.
-pub fn check_dispatch(event: &Event, request: &Request) -> Result<(), PayloadError> {
+/// The dispatch GitHub receives for `request` of `event` at `now_ms`: the body inline (as it
+/// is, or gzip-compressed) when that fits GitHub's limits, else by reference when `bodies` is
+/// configured; refused when neither fits (the accept path refuses those with 413 and never
+/// stores them).
+pub fn dispatch_body(
+    event: &Event,
+    request: &Request,
+    bodies: Option<&Bodies>,
+    now_ms: i64,
+) -> Result<Dispatch, PayloadError> {
+    let received_at = rfc3339(event.received_at);
+    let origin = Origin {
+        id: &event.id,
+        received_at: &received_at,
+        source: &event.source,
+    };
+    match (
+        ClientPayload::encode_request(request, &event.event_type, origin),
+        bodies,
+    ) {
+        (Ok(p), _) => Ok(Dispatch {
+            body: p.dispatch_body,
+            keep: None,
+        }),
+        (Err(PayloadError::TooLarge { .. }), Some(bodies)) => {
+            let id = Bodies::id(event, request);
+            let (reference, keep) = bodies.reference(&id, &request.body, now_ms);
+            let body =
+                ClientPayload::encode_referenced(request, &event.event_type, origin, &reference)?;
+            Ok(Dispatch {
+                body,
+                keep: Some(keep),
+            })
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// Checks that the dispatch of `request` of `event` fits GitHub's limits (by reference when
+/// `bodies` is configured), building it only when the cheap bound
+/// ([`ClientPayload::surely_fits`]) cannot tell: the accept path's 413. A body that will go by
+/// reference is measured with a stand-in reference, not hashed.
+pub fn check_dispatch(
+    event: &Event,
+    request: &Request,
+    bodies: Option<&Bodies>,
+) -> Result<(), PayloadError> {
     let received_at = rfc3339(event.received_at);
     let origin = Origin {
         id: &event.id,
@@ -241,7 +285,19 @@ pub fn check_dispatch(event: &Event, request: &Request) -> Result<(), PayloadErr
     if ClientPayload::surely_fits(request, &event.event_type, origin) {
         return Ok(());
     }
-    ClientPayload::encode_request(request, &event.event_type, origin).map(|_| ())
+    match (
+        ClientPayload::encode_request(request, &event.event_type, origin),
+        bodies,
+    ) {
+        (Ok(_), _) => Ok(()),
+        (Err(PayloadError::TooLarge { .. }), Some(bodies)) => {
+            let id = Bodies::id(event, request);
+            let stand_in = bodies.stand_in(&id, request.body.len(), event.received_at);
+            ClientPayload::encode_referenced(request, &event.event_type, origin, &stand_in)
+                .map(|_| ())
+        }
+        (Err(e), _) => Err(e),
+    }
 }
 
 /// RFC 3339 with milliseconds, UTC.

@@ -126,6 +126,8 @@ pub struct AppState {
     pub env: Environment,
     /// The configured destinations, for what each is sent.
     pub destinations: Arc<Destinations>,
+    /// Bodies by reference, when `body_ref` is configured.
+    pub bodies: Option<Arc<crate::bodies::Bodies>>,
     /// The queue figures `/metrics` showed last, and when they were counted.
     pub queue_figures: Arc<std::sync::Mutex<Option<(std::time::Instant, crate::store::Counts)>>>,
 }
@@ -147,11 +149,17 @@ pub fn router(state: AppState) -> Router {
     let webhooks = webhooks
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard));
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .merge(webhooks)
+        .route("/metrics", get(metrics));
+    // Only where bodies are served: elsewhere `/bodies/…` stays the compatible route's.
+    let app = if state.bodies.is_some() {
+        app.route("/bodies/{id}", get(crate::bodies::serve))
+    } else {
+        app
+    };
+    app.merge(webhooks)
         .layer(middleware::from_fn(cors))
         .with_state(state)
 }
@@ -454,7 +462,8 @@ async fn store_request(state: &AppState, r: Accepted<'_>) -> Result<(String, boo
             )
         })?;
         if let Destination::Repo { .. } = destination {
-            destinations::check_dispatch(&event, &sent).map_err(payload_error)?;
+            destinations::check_dispatch(&event, &sent, state.bodies.as_deref())
+                .map_err(|e| payload_error(e, state.bodies.is_some()))?;
         }
     }
     let event = NewEvent {
@@ -509,8 +518,14 @@ async fn store_event(state: &AppState, event: NewEvent) -> Result<(String, bool)
     }
 }
 
-fn payload_error(e: PayloadError) -> Response {
+/// The answer to a request GitHub would refuse; `by_reference`: whether this relay sends
+/// large bodies by reference (if not, a too-large body's answer says how to).
+fn payload_error(e: PayloadError, by_reference: bool) -> Response {
     match e {
+        PayloadError::TooLarge { .. } if !by_reference => refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{e}; the relay's operator can set public_url and body_ref to send such bodies by reference"),
+        ),
         PayloadError::TooLarge { .. } | PayloadError::RefTooLarge(_) => {
             refuse(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
         }

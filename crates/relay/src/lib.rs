@@ -11,6 +11,7 @@
 //! | [`delivery`] | delivery workers: concurrency, rate limits, retries, dead letters |
 //! | [`forward`] | delivery to plain HTTP destinations, Standard Webhooks signed |
 //! | [`github_app`] | the relay's GitHub App: installation tokens |
+//! | [`bodies`] | bodies by reference: kept, served at `/bodies/<id>`, pruned |
 //! | [`backoff`] | when a failed delivery is tried again |
 //! | [`github`] | the GitHub API client |
 //! | [`metrics`] | counters and histograms for `/metrics` |
@@ -24,6 +25,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod batching;
+pub mod bodies;
 pub mod config;
 pub mod connection;
 pub mod delivery;
@@ -95,6 +97,7 @@ pub struct Running {
     shutting_down: Arc<AtomicBool>,
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
+    pruner: Option<JoinHandle<()>>,
     /// The data directory's lock (SQLite): one relay per store file.
     _lock: Option<std::fs::File>,
 }
@@ -201,6 +204,11 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
             .iter()
             .flat_map(|ep| ep.destinations.iter().map(|d| (ep.slug.clone(), d.key()))),
     ));
+    let bodies = bodies::Bodies::of(&config, &env, store.clone(), metrics.clone()).map(Arc::new);
+    if let (Some(b), Some(url)) = (&config.body_ref, &config.public_url) {
+        tracing::info!(public_url = %url, retention_s = b.retention.as_secs(),
+            "bodies too large for a dispatch go by reference, served at {url}/bodies/<id>");
+    }
     let table = Arc::new(destinations::Destinations::of(&config));
     let forwarder = forward::Forwarder::new(config.delivery.timeout)
         .map_err(|e| RelayError::Forwarder(e.to_string()))?;
@@ -219,6 +227,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
             metrics: metrics.clone(),
             env: env.clone(),
             refused: refused.clone(),
+            bodies: bodies.clone(),
             drain: config.shutdown_timeout,
             handoff: match &store {
                 StoreHandle::Postgres(pg) => Some(pg.hand_off_new_events(
@@ -257,7 +266,12 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         env,
         queue_figures: Arc::default(),
         destinations: table,
+        bodies,
     };
+    let pruner = state
+        .bodies
+        .is_some()
+        .then(|| tokio::spawn(bodies::prune(store.clone(), stop.clone())));
     let app = http::router(state);
     let server = tokio::spawn(http::serve(listener, app, limits, drain, stop));
     tracing::info!(%addr, "relay listening");
@@ -269,6 +283,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         shutting_down,
         server,
         worker,
+        pruner,
         _lock: lock,
     })
 }
@@ -282,6 +297,9 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.worker.await;
+        if let Some(p) = self.pruner {
+            let _ = p.await;
+        }
         tracing::info!("relay stopped");
     }
 }

@@ -41,6 +41,26 @@ const REJECTED: [(Rejected, &str); 8] = [
     (Rejected::Timeout, "timeout"),
 ];
 
+/// Why a body request was refused (label values of `hookflow_body_requests_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRefused {
+    /// A URL without a valid signature (or for another body).
+    Signature,
+    /// A genuine URL past its expiry.
+    Expired,
+    /// A genuine URL whose body is gone (pruned).
+    Gone,
+    /// Too many bodies being served at once.
+    Busy,
+}
+
+const BODY_REFUSED: [(BodyRefused, &str); 4] = [
+    (BodyRefused::Signature, "signature"),
+    (BodyRefused::Expired, "expired"),
+    (BodyRefused::Gone, "pruned"),
+    (BodyRefused::Busy, "busy"),
+];
+
 /// Why an event became a dead letter (label values of `hookflow_dead_lettered_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadReason {
@@ -185,6 +205,10 @@ pub struct Metrics {
     delivered: AtomicU64,
     retried: AtomicU64,
     app_auth_failures: AtomicU64,
+    bodies_kept: AtomicU64,
+    bodies_served: AtomicU64,
+    body_bytes_served: AtomicU64,
+    body_refused: [AtomicU64; 4],
     rejected: [AtomicU64; 8],
     dead: [AtomicU64; 3],
     request: Histogram,
@@ -203,6 +227,10 @@ impl Default for Metrics {
             delivered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             app_auth_failures: AtomicU64::new(0),
+            bodies_kept: AtomicU64::new(0),
+            bodies_served: AtomicU64::new(0),
+            body_bytes_served: AtomicU64::new(0),
+            body_refused: Default::default(),
             rejected: Default::default(),
             dead: Default::default(),
             request: Histogram::new(&[
@@ -294,6 +322,22 @@ impl Metrics {
     pub fn app_auth_failed(&self) {
         self.app_auth_failures.fetch_add(1, Ordering::Relaxed);
     }
+    /// A body was kept to be dispatched by reference.
+    pub fn body_kept(&self) {
+        self.bodies_kept.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A body of `bytes` was served by reference.
+    pub fn body_served(&self, bytes: usize) {
+        self.bodies_served.fetch_add(1, Ordering::Relaxed);
+        self.body_bytes_served
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    /// A body request was refused.
+    pub fn body_refused(&self, reason: BodyRefused) {
+        if let Some(i) = BODY_REFUSED.iter().position(|(r, _)| *r == reason) {
+            self.body_refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
     /// An event became a dead letter.
     pub fn dead(&self, reason: DeadReason) {
         if let Some(i) = DEAD.iter().position(|(r, _)| *r == reason) {
@@ -370,6 +414,32 @@ impl Metrics {
             "Times GitHub refused the relay's GitHub App credentials (app id or key).",
             &self.app_auth_failures,
         );
+        counter(
+            &mut out,
+            "hookflow_bodies_kept_total",
+            "Bodies too large for a dispatch, kept to be dispatched by reference (body_ref).",
+            &self.bodies_kept,
+        );
+        counter(
+            &mut out,
+            "hookflow_bodies_served_total",
+            "Bodies served by reference (GET /bodies/<id>).",
+            &self.bodies_served,
+        );
+        counter(
+            &mut out,
+            "hookflow_body_bytes_served_total",
+            "Bytes of the bodies served by reference (before any transfer compression).",
+            &self.body_bytes_served,
+        );
+        let _ = writeln!(out, "# HELP hookflow_body_requests_refused_total Body requests refused, by reason.\n# TYPE hookflow_body_requests_refused_total counter");
+        for (i, (_, label)) in BODY_REFUSED.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "hookflow_body_requests_refused_total{{reason=\"{label}\"}} {}",
+                self.body_refused[i].load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(out, "# HELP hookflow_dead_lettered_total Events that became dead letters.\n# TYPE hookflow_dead_lettered_total counter");
         for (i, (_, label)) in DEAD.iter().enumerate() {
             let _ = writeln!(

@@ -58,3 +58,39 @@ pub fn all() -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// A GitHub `push` of at least `size` bytes, as compact JSON: a real example payload with more
+/// commits (a small stand-in where the examples are missing outside CI).
+pub fn push_of_size(size: usize) -> Vec<u8> {
+    use serde_json::{json, Value};
+    let example = dir()
+        .and_then(|dir| std::fs::read(dir.join("push/with-organization.payload.json")).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let mut push = example.unwrap_or_else(|| json!({"ref": "refs/heads/main", "commits": []}));
+    // Commits that differ as real ones do (ids and messages of hex), so the push does not
+    // compress into a dispatch.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut hex_of = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b"0123456789abcdef"[(x & 15) as usize])
+            })
+            .collect()
+    };
+    let now = serde_json::to_vec(&push).expect("json").len();
+    let mut added = 0;
+    let mut commits = Vec::new();
+    while now + added < size {
+        let commit = json!({"id": hex_of(40), "message": format!("Update {}", hex_of(880)),
+                            "distinct": true});
+        added += serde_json::to_vec(&commit).expect("json").len() + 1;
+        commits.push(commit);
+    }
+    if let Some(list) = push["commits"].as_array_mut() {
+        list.extend(commits);
+    }
+    serde_json::to_vec(&push).expect("json")
+}

@@ -98,6 +98,15 @@ pub async fn wait_until<F: Fn() -> bool>(what: &str, f: F) {
     }
 }
 
+/// A port on 127.0.0.1 free a moment ago: for a relay that must know its own address before
+/// it starts (`public_url`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// The text of a GET (`/metrics` and the like).
 pub async fn get_text(url: &str) -> String {
     http()

@@ -478,6 +478,20 @@ pub trait Store: Send + Sync {
     /// Checks that the store can take a write now, and says how full it is (cheaply: `/readyz`
     /// calls it, and must not scan the events).
     fn ping(&self) -> impl Future<Output = Result<Room, StoreError>> + Send;
+    /// Keeps `bytes` as the body `id` until `keep_until` (milliseconds since the epoch), to
+    /// serve by reference (`GET /bodies/<id>`); a body kept already keeps its bytes and the
+    /// later of the two times. Not bound by the store's size cap: the bodies are those of
+    /// events already accepted.
+    fn keep_body(
+        &self,
+        id: String,
+        bytes: Vec<u8>,
+        keep_until: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A kept body while its time lasts; `None` once it is over (or never kept).
+    fn body(&self, id: String) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+    /// Deletes up to `limit` bodies whose time is over; returns how many.
+    fn prune_bodies(&self, limit: usize) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// Replay ids split into delivery ids (all digits) and event ids (ULIDs, never all digits).
@@ -549,6 +563,20 @@ impl Store for StoreHandle {
     }
     async fn ping(&self) -> Result<Room, StoreError> {
         each_engine!(self, s => s.ping())
+    }
+    async fn keep_body(
+        &self,
+        id: String,
+        bytes: Vec<u8>,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        each_engine!(self, s => s.keep_body(id, bytes, keep_until))
+    }
+    async fn body(&self, id: String) -> Result<Option<Vec<u8>>, StoreError> {
+        each_engine!(self, s => s.body(id))
+    }
+    async fn prune_bodies(&self, limit: usize) -> Result<u64, StoreError> {
+        each_engine!(self, s => s.prune_bodies(limit))
     }
 }
 
@@ -1016,6 +1044,45 @@ pub(crate) mod contract {
             .await
             .expect("claim nothing");
         assert!(none.is_empty());
+    }
+
+    /// Bodies by reference: kept until their time, never shortened, pruned after.
+    pub async fn bodies(store: &impl Store) {
+        let big: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let later = now_ms() + 60_000;
+        store
+            .keep_body("01JBIG".into(), big.clone(), later)
+            .await
+            .expect("kept");
+        assert_eq!(
+            store.body("01JBIG".into()).await.expect("reads"),
+            Some(big.clone())
+        );
+        // Kept again with an earlier time (another destination's dispatch): the later stays.
+        store
+            .keep_body("01JBIG".into(), big.clone(), now_ms() + 1_000)
+            .await
+            .expect("kept again");
+        store
+            .keep_body("01JEMPTY".into(), Vec::new(), later)
+            .await
+            .expect("kept");
+        assert_eq!(
+            store.body("01JEMPTY".into()).await.expect("reads"),
+            Some(Vec::new())
+        );
+        store
+            .keep_body("01JOLD".into(), b"old".to_vec(), now_ms() + 300)
+            .await
+            .expect("kept");
+        assert!(store.body("01JOLD".into()).await.expect("reads").is_some());
+        assert_eq!(store.body("01JNEVER".into()).await.expect("reads"), None);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // Past its time: no longer served, then pruned; the others stay.
+        assert_eq!(store.body("01JOLD".into()).await.expect("reads"), None);
+        assert_eq!(store.prune_bodies(100).await.expect("prunes"), 1);
+        assert_eq!(store.prune_bodies(100).await.expect("prunes"), 0);
+        assert_eq!(store.body("01JBIG".into()).await.expect("reads"), Some(big));
     }
 
     pub async fn concurrent_inserts<S: Store + Clone + 'static>(store: &S) {

@@ -34,7 +34,7 @@ use super::{
 
 /// The schema, one migration per version, each applied once in its own transaction. A released
 /// migration never changes: a new version gets a new entry.
-const MIGRATIONS: [(i32, &str); 5] = [
+const MIGRATIONS: [(i32, &str); 6] = [
     (
         1,
         "CREATE TABLE hookflow.events (
@@ -119,6 +119,20 @@ const MIGRATIONS: [(i32, &str); 5] = [
              ADD COLUMN deferred_for TEXT,
              ADD COLUMN batch_id TEXT;
          CREATE INDEX deliveries_lane ON hookflow.deliveries (lane, id) WHERE state = 'pending';",
+    ),
+    // Bodies by reference (docs/design/store.md): a body too large for a dispatch is kept
+    // here, apart from its event (which goes once delivered), until `keep_until`. Stored
+    // uncompressed: they are read whole, and compressing megabytes in the server costs more
+    // than the disk it saves for a week.
+    (
+        6,
+        "CREATE TABLE hookflow.bodies (
+             id         TEXT PRIMARY KEY,
+             bytes      BYTEA NOT NULL,
+             keep_until TIMESTAMPTZ NOT NULL
+         );
+         ALTER TABLE hookflow.bodies ALTER COLUMN bytes SET STORAGE EXTERNAL;
+         CREATE INDEX bodies_keep_until ON hookflow.bodies (keep_until);",
     ),
 ];
 
@@ -1948,6 +1962,52 @@ impl Store for PgStore {
         // The database's size is its operator's to manage; the relay sets no cap of its own.
         Ok(Room::default())
     }
+
+    async fn keep_body(
+        &self,
+        id: String,
+        bytes: Vec<u8>,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO hookflow.bodies (id, bytes, keep_until)
+                 VALUES ($1, $2, to_timestamp($3::float8 / 1000))
+                 ON CONFLICT (id) DO UPDATE
+                     SET keep_until = greatest(hookflow.bodies.keep_until, excluded.keep_until)",
+                &[&id, &bytes, &(keep_until as f64)],
+            )
+            .await
+            .map_err(|e| db_error("cannot keep a body", e))?;
+        Ok(())
+    }
+
+    async fn body(&self, id: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT bytes FROM hookflow.bodies WHERE id = $1 AND keep_until > now()",
+                &[&id],
+            )
+            .await
+            .map_err(|e| db_error("cannot read a body", e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn prune_bodies(&self, limit: usize) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "DELETE FROM hookflow.bodies WHERE id IN
+                     (SELECT id FROM hookflow.bodies WHERE keep_until <= now()
+                      ORDER BY keep_until LIMIT $1 FOR UPDATE SKIP LOCKED)",
+                &[&(limit as i64)],
+            )
+            .await
+            .map_err(|e| db_error("cannot prune bodies", e))?;
+        Ok(n)
+    }
 }
 
 /// A claim token as the database writes it (a UUID); anything else matches no claim.
@@ -2195,6 +2255,13 @@ pub(crate) mod tests {
     async fn contract_dedupe() {
         if let Some((_db, store)) = fresh_store().await {
             contract::dedupe(&store).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn contract_bodies() {
+        if let Some((_db, store)) = fresh_store().await {
+            contract::bodies(&store).await;
         }
     }
 

@@ -22,7 +22,7 @@ use super::{
 /// The schema, one migration per version, each applied once in its own transaction and recorded
 /// in `schema_migrations` (and `PRAGMA user_version`). A released migration never changes: a new
 /// version gets a new entry.
-const MIGRATIONS: [(i64, &str); 5] = [
+const MIGRATIONS: [(i64, &str); 6] = [
     (
     1,
     "CREATE TABLE events (
@@ -105,6 +105,17 @@ const MIGRATIONS: [(i64, &str); 5] = [
         "ALTER TABLE deliveries ADD COLUMN deferred_for TEXT;
          ALTER TABLE deliveries ADD COLUMN batch_id TEXT;
          CREATE INDEX deliveries_lane ON deliveries (destination, state, id)",
+    ),
+    // Bodies by reference (docs/design/store.md): a body too large for a dispatch is kept
+    // here, apart from its event (which goes once delivered), until `keep_until`.
+    (
+        6,
+        "CREATE TABLE bodies (
+             id TEXT PRIMARY KEY,
+             bytes BLOB NOT NULL,
+             keep_until INTEGER NOT NULL
+         );
+         CREATE INDEX bodies_keep_until ON bodies (keep_until)",
     ),
 ];
 
@@ -874,6 +885,43 @@ impl SqliteStore {
         self.room()
     }
 
+    /// Keeps a body until `keep_until` (see [`Store::keep_body`]).
+    pub fn keep_body(&mut self, id: &str, bytes: &[u8], keep_until: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO bodies (id, bytes, keep_until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET keep_until = max(keep_until, excluded.keep_until)",
+                params![id, bytes, keep_until],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    /// A kept body whose time is not over at `now` (see [`Store::body`]).
+    pub fn body(&mut self, id: &str, now: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT bytes FROM bodies WHERE id = ?1 AND keep_until > ?2",
+                params![id, now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Deletes up to `limit` bodies whose time is over at `now`.
+    pub fn prune_bodies(&mut self, now: i64, limit: usize) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM bodies WHERE id IN
+                     (SELECT id FROM bodies WHERE keep_until <= ?1 ORDER BY keep_until LIMIT ?2)",
+                params![now, limit as i64],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(n as u64)
+    }
+
     /// Deletes dead letters received before `before` (ms), and their events once they have no
     /// other delivery; returns how many letters.
     pub fn purge_dead(&mut self, before: i64) -> Result<u64, StoreError> {
@@ -934,6 +982,14 @@ enum Command {
     DeadLetters(usize, oneshot::Sender<Result<Vec<DeadLetter>, StoreError>>),
     ReplayDead(Vec<String>, oneshot::Sender<Result<u64, StoreError>>),
     PurgeDead(Duration, oneshot::Sender<Result<u64, StoreError>>),
+    KeepBody(
+        String,
+        Vec<u8>,
+        i64,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
+    Body(String, oneshot::Sender<Result<Option<Vec<u8>>, StoreError>>),
+    PruneBodies(usize, oneshot::Sender<Result<u64, StoreError>>),
 }
 
 /// What [`Store::claim_lane`] was asked.
@@ -1093,6 +1149,21 @@ impl Store for SqliteHandle {
     async fn ping(&self) -> Result<Room, StoreError> {
         self.call(Command::Ping).await
     }
+    async fn keep_body(
+        &self,
+        id: String,
+        bytes: Vec<u8>,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        self.call(|r| Command::KeepBody(id, bytes, keep_until, r))
+            .await
+    }
+    async fn body(&self, id: String) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(|r| Command::Body(id, r)).await
+    }
+    async fn prune_bodies(&self, limit: usize) -> Result<u64, StoreError> {
+        self.call(|r| Command::PruneBodies(limit, r)).await
+    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -1200,6 +1271,15 @@ fn run(mut store: SqliteStore, rx: mpsc::Receiver<Command>, clock: &dyn Clock) {
                     };
                     let _ = r.send(store.purge_dead(before));
                 }
+                Command::KeepBody(id, bytes, keep_until, r) => {
+                    let _ = r.send(store.keep_body(&id, &bytes, keep_until));
+                }
+                Command::Body(id, r) => {
+                    let _ = r.send(store.body(&id, now));
+                }
+                Command::PruneBodies(limit, r) => {
+                    let _ = r.send(store.prune_bodies(now, limit));
+                }
                 Command::Insert(..) | Command::Record(..) => {}
             }
         }
@@ -1240,6 +1320,12 @@ mod tests {
     async fn contract_dedupe() {
         let dir = tempfile::tempdir().expect("tempdir");
         contract::dedupe(&handle(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn contract_bodies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        contract::bodies(&handle(dir.path())).await;
     }
 
     #[tokio::test]
