@@ -130,7 +130,11 @@ fn element(item: &Item<'_>, room: usize) -> Option<(Value, usize)> {
         path: Some(item.request.path.clone()),
         method: Some(item.request.method.clone()),
         headers: item.request.headers.clone(),
-        body: PayloadBody::carry(&item.request.body),
+        body: if item.request.body.len() <= room {
+            PayloadBody::carry(&item.request.body)
+        } else {
+            PayloadBody::None
+        },
         id: Some(item.origin.id.into()),
         received_at: Some(item.origin.received_at.into()),
         source: Some(item.origin.source.into()),
@@ -143,11 +147,16 @@ fn element(item: &Item<'_>, room: usize) -> Option<(Value, usize)> {
         let bytes = serde_json::to_vec(&v).map_or(usize::MAX, |b| b.len());
         (v, bytes)
     };
-    let (value, bytes) = sized(&payload);
-    if bytes <= room {
-        return Some((value, bytes));
+    // A body longer than the room cannot fit as it is; nor compressed past what base64 of the
+    // room holds (compression stops there: a body of megabytes costs its first kilobytes).
+    if item.request.body.len() <= room {
+        let (value, bytes) = sized(&payload);
+        if bytes <= room {
+            return Some((value, bytes));
+        }
     }
-    payload.body = PayloadBody::compressed(&item.request.body);
+    let compressed = crate::payload::gzip_within(&item.request.body, room / 4 * 3).ok()?;
+    payload.body = PayloadBody::gzipped(&compressed);
     let (value, bytes) = sized(&payload);
     (bytes <= room).then_some((value, bytes))
 }

@@ -162,7 +162,7 @@ impl PayloadBody {
     }
 
     /// A body already gzip-compressed, carried as base64.
-    fn gzipped(gz: &[u8]) -> PayloadBody {
+    pub(crate) fn gzipped(gz: &[u8]) -> PayloadBody {
         PayloadBody::Text {
             text: base64_encode(gz),
             encoding: BodyEncoding::GzipBase64,
@@ -579,7 +579,7 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, BodyError> {
 /// `bytes` gzip-compressed (best), or, once the output passes `limit` bytes, how many it had
 /// reached: a body that cannot fit is not compressed to its end (a 25 MiB body costs what its
 /// first compressed `limit` bytes cost).
-fn gzip_within(bytes: &[u8], limit: usize) -> Result<Vec<u8>, usize> {
+pub(crate) fn gzip_within(bytes: &[u8], limit: usize) -> Result<Vec<u8>, usize> {
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(limit.min(bytes.len() / 4 + 64)),
         flate2::Compression::best(),
