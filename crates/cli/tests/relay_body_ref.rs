@@ -530,3 +530,80 @@ async fn the_limits_at_the_door() {
     r.stop().await;
     assert!(gh.dispatches().is_empty(), "nothing refused was stored");
 }
+
+/// `hookflow dispatch` cannot put a large body in a dispatch itself, says so, and sends it
+/// through a relay when given one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hookflow_dispatch_sends_large_bodies_through_a_relay() {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let text = config_text(port, &dir.path().join("data"), &gh, None);
+    let clock = Arc::new(ManualClock::at_ms(chrono::Utc::now().timestamp_millis()));
+    let r = start(&text, &clock).await;
+    let body = noise(3 * MIB, 21);
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, &body).expect("body file");
+    let payload = dir.path().join("payload.json");
+    std::fs::write(
+        &payload,
+        serde_json::json!({"body": hex::encode(&body[..200_000])}).to_string(),
+    )
+    .expect("payload file");
+    let (relay_url, gh_url) = (format!("http://127.0.0.1:{port}/hooks/uploads"), gh.url());
+    let (direct, through) = tokio::task::spawn_blocking(move || {
+        let direct = hookflow()
+            .args([
+                "dispatch",
+                "--repo",
+                "octo/hooks",
+                "--event-type",
+                "webhook",
+            ])
+            .arg("--payload")
+            .arg(format!("@{}", payload.display()))
+            .args(["--api-url", &gh_url])
+            .env("GITHUB_TOKEN", "ghp_x")
+            .output()
+            .expect("runs");
+        let through = hookflow()
+            .args(["dispatch", "--relay", &relay_url, "--body"])
+            .arg(format!("@{}", file.display()))
+            .args(["-H", "Content-Type: application/octet-stream"])
+            .args(["-H", "X-GitHub-Event: release"])
+            .output()
+            .expect("runs");
+        (direct, through)
+    })
+    .await
+    .expect("joined");
+    let stderr = String::from_utf8_lossy(&direct.stderr);
+    assert_ne!(direct.status.code(), Some(0));
+    assert!(
+        stderr.contains("GitHub accepts dispatches under 65536 bytes")
+            && stderr.contains("hookflow dispatch --relay"),
+        "{stderr}"
+    );
+    let stderr = String::from_utf8_lossy(&through.stderr);
+    assert_eq!(through.status.code(), Some(0), "{stderr}");
+    let answer: Value = serde_json::from_slice(&through.stdout).expect("the relay's answer");
+    let id = answer["event_id"]
+        .as_str()
+        .expect("an event id")
+        .to_string();
+    assert!(
+        stderr.contains(&format!("stored the webhook as event {id}")),
+        "{stderr}"
+    );
+    gh.wait_for(1, Duration::from_secs(20)).await;
+    let delivered = gh.delivered();
+    assert_eq!(
+        delivered.len(),
+        1,
+        "only the dispatch through the relay reached GitHub"
+    );
+    let payload = &dispatch_of(&delivered, &id).body["client_payload"];
+    assert_eq!(payload["body_ref"]["size"], body.len());
+    assert_eq!(payload["headers"]["x-github-event"], "release");
+    r.stop().await;
+}

@@ -212,8 +212,15 @@ pub struct ConfigReport {
 /// Checks a parsed configuration against the variables it names; `name` is the file (or "the
 /// defaults").
 pub fn check_config(config: &RelayConfig, name: &str, env: &Environment) -> ConfigReport {
+    let by_reference = match (&config.body_ref, &config.public_url) {
+        (Some(b), Some(url)) => format!(
+            ", bodies over a dispatch by reference at {url}/bodies/ (kept {})",
+            human_age(b.retention.as_millis() as i64)
+        ),
+        _ => String::new(),
+    };
     let summary = format!(
-        "{name}: ok: listen {}, data {}, compatible route {}, {} endpoint(s), {} destination(s)",
+        "{name}: ok: listen {}, data {}, compatible route {}, {} endpoint(s), {} destination(s), bodies up to {} bytes{by_reference}",
         config.listen,
         config.data.display(),
         if config.compat_route { "on" } else { "off" },
@@ -222,7 +229,8 @@ pub fn check_config(config: &RelayConfig, name: &str, env: &Environment) -> Conf
             .endpoints
             .iter()
             .map(|e| e.destinations.len())
-            .sum::<usize>()
+            .sum::<usize>(),
+        config.limits.max_body_bytes
     );
     let mut warnings: Vec<String> = config
         .unset_variables(env)
@@ -300,12 +308,34 @@ mod tests {
         let report = check_config(&config, "relay.yml", &env);
         assert!(report.summary.starts_with("relay.yml: ok:"), "{report:?}");
         assert!(
-            report.summary.ends_with("1 endpoint(s), 1 destination(s)"),
+            report
+                .summary
+                .ends_with("1 endpoint(s), 1 destination(s), bodies up to 1048576 bytes"),
             "{report:?}"
         );
         assert_eq!(
             report.warnings,
             vec!["endpoint `gh`: verify.secret_env names GH_SECRET, which is not set here"]
+        );
+        let text = format!(
+            "public_url: https://relay.example.com\nbody_ref:\n  secret_env: BODY_KEY\n{text}"
+        );
+        let config = RelayConfig::parse(&text, "relay.yml", &Default::default()).expect("parses");
+        let report = check_config(&config, "relay.yml", &env);
+        assert!(
+            report.summary.ends_with(
+                "bodies up to 26214400 bytes, bodies over a dispatch by reference at https://relay.example.com/bodies/ (kept 7d)"
+            ),
+            "{report:?}"
+        );
+        assert!(report
+            .warnings
+            .contains(&"body_ref: secret_env names BODY_KEY, which is not set here".to_string()));
+        let env = Environment::fixed(0, vec![("BODY_KEY".into(), "short".into())]);
+        let report = check_config(&config, "relay.yml", &env);
+        assert_eq!(
+            report.errors,
+            vec!["body_ref: the secret in BODY_KEY is 5 bytes; use at least 16 random bytes (openssl rand -hex 32)"]
         );
     }
 }

@@ -1848,6 +1848,63 @@ mod tests {
     }
 
     #[test]
+    fn bodies_by_reference_need_a_public_url_and_a_secret() {
+        let parse = |t: &str| RelayConfig::parse(t, "r.yml", &Overrides::default());
+        let c = parse("public_url: https://relay.example.com/hooks/\nbody_ref:\n  secret_env: K\n  retention: 2d\n")
+            .expect("parses");
+        assert_eq!(
+            c.public_url.as_deref(),
+            Some("https://relay.example.com/hooks")
+        );
+        let b = c.body_ref.expect("on");
+        assert_eq!(b.retention, Duration::from_secs(2 * 86_400));
+        assert_eq!(b.concurrency, BodyRefConfig::DEFAULT_CONCURRENCY);
+        assert_eq!(c.limits.max_body_bytes, BODY_REF_MAX_BODY_BYTES);
+        // An explicit limit stays; without body_ref the default stays 1 MiB.
+        let c = parse("public_url: https://r.example\nbody_ref: {secret_env: K}\nlimits:\n  max_body_bytes: 5000000\n")
+            .expect("parses");
+        assert_eq!(c.limits.max_body_bytes, 5_000_000);
+        assert_eq!(
+            parse("").expect("parses").limits.max_body_bytes,
+            1024 * 1024
+        );
+        for (text, want) in [
+            (
+                "body_ref: {secret_env: K}\n",
+                "r.yml:1: body_ref needs public_url",
+            ),
+            (
+                "public_url: https://r.example\nbody_ref: {retention: 1d}\n",
+                "r.yml:2: body_ref needs secret_env",
+            ),
+            (
+                "public_url: https://r.example\nbody_ref: {secret_env: K, retention: 5s}\n",
+                "body_ref.retention must be at least a minute",
+            ),
+            (
+                "public_url: ftp://r.example\n",
+                "r.yml:1: public_url \"ftp://r.example\" must be an https:// URL",
+            ),
+            (
+                "public_url: https://u:p@r.example\n",
+                "must not hold credentials",
+            ),
+            (
+                "public_url: https://r.example/?a=1\n",
+                "must not have a query or fragment",
+            ),
+            ("public_url: relay\n", "is not a URL"),
+            (
+                "public_url: https://r.example\nbody_ref: {secret_env: K, ttl: 1d}\n",
+                "unknown key `ttl` in body_ref",
+            ),
+        ] {
+            let e = parse(text).expect_err(text).to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn problems_name_file_and_line() {
         let e = RelayConfig::parse("listen: 1\nbogus: 2\n", "relay.yml", &Overrides::default())
             .unwrap_err();
