@@ -235,6 +235,18 @@ async fn bodies_by_reference(store: Option<&str>) {
             noise(20 * MIB, 5),
         ),
         (
+            "json-2mb",
+            "/hooks/uploads",
+            "application/json",
+            big_json(2 * MIB),
+        ),
+        (
+            "form-20mb",
+            "/hooks/uploads",
+            "application/x-www-form-urlencoded",
+            form(20 * MIB),
+        ),
+        (
             "small",
             "/hooks/uploads",
             "application/json",
@@ -331,7 +343,7 @@ async fn bodies_by_reference(store: Option<&str>) {
     }
     let metrics = get_text(&format!("http://{}/metrics", r.addr)).await;
     assert!(
-        metrics.contains("hookflow_bodies_served_total 5"),
+        metrics.contains("hookflow_bodies_served_total 7"),
         "{metrics}"
     );
     let bytes: usize = cases
@@ -460,7 +472,7 @@ async fn bodies_by_reference(store: Option<&str>) {
     if store.is_none() {
         // SQLite keeps the relay's clock; PostgreSQL its own (its pruning is in the store's
         // contract tests).
-        assert_eq!(r.store.prune_bodies(100).await.expect("prunes"), 5);
+        assert_eq!(r.store.prune_bodies(100).await.expect("prunes"), 7);
     }
     let metrics = get_text(&format!("http://{}/metrics", r.addr)).await;
     for line in [
@@ -605,5 +617,99 @@ async fn hookflow_dispatch_sends_large_bodies_through_a_relay() {
     let payload = &dispatch_of(&delivered, &id).body["client_payload"];
     assert_eq!(payload["body_ref"]["size"], body.len());
     assert_eq!(payload["headers"]["x-github-event"], "release");
+    r.stop().await;
+}
+
+/// On a batching lane, an event too large for a batch goes alone, by reference, while the
+/// events around it share a dispatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_event_on_a_batching_lane_goes_alone_by_reference() {
+    use support::fake_github::Answer;
+    let gh = FakeGithub::start().await;
+    // The first dispatch is held, so the others queue behind it in the lane.
+    gh.script(vec![Answer::AcceptAfter(Duration::from_millis(700))]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let text = config_text(port, &dir.path().join("data"), &gh, None)
+        + "  - slug: batched\n    repo: octo/batched\n    token_env: RELAY_TEST_TOKEN\n    batching: {mode: adaptive}\n";
+    let clock = Arc::new(ManualClock::at_ms(chrono::Utc::now().timestamp_millis()));
+    let r = start(&text, &clock).await;
+    let big = noise(MIB, 33);
+    // Stored together, as events waiting in a lane are: the relay finds them at one look.
+    let mut ids = Vec::new();
+    for (i, body) in [
+        b"{\"n\":1}".to_vec(),
+        b"{\"n\":2}".to_vec(),
+        big.clone(),
+        b"{\"n\":3}".to_vec(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        use hookflow_relay::store::{Destination, Event, NewEvent, Payload, TokenSource};
+        let id = format!("01JBATCHLANE{i:014}");
+        let mut request = hookflow_relay::store::Request {
+            method: "POST".into(),
+            path: "/batched/webhook".into(),
+            headers: serde_json::Map::new(),
+            body,
+        };
+        request
+            .headers
+            .insert("content-type".into(), "application/octet-stream".into());
+        r.store
+            .insert(NewEvent {
+                event: Event {
+                    id: id.clone(),
+                    received_at: clock.now_ms(),
+                    source: "batched".into(),
+                    event_type: "webhook".into(),
+                    payload: Payload::Request(request),
+                },
+                destinations: vec![Destination::Repo {
+                    repo: "octo/batched".into(),
+                    token: TokenSource::Env("RELAY_TEST_TOKEN".into()),
+                }],
+                dedupe_key: None,
+            })
+            .await
+            .expect("stored");
+        ids.push(id);
+    }
+    let start_wait = std::time::Instant::now();
+    while gh
+        .delivered()
+        .iter()
+        .map(|d| d.event_ids().len())
+        .sum::<usize>()
+        < 4
+    {
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(20),
+            "all four delivered: {:?}; dead letters {:?}",
+            gh.dispatches()
+                .iter()
+                .map(|d| (d.event_ids(), d.status))
+                .collect::<Vec<_>>(),
+            r.store
+                .dead_letters(10)
+                .await
+                .map(|l| l.into_iter().map(|l| l.error).collect::<Vec<_>>())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivered = gh.delivered();
+    let alone = dispatch_of(&delivered, &ids[2]);
+    assert_eq!(
+        alone.event_ids(),
+        vec![ids[2].clone()],
+        "the large one goes alone"
+    );
+    assert_eq!(alone.body["client_payload"]["body_ref"]["size"], big.len());
+    assert!(
+        delivered.iter().any(|d| d.event_ids().len() > 1),
+        "the small ones still share a dispatch: {:?}",
+        delivered.iter().map(|d| d.event_ids()).collect::<Vec<_>>()
+    );
     r.stop().await;
 }

@@ -384,7 +384,8 @@ async fn read_body(body: Body, limits: &Limits) -> Result<Vec<u8>, Response> {
             ),
         ));
     };
-    read.map(|b| b.to_vec()).map_err(|_| {
+    // Not copied: the collected bytes become the Vec when nothing else holds them.
+    read.map(Vec::from).map_err(|_| {
         refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is larger than the relay's limit of {limit} bytes (limits.max_body_bytes)"),
