@@ -1065,7 +1065,7 @@ fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
             eprintln!("hookflow: GitHub accepted the dispatch (204)");
             Ok(ExitCode::SUCCESS)
         }
-        Outcome::Retry { reason, after } => {
+        Outcome::Retry { reason, after, .. } => {
             let wait = after
                 .map(|d| format!("; retry in {} s", d.as_secs()))
                 .unwrap_or_default();

@@ -75,6 +75,7 @@ fn dead_letter_store(dir: &Path, n: usize) {
                 Recorded::Dead {
                     error: "GitHub answered 404".into(),
                     status: Some(404),
+                    tried: None,
                 },
             )
         })

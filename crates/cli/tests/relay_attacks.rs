@@ -349,7 +349,7 @@ async fn a_full_store_keeps_delivering_restarts_and_makes_room_by_itself() {
     gh.set_default(Answer::server_error());
     let dir = tempfile::tempdir().expect("tempdir");
     let relay_config = || {
-        let mut c = config(dir.path(), &gh, "limits:\n  max_store_bytes: 70000\n");
+        let mut c = config(dir.path(), &gh, "limits:\n  max_store_bytes: 100000\n");
         c.delivery.max_attempts = 10_000;
         c
     };

@@ -517,7 +517,8 @@ async fn send(
     let mut delay = None;
     sent.iter()
         .map(|d| {
-            let mut recorded = attempt_of(ctx, d, &key).outcome(outcome.clone(), took);
+            let carried = (sent.len() > 1).then_some(batch_id);
+            let mut recorded = attempt_of(ctx, d, &key).outcome(outcome.clone(), took, carried);
             if let Recorded::RetryAfter { delay: wait, .. } = &mut recorded {
                 *wait = *delay.get_or_insert(*wait);
             }

@@ -74,6 +74,8 @@ pub struct RelayConfig {
     pub public_url: Option<String>,
     /// Bodies too large for a dispatch travel by reference (`body_ref:`), when configured.
     pub body_ref: Option<BodyRefConfig>,
+    /// How long the event log keeps delivered events (`retention.events`).
+    pub retention: Duration,
     /// Where `listen`, `data` and `api_url` came from.
     pub settings: Vec<Setting>,
 }
@@ -99,6 +101,9 @@ impl BodyRefConfig {
     /// The shortest secret accepted, in bytes.
     pub const MIN_SECRET_BYTES: usize = 16;
 }
+
+/// `retention.events` when not given: a week.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 /// `limits.max_body_bytes` when `body_ref` is configured and the limit is not: GitHub's own
 /// cap on a webhook's payload.
@@ -289,6 +294,7 @@ struct RawConfig {
     github_app: Option<RawGithubApp>,
     public_url: Option<String>,
     body_ref: Option<RawBodyRef>,
+    retention: Option<RawRetention>,
     shutdown_timeout: Option<Value>,
     delivery: Option<RawDelivery>,
     #[serde(default)]
@@ -309,6 +315,12 @@ struct RawLimits {
     max_connections: Option<usize>,
     idle_timeout: Option<Value>,
     max_store_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    events: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -611,6 +623,7 @@ impl RelayConfig {
             github_app: None,
             public_url: None,
             body_ref: None,
+            retention: None,
             shutdown_timeout: None,
             delivery: None,
             endpoints: Vec::new(),
@@ -723,6 +736,18 @@ impl RelayConfig {
                 })
             }
         };
+        let retention = dur(
+            "retention",
+            "events",
+            raw.retention.and_then(|r| r.events),
+            DEFAULT_RETENTION,
+        )?;
+        if retention < Duration::from_secs(60) {
+            return Err(err(
+                &["retention"],
+                "retention.events must be at least a minute (60s)".into(),
+            ));
+        }
         let mut limits = Limits::default();
         if body_ref.is_some() {
             limits.max_body_bytes = BODY_REF_MAX_BODY_BYTES;
@@ -1026,6 +1051,7 @@ impl RelayConfig {
             github_app,
             public_url,
             body_ref,
+            retention,
         })
     }
 }
@@ -1050,7 +1076,7 @@ fn parse_public_url(text: &str) -> Result<String, String> {
 }
 
 /// The keys each section accepts (the `Raw*` structs refuse any other).
-const TOP_KEYS: [&str; 13] = [
+const TOP_KEYS: [&str; 14] = [
     "listen",
     "data",
     "store",
@@ -1061,11 +1087,13 @@ const TOP_KEYS: [&str; 13] = [
     "github_app",
     "public_url",
     "body_ref",
+    "retention",
     "shutdown_timeout",
     "delivery",
     "endpoints",
 ];
 const BODY_REF_KEYS: [&str; 3] = ["secret_env", "retention", "concurrency"];
+const RETENTION_KEYS: [&str; 1] = ["events"];
 const LIMIT_KEYS: [&str; 11] = [
     "max_body_bytes",
     "max_headers",
@@ -1318,6 +1346,7 @@ fn unknown_keys(text: &str, name: &str) -> Vec<ConfigError> {
         ("delivery", &DELIVERY_KEYS[..]),
         ("github_app", &GITHUB_APP_KEYS[..]),
         ("body_ref", &BODY_REF_KEYS[..]),
+        ("retention", &RETENTION_KEYS[..]),
     ] {
         if let Some(serde_yaml::Value::Mapping(m)) = top.get(section) {
             check(m, known, section);

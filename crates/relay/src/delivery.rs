@@ -25,7 +25,7 @@ use crate::rate_limit::RateLimiter;
 use crate::refused_tokens::RefusedTokens;
 use crate::store::postgres::HandedOff;
 use crate::store::{
-    ClaimRef, Claimed, Destination, Payload, Recorded, Store, StoreHandle, TokenSource,
+    ClaimRef, Claimed, Destination, Payload, Recorded, Store, StoreHandle, TokenSource, Tried,
 };
 use hookflow_protocol::dispatch::Repo;
 use hookflow_protocol::{credentials, Environment};
@@ -446,31 +446,45 @@ impl Attempt<'_> {
             .destination(&self.delivery.event.source, self.key, result, took);
     }
 
+    /// A dead letter for a delivery that could not be sent at all (nothing was tried).
     pub(crate) fn dead(&self, error: String, status: Option<u16>, reason: DeadReason) -> Recorded {
         self.dead_after(error, status, reason, None)
     }
 
-    /// A dead letter; `took`: how long the destination took to refuse it.
+    /// A dead letter; `tried`: the attempt the destination refused, when one was made.
     fn dead_after(
         &self,
         error: String,
         status: Option<u16>,
         reason: DeadReason,
-        took: Option<Duration>,
+        tried: Option<Tried>,
     ) -> Recorded {
         tracing::warn!(event_id = %self.delivery.event.id, delivery = %self.delivery.id,
             destination = %self.key, attempt = self.number, %error, "dead letter");
         self.metrics.dead(reason);
-        self.count(DestinationResult::Dead, took);
-        Recorded::Dead { error, status }
+        self.count(DestinationResult::Dead, tried.as_ref().map(|t| t.took));
+        Recorded::Dead {
+            error,
+            status,
+            tried,
+        }
     }
 
-    fn retry(&self, reason: String, after: Option<Duration>) -> Recorded {
+    /// Another attempt later (or a dead letter once they run out); `tried`: the attempt that
+    /// failed, when one was made.
+    pub(crate) fn retry(
+        &self,
+        reason: String,
+        after: Option<Duration>,
+        tried: Option<Tried>,
+    ) -> Recorded {
         if self.number >= self.config.max_attempts {
-            return self.dead(
+            let status = tried.as_ref().and_then(|t| t.status);
+            return self.dead_after(
                 format!("{reason} (gave up after {} attempts)", self.number),
-                None,
+                status,
                 DeadReason::Exhausted,
+                tried,
             );
         }
         let wait = after.unwrap_or_else(|| {
@@ -486,6 +500,7 @@ impl Attempt<'_> {
         Recorded::RetryAfter {
             delay: wait,
             error: reason,
+            tried,
         }
     }
 
@@ -494,12 +509,24 @@ impl Attempt<'_> {
             AppRefusal::Dead(e) => self.dead(e, None, DeadReason::Refused),
             AppRefusal::Setup(e) => self.dead(e, None, DeadReason::Setup),
             AppRefusal::Later(delay) => Recorded::Defer { delay },
-            AppRefusal::Retry(e) => self.retry(e, None),
+            AppRefusal::Retry(e) => self.retry(e, None, None),
         }
     }
 
-    /// What a destination's answer comes to.
-    pub(crate) fn outcome(&self, outcome: Outcome, took: Duration) -> Recorded {
+    /// What a destination's answer comes to; `batch_id`: the batch that carried it, if any.
+    pub(crate) fn outcome(
+        &self,
+        outcome: Outcome,
+        took: Duration,
+        batch_id: Option<&str>,
+    ) -> Recorded {
+        let tried = |status: Option<u16>| {
+            Some(Tried {
+                took,
+                status,
+                batch_id: batch_id.map(str::to_string),
+            })
+        };
         match outcome {
             Outcome::Delivered => {
                 self.metrics.delivered(took);
@@ -507,17 +534,24 @@ impl Attempt<'_> {
                 tracing::info!(event_id = %self.delivery.event.id, delivery = %self.delivery.id,
                     destination = %self.key, attempt = self.number,
                     ms = took.as_millis() as u64, "delivered");
-                Recorded::Delivered
+                Recorded::Delivered { tried: tried(None) }
             }
-            Outcome::Failed { status, reason } => {
-                self.dead_after(reason, Some(status), DeadReason::Refused, Some(took))
-            }
-            Outcome::Retry { reason, after } => {
+            Outcome::Failed { status, reason } => self.dead_after(
+                reason,
+                Some(status),
+                DeadReason::Refused,
+                tried(Some(status)),
+            ),
+            Outcome::Retry {
+                reason,
+                after,
+                status,
+            } => {
                 if self.number < self.config.max_attempts {
                     self.metrics.retried(took);
                     self.count(DestinationResult::Retried, Some(took));
                 }
-                self.retry(reason, after)
+                self.retry(reason, after, tried(status))
             }
         }
     }
@@ -557,7 +591,7 @@ pub async fn deliver(
                 }
             };
             match dispatch(senders, metrics, env, &attempt, repo, token, body).await {
-                Ok((outcome, took)) => attempt.outcome(outcome, took),
+                Ok((outcome, took)) => attempt.outcome(outcome, took, None),
                 Err(recorded) => recorded,
             }
         }
@@ -606,7 +640,7 @@ pub async fn deliver(
             };
             let started = Instant::now();
             let outcome = senders.forwarder.send(&to, &message).await;
-            attempt.outcome(outcome, started.elapsed())
+            attempt.outcome(outcome, started.elapsed(), None)
         }
     }
 }
@@ -630,6 +664,7 @@ pub(crate) async fn repo_dispatch_body(
         bodies.keep(keep, request.body.clone()).await.map_err(|e| {
             attempt.retry(
                 format!("cannot keep the body to send by reference: {e}"),
+                None,
                 None,
             )
         })?;

@@ -189,6 +189,7 @@ impl Forwarder {
             408 | 429 | 500..=599 => Outcome::Retry {
                 reason: format!("{url} answered {status}: {text}"),
                 after: wait,
+                status: Some(status),
             },
             _ => Outcome::Failed {
                 status,

@@ -25,6 +25,8 @@ pub enum Outcome {
         reason: String,
         /// How long GitHub asked to wait.
         after: Option<Duration>,
+        /// The HTTP status, when there was an answer.
+        status: Option<u16>,
     },
     /// Will not succeed as it is: 401, 403 (not rate limit), 404, 422, other 4xx.
     Failed {
@@ -145,6 +147,7 @@ pub(crate) fn network_failure(target: &str, e: &reqwest::Error) -> Outcome {
     Outcome::Retry {
         reason: format!("request to {target} {what}: {}", without_url(e)),
         after: None,
+        status: None,
     }
 }
 
@@ -242,6 +245,7 @@ pub fn classify(
         _ if rate_limited => Outcome::Retry {
             reason: format!("GitHub rate limit ({status}): {msg}"),
             after: wait,
+            status: Some(status),
         },
         401 => Outcome::Failed {
             status,
@@ -264,6 +268,7 @@ pub fn classify(
         408 | 500..=599 => Outcome::Retry {
             reason: format!("GitHub answered {status}: {msg}"),
             after: wait,
+            status: Some(status),
         },
         _ => Outcome::Failed {
             status,
@@ -316,7 +321,8 @@ mod tests {
             classify(429, &limited, "{}", &repo()),
             Outcome::Retry {
                 reason: "GitHub rate limit (429): {}".into(),
-                after: Some(Duration::from_secs(7))
+                after: Some(Duration::from_secs(7)),
+                status: Some(429),
             }
         );
         let mut reset = HeaderMap::new();

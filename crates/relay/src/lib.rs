@@ -17,6 +17,7 @@
 //! | [`metrics`] | counters and histograms for `/metrics` |
 //! | [`rate_limit`] | token buckets by key: deliveries per repository, requests per address |
 //! | [`refused_tokens`] | tokens GitHub refused, refused at the door for a while |
+//! | [`retention`] | the event log's retention: old delivered events pruned in small batches |
 //! | [`admin`] | what the operator's commands print: dead letters, the config check |
 //!
 //! The `client_payload` a request becomes is [`hookflow_protocol::payload`]'s; this crate never
@@ -37,6 +38,7 @@ pub mod http;
 pub mod metrics;
 pub mod rate_limit;
 pub mod refused_tokens;
+pub mod retention;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -98,6 +100,7 @@ pub struct Running {
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
     pruner: Option<JoinHandle<()>>,
+    pruning: JoinHandle<()>,
     /// The data directory's lock (SQLite): one relay per store file.
     _lock: Option<std::fs::File>,
 }
@@ -272,6 +275,11 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         .bodies
         .is_some()
         .then(|| tokio::spawn(bodies::prune(store.clone(), stop.clone())));
+    let pruning = tokio::spawn(retention::run(
+        store.clone(),
+        state.config.retention,
+        stop.clone(),
+    ));
     let app = http::router(state);
     let server = tokio::spawn(http::serve(listener, app, limits, drain, stop));
     tracing::info!(%addr, "relay listening");
@@ -284,6 +292,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         server,
         worker,
         pruner,
+        pruning,
         _lock: lock,
     })
 }
@@ -300,6 +309,7 @@ impl Running {
         if let Some(p) = self.pruner {
             let _ = p.await;
         }
+        let _ = self.pruning.await;
         tracing::info!("relay stopped");
     }
 }

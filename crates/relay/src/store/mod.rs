@@ -316,14 +316,19 @@ impl From<&Claimed> for ClaimRef {
 /// (the database's, for a shared database), never to the relay host's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    /// GitHub accepted it: the event is done.
-    Delivered,
+    /// The destination accepted it: the delivery is done (and kept in the event log).
+    Delivered {
+        /// The attempt that delivered it.
+        tried: Option<Tried>,
+    },
     /// Try again after this long.
     RetryAfter {
         /// How long.
         delay: Duration,
         /// Why the last attempt failed.
         error: String,
+        /// The attempt, when a request was made.
+        tried: Option<Tried>,
     },
     /// Not tried (a shutdown, a batch split): try after this long, without counting an attempt.
     Defer {
@@ -342,7 +347,38 @@ pub enum Recorded {
         error: String,
         /// GitHub's status, when it answered.
         status: Option<u16>,
+        /// The attempt, when a request was made (none for a delivery that could not be sent
+        /// at all, such as a token variable that is not set).
+        tried: Option<Tried>,
     },
+}
+
+impl Recorded {
+    /// Delivered, without an attempt to log (tests, tools).
+    pub fn delivered() -> Recorded {
+        Recorded::Delivered { tried: None }
+    }
+
+    /// The attempt this result comes from, if a request was made.
+    pub fn tried(&self) -> Option<&Tried> {
+        match self {
+            Recorded::Delivered { tried }
+            | Recorded::RetryAfter { tried, .. }
+            | Recorded::Dead { tried, .. } => tried.as_ref(),
+            Recorded::Defer { .. } | Recorded::RateLimited { .. } => None,
+        }
+    }
+}
+
+/// One try of a delivery, as the event log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tried {
+    /// How long the destination took to answer (or to fail).
+    pub took: Duration,
+    /// The destination's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// The dispatch that carried it, when it went in a batch.
+    pub batch_id: Option<String>,
 }
 
 /// A dead letter: one delivery of an event that failed for good (the event's other
@@ -421,6 +457,167 @@ pub enum StoreError {
     },
 }
 
+/// A delivery's state as the event log shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting (a first try or a retry).
+    Pending,
+    /// Being delivered now.
+    Inflight,
+    /// Accepted by its destination.
+    Delivered,
+    /// Failed for good: a dead letter.
+    Dead,
+}
+
+impl DeliveryStatus {
+    /// Its name in the store and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Inflight => "inflight",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+
+    /// From its name.
+    pub fn parse(text: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Inflight,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Dead,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// Which events a list shows: every filter given must hold (an event matches a delivery filter
+/// when one of its deliveries does).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Some delivery in this state.
+    pub status: Option<DeliveryStatus>,
+    /// Some delivery to this destination ([`Destination::key`], `repo:OWNER/NAME`).
+    pub destination: Option<String>,
+    /// The endpoint slug, or `compat`.
+    pub source: Option<String>,
+    /// Received at or after (ms since the epoch).
+    pub since: Option<i64>,
+    /// Received before (ms since the epoch).
+    pub until: Option<i64>,
+    /// The sender's delivery id (`X-GitHub-Delivery` and the like).
+    pub delivery_key: Option<String>,
+    /// Text in the path (case-sensitive).
+    pub path_contains: Option<String>,
+    /// Keyset pagination: events older than this id (the last id of the previous page).
+    pub before: Option<String>,
+}
+
+/// One event of a list, with the state of each delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSummary {
+    /// The event id.
+    pub id: String,
+    /// When it was received (ms since the epoch).
+    pub received_at: i64,
+    /// The endpoint slug, or `compat`.
+    pub source: String,
+    /// The event type.
+    pub event_type: String,
+    /// The request's method and path (empty for events stored before schema 4).
+    pub method: String,
+    /// The request's path.
+    pub path: String,
+    /// The sender's delivery id, when it sent one.
+    pub delivery_key: Option<String>,
+    /// Its deliveries, in the order they were made.
+    pub deliveries: Vec<LoggedDelivery>,
+}
+
+/// One delivery of a logged event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedDelivery {
+    /// The delivery id (replays this destination alone).
+    pub id: String,
+    /// Where it goes ([`Destination::key`]).
+    pub destination: String,
+    /// Its state.
+    pub status: DeliveryStatus,
+    /// Attempts of its current chain.
+    pub attempts: u32,
+    /// Its attempt chain: 0, then one more for each replay.
+    pub chain: u32,
+    /// The destination's last status.
+    pub last_status: Option<u16>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When it is due (pending) or last changed (ms since the epoch).
+    pub next_at: i64,
+    /// Its attempts, oldest first (filled in by [`Store::logged_event`] only).
+    pub tries: Vec<LoggedAttempt>,
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedAttempt {
+    /// The attempt chain it belongs to.
+    pub chain: u32,
+    /// When it started (ms since the epoch).
+    pub at: i64,
+    /// How long it took.
+    pub took_ms: Option<u32>,
+    /// The destination's status, when it answered.
+    pub status: Option<u16>,
+    /// `delivered`, `retry` or `dead`.
+    pub outcome: String,
+    /// The failure, for a retry or a dead letter.
+    pub message: Option<String>,
+    /// The relay that made it (PostgreSQL: its id).
+    pub relay: Option<String>,
+    /// The batch that carried it, if any.
+    pub batch_id: Option<String>,
+}
+
+/// An event of the log, whole: the request as stored, and every delivery with its attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEvent {
+    /// The summary (deliveries with their attempts).
+    pub summary: EventSummary,
+    /// The request (its body empty once `body_pruned`).
+    pub payload: Payload,
+}
+
+/// A logged event from the event as stored, its sender's delivery id and its deliveries.
+pub(crate) fn logged(
+    event: Event,
+    delivery_key: Option<String>,
+    deliveries: Vec<LoggedDelivery>,
+) -> LoggedEvent {
+    let (method, path) = match &event.payload {
+        Payload::Request(r) => (r.method.clone(), r.path.clone()),
+        Payload::Dispatch(_) => (String::new(), String::new()),
+    };
+    LoggedEvent {
+        summary: EventSummary {
+            id: event.id,
+            received_at: event.received_at,
+            source: event.source,
+            event_type: event.event_type,
+            method,
+            path,
+            delivery_key,
+            deliveries,
+        },
+        payload: event.payload,
+    }
+}
+
+/// The most events one list returns.
+pub const MAX_PAGE: usize = 500;
+
 /// The durable queue behind the relay: SQLite embedded in one relay ([`sqlite`]) or PostgreSQL
 /// shared by several ([`postgres`]). Every method may be called from many tasks at once; each
 /// engine batches what it can (concurrent inserts share one commit).
@@ -492,6 +689,63 @@ pub trait Store: Send + Sync {
     fn body(&self, id: String) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
     /// Deletes up to `limit` bodies whose time is over; returns how many.
     fn prune_bodies(&self, limit: usize) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The newest events that pass `filter`, at most `limit` ([`MAX_PAGE`]), newest first.
+    fn list_events(
+        &self,
+        filter: EventFilter,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<EventSummary>, StoreError>> + Send;
+    /// One event of the log, whole, if the store has it.
+    fn logged_event(
+        &self,
+        id: String,
+    ) -> impl Future<Output = Result<Option<LoggedEvent>, StoreError>> + Send;
+    /// Makes delivered and dead deliveries pending again, each as a new attempt chain: those
+    /// named (delivery ids, or event ids for all of an event's), or with `ids` empty those of
+    /// the events `filter` lists (at most `limit`). Returns how many deliveries.
+    fn replay(
+        &self,
+        ids: Vec<String>,
+        filter: EventFilter,
+        limit: usize,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Deletes, oldest first, up to `limit` events received more than `older_than` ago whose
+    /// deliveries are all delivered, with their deliveries and attempts (the event log's
+    /// retention; dead letters stay until replayed or purged); returns how many events.
+    fn prune_events(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// The sender's own delivery id in a de-duplication key (`hooks:<slug>:<header>:<value>`,
+/// `compat:…:<header>:<value>`): what the event log finds an event by.
+pub(crate) fn sender_delivery_id(dedupe_key: &str) -> Option<&str> {
+    hookflow_protocol::payload::DELIVERY_ID_HEADERS
+        .iter()
+        .find_map(|h| {
+            let marker = format!(":{h}:");
+            dedupe_key
+                .find(&marker)
+                .map(|i| &dedupe_key[i + marker.len()..])
+        })
+        .filter(|v| !v.is_empty())
+}
+
+/// The smallest ULID of a time (milliseconds since the epoch): event ids are ULIDs, so an id
+/// range is a time range, served by the primary key.
+pub fn ulid_floor(ms: i64) -> String {
+    ulid::Ulid::from_parts(ms.max(0) as u64, 0).to_string()
+}
+
+/// What an attempt came to, as the event log writes it.
+pub(crate) fn attempt_outcome(r: &Recorded) -> &'static str {
+    match r {
+        Recorded::Delivered { .. } => "delivered",
+        Recorded::Dead { .. } => "dead",
+        _ => "retry",
+    }
 }
 
 /// Replay ids split into delivery ids (all digits) and event ids (ULIDs, never all digits).
@@ -578,6 +832,27 @@ impl Store for StoreHandle {
     async fn prune_bodies(&self, limit: usize) -> Result<u64, StoreError> {
         each_engine!(self, s => s.prune_bodies(limit))
     }
+    async fn prune_events(&self, older_than: Duration, limit: usize) -> Result<u64, StoreError> {
+        each_engine!(self, s => s.prune_events(older_than, limit))
+    }
+    async fn list_events(
+        &self,
+        filter: EventFilter,
+        limit: usize,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        each_engine!(self, s => s.list_events(filter, limit))
+    }
+    async fn logged_event(&self, id: String) -> Result<Option<LoggedEvent>, StoreError> {
+        each_engine!(self, s => s.logged_event(id))
+    }
+    async fn replay(
+        &self,
+        ids: Vec<String>,
+        filter: EventFilter,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        each_engine!(self, s => s.replay(ids, filter, limit))
+    }
 }
 
 impl StoreHandle {
@@ -659,6 +934,7 @@ pub(crate) mod contract {
             Recorded::Dead {
                 error: error.into(),
                 status,
+                tried: None,
             },
         )
     }
@@ -700,7 +976,7 @@ pub(crate) mod contract {
 
         let n = store
             .record(vec![
-                ((&due[0]).into(), Recorded::Delivered),
+                ((&due[0]).into(), Recorded::delivered()),
                 (
                     (&due[1]).into(),
                     Recorded::RetryAfter {
@@ -708,6 +984,7 @@ pub(crate) mod contract {
                         // after it is due.
                         delay: Duration::from_millis(1500),
                         error: "503".into(),
+                        tried: None,
                     },
                 ),
                 dead(&rest[0], "404 not found", Some(404)),
@@ -736,7 +1013,7 @@ pub(crate) mod contract {
         };
         assert_eq!(
             store
-                .record(vec![(stale, Recorded::Delivered)])
+                .record(vec![(stale, Recorded::delivered())])
                 .await
                 .expect("record"),
             0
@@ -767,7 +1044,7 @@ pub(crate) mod contract {
         assert_ne!(first[0].claim, second[0].claim);
         assert_eq!(
             store
-                .record(vec![((&first[0]).into(), Recorded::Delivered)])
+                .record(vec![((&first[0]).into(), Recorded::delivered())])
                 .await
                 .expect("record"),
             0
@@ -920,12 +1197,13 @@ pub(crate) mod contract {
         );
         store
             .record(vec![
-                (billing.into(), Recorded::Delivered),
+                (billing.into(), Recorded::delivered()),
                 (
                     analytics.into(),
                     Recorded::RetryAfter {
                         delay: Duration::from_millis(200),
                         error: "500".into(),
+                        tried: None,
                     },
                 ),
                 dead(http, "404 not found", Some(404)),
@@ -945,7 +1223,7 @@ pub(crate) mod contract {
         assert_eq!(again[0].destination.key(), "repo:octo/analytics");
         assert_eq!(again[0].attempts, 1);
         store
-            .record(vec![((&again[0]).into(), Recorded::Delivered)])
+            .record(vec![((&again[0]).into(), Recorded::delivered())])
             .await
             .expect("record");
         // The dead HTTP delivery keeps its event: replayed alone, by its delivery id, it
@@ -966,7 +1244,7 @@ pub(crate) mod contract {
             request(br#"{"ref":"refs/heads/main"}"#)
         );
         store
-            .record(vec![((&replayed[0]).into(), Recorded::Delivered)])
+            .record(vec![((&replayed[0]).into(), Recorded::delivered())])
             .await
             .expect("record");
         let c = store.counts().await.expect("counts");
@@ -1010,6 +1288,7 @@ pub(crate) mod contract {
                 Recorded::RetryAfter {
                     delay: minute,
                     error: "503".into(),
+                    tried: None,
                 },
             ),
         ];
@@ -1034,7 +1313,7 @@ pub(crate) mod contract {
         assert_eq!((counts.inflight, counts.pending), (4, 3));
         let done: Vec<(ClaimRef, Recorded)> = std::iter::once(leader)
             .chain(&more)
-            .map(|c| (c.into(), Recorded::Delivered))
+            .map(|c| (c.into(), Recorded::delivered()))
             .collect();
         assert_eq!(store.record(done).await.expect("record"), 4);
         let rest = store.claim(10, lease).await.expect("claim the rest");
@@ -1044,6 +1323,305 @@ pub(crate) mod contract {
             .await
             .expect("claim nothing");
         assert!(none.is_empty());
+    }
+
+    /// The event log: delivered deliveries stay with their attempts, lists filter and page,
+    /// replays start new chains, retention prunes what is all delivered.
+    pub async fn event_log(store: &impl Store) {
+        let base = now_ms();
+        let id = |i: u64| ulid::Ulid::from_parts(base as u64 - 10_000 + i, 7).to_string();
+        let tried = |ms: u64, status: Option<u16>| {
+            Some(Tried {
+                took: Duration::from_millis(ms),
+                status,
+                batch_id: None,
+            })
+        };
+        // Event 0 goes to two repositories; 1 and 2 to one; 2 comes from another endpoint.
+        let mut e0 = event(&id(0));
+        e0.destinations
+            .push(repo("octo/other", TokenSource::Env("T".into())));
+        e0.dedupe_key = Some("hooks:gh:x-github-delivery:72d3162e-cc78-11e3".into());
+        if let Payload::Request(r) = &mut e0.event.payload {
+            r.path = "/github/webhook?ref=main".into();
+        }
+        let e1 = event(&id(1));
+        let mut e2 = event(&id(2));
+        e2.event.source = "stripe".into();
+        for e in [e0, e1, e2] {
+            store.insert(e).await.expect("stored");
+        }
+        let claimed = store
+            .claim(10, Duration::from_secs(60))
+            .await
+            .expect("claims");
+        assert_eq!(claimed.len(), 4);
+        let results: Vec<(ClaimRef, Recorded)> = claimed
+            .iter()
+            .map(|c| {
+                let r = if c.destination.key() == "repo:octo/other" {
+                    Recorded::RetryAfter {
+                        delay: Duration::from_millis(1),
+                        error: "GitHub answered 502".into(),
+                        tried: tried(40, Some(502)),
+                    }
+                } else {
+                    Recorded::Delivered {
+                        tried: tried(25, None),
+                    }
+                };
+                (c.into(), r)
+            })
+            .collect();
+        assert_eq!(store.record(results).await.expect("records"), 4);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let again = store
+            .claim(10, Duration::from_secs(60))
+            .await
+            .expect("claims");
+        assert_eq!(again.len(), 1, "the retry");
+        store
+            .record(vec![(
+                (&again[0]).into(),
+                Recorded::Dead {
+                    error: "GitHub answered 404".into(),
+                    status: Some(404),
+                    tried: tried(30, Some(404)),
+                },
+            )])
+            .await
+            .expect("records");
+        // The queue figures leave delivered deliveries out.
+        let c = store.counts().await.expect("counts");
+        assert_eq!((c.pending, c.inflight, c.dead), (0, 0, 1));
+
+        let all = store
+            .list_events(EventFilter::default(), 50)
+            .await
+            .expect("lists");
+        assert_eq!(
+            all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+            vec![id(2), id(1), id(0)],
+            "newest first"
+        );
+        assert_eq!(all[2].deliveries.len(), 2);
+        assert_eq!(all[2].deliveries[0].status, DeliveryStatus::Delivered);
+        assert_eq!(all[2].deliveries[1].status, DeliveryStatus::Dead);
+        assert_eq!(all[2].deliveries[1].attempts, 2);
+        assert_eq!(
+            all[2].delivery_key.as_deref(),
+            Some("72d3162e-cc78-11e3"),
+            "the sender's delivery id"
+        );
+        let list = |f: EventFilter| async move {
+            store
+                .list_events(f, 50)
+                .await
+                .expect("lists")
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            list(EventFilter {
+                status: Some(DeliveryStatus::Dead),
+                ..Default::default()
+            })
+            .await,
+            vec![id(0)]
+        );
+        assert_eq!(
+            list(EventFilter {
+                status: Some(DeliveryStatus::Delivered),
+                ..Default::default()
+            })
+            .await,
+            vec![id(2), id(1), id(0)]
+        );
+        assert_eq!(
+            list(EventFilter {
+                destination: Some("repo:octo/other".into()),
+                ..Default::default()
+            })
+            .await,
+            vec![id(0)]
+        );
+        assert_eq!(
+            list(EventFilter {
+                source: Some("stripe".into()),
+                ..Default::default()
+            })
+            .await,
+            vec![id(2)]
+        );
+        assert_eq!(
+            list(EventFilter {
+                delivery_key: Some("72d3162e-cc78-11e3".into()),
+                ..Default::default()
+            })
+            .await,
+            vec![id(0)]
+        );
+        assert_eq!(
+            list(EventFilter {
+                path_contains: Some("ref=main".into()),
+                ..Default::default()
+            })
+            .await,
+            vec![id(0)]
+        );
+        assert_eq!(
+            list(EventFilter {
+                since: Some(base - 10_000 + 1),
+                until: Some(base - 10_000 + 2),
+                ..Default::default()
+            })
+            .await,
+            vec![id(1)],
+            "a time range"
+        );
+        assert_eq!(
+            list(EventFilter {
+                before: Some(id(2)),
+                ..Default::default()
+            })
+            .await,
+            vec![id(1), id(0)],
+            "the next page"
+        );
+        assert_eq!(
+            store
+                .list_events(EventFilter::default(), 2)
+                .await
+                .expect("lists")
+                .len(),
+            2
+        );
+
+        // One event whole: its request and every attempt.
+        let whole = store
+            .logged_event(id(0))
+            .await
+            .expect("reads")
+            .expect("found");
+        let Payload::Request(r) = &whole.payload else {
+            panic!("a request")
+        };
+        assert_eq!(r.body, br#"{"ref":"refs/heads/main"}"#);
+        let dead = &whole.summary.deliveries[1];
+        assert_eq!(
+            dead.tries
+                .iter()
+                .map(|t| (t.outcome.as_str(), t.status, t.took_ms))
+                .collect::<Vec<_>>(),
+            vec![
+                ("retry", Some(502), Some(40)),
+                ("dead", Some(404), Some(30))
+            ]
+        );
+        assert_eq!(
+            dead.tries[0].message.as_deref(),
+            Some("GitHub answered 502")
+        );
+        assert_eq!(whole.summary.deliveries[0].tries.len(), 1);
+        assert_eq!(whole.summary.deliveries[0].tries[0].outcome, "delivered");
+        assert!(store
+            .logged_event("01JNONE".into())
+            .await
+            .expect("reads")
+            .is_none());
+
+        // Replaying the dead ones (by filter) starts chain 1; delivered again, it says so.
+        let n = store
+            .replay(
+                Vec::new(),
+                EventFilter {
+                    status: Some(DeliveryStatus::Dead),
+                    ..Default::default()
+                },
+                100,
+            )
+            .await
+            .expect("replays");
+        assert_eq!(n, 2, "every finished delivery of the listed event");
+        let replayed = store
+            .claim(10, Duration::from_secs(60))
+            .await
+            .expect("claims");
+        assert_eq!(replayed.len(), 2);
+        let results = replayed
+            .iter()
+            .map(|c| {
+                (
+                    c.into(),
+                    Recorded::Delivered {
+                        tried: tried(5, Some(204)),
+                    },
+                )
+            })
+            .collect();
+        store.record(results).await.expect("records");
+        let whole = store
+            .logged_event(id(0))
+            .await
+            .expect("reads")
+            .expect("found");
+        let d = &whole.summary.deliveries[1];
+        assert_eq!(
+            (d.status, d.chain, d.attempts),
+            (DeliveryStatus::Delivered, 1, 1)
+        );
+        assert_eq!(
+            d.tries.iter().map(|t| t.chain).collect::<Vec<_>>(),
+            vec![0, 0, 1]
+        );
+        // A replay by id of a delivered delivery works too.
+        assert_eq!(
+            store
+                .replay(vec![d.id.clone()], EventFilter::default(), 1)
+                .await
+                .expect("replays"),
+            1
+        );
+        let back = store
+            .claim(10, Duration::from_secs(60))
+            .await
+            .expect("claims");
+        store
+            .record(vec![(
+                (&back[0]).into(),
+                Recorded::Dead {
+                    error: "gone".into(),
+                    status: Some(410),
+                    tried: tried(1, Some(410)),
+                },
+            )])
+            .await
+            .expect("records");
+
+        // Retention: events all delivered and old enough go, with their rows; a dead letter
+        // stays.
+        assert_eq!(
+            store
+                .prune_events(Duration::from_secs(3600), 100)
+                .await
+                .expect("prunes"),
+            0,
+            "nothing is an hour old"
+        );
+        assert_eq!(
+            store.prune_events(Duration::ZERO, 1).await.expect("prunes"),
+            1,
+            "a batch at a time"
+        );
+        assert_eq!(
+            store
+                .prune_events(Duration::ZERO, 100)
+                .await
+                .expect("prunes"),
+            1
+        );
+        assert_eq!(list(EventFilter::default()).await, vec![id(0)]);
     }
 
     /// Bodies by reference: kept until their time, never shortened, pruned after.

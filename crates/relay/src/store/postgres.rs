@@ -28,13 +28,15 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_postgres::types::ToSql;
 
 use super::{
-    split_replay_ids, ClaimRef, Claimed, Counts, DeadLetter, Destination, Event, Inserted,
-    NewEvent, Payload, Recorded, Room, SeenKey, Store, StoreError, StoredEvent, DEDUPE_WINDOW_MS,
+    split_replay_ids, ulid_floor, ClaimRef, Claimed, Counts, DeadLetter, DeliveryStatus,
+    Destination, Event, EventFilter, EventSummary, Inserted, LoggedAttempt, LoggedDelivery,
+    LoggedEvent, NewEvent, Payload, Recorded, Room, SeenKey, Store, StoreError, StoredEvent,
+    DEDUPE_WINDOW_MS, MAX_PAGE,
 };
 
 /// The schema, one migration per version, each applied once in its own transaction. A released
 /// migration never changes: a new version gets a new entry.
-const MIGRATIONS: [(i32, &str); 6] = [
+const MIGRATIONS: [(i32, &str); 7] = [
     (
         1,
         "CREATE TABLE hookflow.events (
@@ -133,6 +135,35 @@ const MIGRATIONS: [(i32, &str); 6] = [
          );
          ALTER TABLE hookflow.bodies ALTER COLUMN bytes SET STORAGE EXTERNAL;
          CREATE INDEX bodies_keep_until ON hookflow.bodies (keep_until);",
+    ),
+    // The event log (docs/design/event-log.md): delivered deliveries stay (`delivered` was
+    // allowed from the start), each try is an attempt row, a replay starts a new `chain`, and
+    // events keep the sender's delivery id; indexes for the list's filters.
+    (
+        7,
+        "ALTER TABLE hookflow.deliveries ADD COLUMN chain INTEGER NOT NULL DEFAULT 0;
+         CREATE TABLE hookflow.attempts (
+             id          BIGSERIAL PRIMARY KEY,
+             delivery_id BIGINT NOT NULL,
+             event_id    TEXT NOT NULL,
+             chain       INTEGER NOT NULL,
+             at          TIMESTAMPTZ NOT NULL,
+             took_ms     INTEGER,
+             status      INTEGER,
+             outcome     TEXT NOT NULL,
+             message     TEXT,
+             relay       TEXT,
+             batch_id    TEXT
+         );
+         CREATE INDEX attempts_event ON hookflow.attempts (event_id);
+         ALTER TABLE hookflow.events
+             ADD COLUMN delivery_key TEXT,
+             ADD COLUMN body_pruned BOOLEAN NOT NULL DEFAULT false;
+         CREATE INDEX events_source ON hookflow.events (source, id);
+         CREATE INDEX events_delivery_key ON hookflow.events (delivery_key)
+             WHERE delivery_key IS NOT NULL;
+         CREATE INDEX deliveries_state_event ON hookflow.deliveries (state, event_id);
+         CREATE INDEX deliveries_destination_event ON hookflow.deliveries (destination, event_id);",
     ),
 ];
 
@@ -1117,6 +1148,44 @@ impl<'a> DeliveryColumns<'a> {
     }
 }
 
+/// The deliveries of events, by event id, each in the order they were made (without their
+/// attempts).
+async fn deliveries_of(
+    client: &deadpool_postgres::Client,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<LoggedDelivery>>, StoreError> {
+    let mut out: std::collections::HashMap<String, Vec<LoggedDelivery>> = Default::default();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    for r in client
+        .query(
+            "SELECT id, event_id, destination, state, attempts, chain, last_status, last_error,
+                    (extract(epoch FROM CASE WHEN state = 'pending' THEN next_at ELSE updated_at END)
+                     * 1000)::int8
+             FROM hookflow.deliveries WHERE event_id = ANY($1) ORDER BY id",
+            &[&ids],
+        )
+        .await
+        .map_err(|e| db_error("cannot read deliveries", e))?
+    {
+        out.entry(r.get(1)).or_default().push(LoggedDelivery {
+            id: r.get::<_, i64>(0).to_string(),
+            destination: r.get(2),
+            status: DeliveryStatus::parse(r.get(3)).unwrap_or(DeliveryStatus::Pending),
+            attempts: r.get::<_, i32>(4).max(0) as u32,
+            chain: r.get::<_, i32>(5).max(0) as u32,
+            last_status: r
+                .get::<_, Option<i32>>(6)
+                .and_then(|s| u16::try_from(s).ok()),
+            last_error: r.get(7),
+            next_at: r.get(8),
+            tries: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
 /// The event in a row's columns from `at`: id, received_at (ms), source, event_type, payload,
 /// payload_kind, method, path, headers.
 fn event_at(r: &tokio_postgres::Row, at: usize) -> Event {
@@ -1344,18 +1413,28 @@ async fn write_new(
     let cols = EventColumns::of(new.iter().map(|e| &e.event));
     let dcols = DeliveryColumns::of(deliveries.iter().copied());
     let announce = permits.iter().any(Option::is_none);
+    let delivery_keys: Vec<Option<&str>> = new
+        .iter()
+        .map(|e| e.dedupe_key.as_deref().and_then(super::sender_delivery_id))
+        .collect();
     let mut params = cols.params();
     params.extend(dcols.params());
-    params.extend::<[&(dyn ToSql + Sync); 4]>([&claims, &inner.relay_id, &lease_ms, &announce]);
+    params.extend::<[&(dyn ToSql + Sync); 5]>([
+        &claims,
+        &inner.relay_id,
+        &lease_ms,
+        &announce,
+        &delivery_keys,
+    ]);
     let statement = client
         .prepare_cached(
             "WITH e AS (
                  INSERT INTO hookflow.events (id, received_at, source, event_type, payload,
-                     body_bytes, payload_kind, method, path, headers)
-                 SELECT i, now(), s, t, p, b, k, m, pa, h
+                     body_bytes, payload_kind, method, path, headers, delivery_key)
+                 SELECT i, now(), s, t, p, b, k, m, pa, h, dk
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int8[],
-                     $6::text[], $7::text[], $8::text[], $9::text[])
-                     AS x(i, s, t, p, b, k, m, pa, h)
+                     $6::text[], $7::text[], $8::text[], $9::text[], $18::text[])
+                     AS x(i, s, t, p, b, k, m, pa, h, dk)
              ), d AS (
                  INSERT INTO hookflow.deliveries (event_id, destination, lane, token, state,
                      next_at, updated_at, owner, claim, lease_until)
@@ -1489,28 +1568,20 @@ async fn record_batch(
         .collect();
     let (done, other): (Vec<_>, Vec<_>) = valid
         .into_iter()
-        .partition(|(_, _, _, r)| matches!(r, Recorded::Delivered));
-    let standing = if other.is_empty() {
-        write_results(&Db::Client(&client), &done, &[], &mut recorded).await?
+        .partition(|(_, _, _, r)| matches!(r, Recorded::Delivered { .. }));
+    if other.is_empty() {
+        write_results(
+            &Db::Client(&client),
+            &inner.relay_id,
+            &done,
+            &[],
+            &mut recorded,
+        )
+        .await?;
     } else {
         let tx = client.transaction().await.map_err(fail)?;
-        let standing = write_results(&Db::Tx(&tx), &done, &other, &mut recorded).await?;
+        write_results(&Db::Tx(&tx), &inner.relay_id, &done, &other, &mut recorded).await?;
         tx.commit().await.map_err(fail)?;
-        standing
-    };
-    if !standing.is_empty() {
-        // Events that kept other deliveries when theirs was done. Two relays finishing the
-        // last two deliveries of an event at once each see the other's still standing, so
-        // neither deletes the event; looked at again after the commit, the relay that
-        // committed last sees both gone. (Only events with several destinations come here.)
-        client
-            .execute(
-                "DELETE FROM hookflow.events e WHERE e.id = ANY($1)
-                 AND NOT EXISTS (SELECT 1 FROM hookflow.deliveries d WHERE d.event_id = e.id)",
-                &[&standing],
-            )
-            .await
-            .map_err(fail)?;
     }
     Ok(recorded)
 }
@@ -1519,60 +1590,103 @@ type ResultRow<'a> = (usize, i64, &'a str, &'a Recorded);
 
 async fn write_results(
     db: &Db<'_>,
+    relay: &str,
     done: &[ResultRow<'_>],
     other: &[ResultRow<'_>],
     recorded: &mut [bool],
-) -> Result<Vec<String>, StoreError> {
+) -> Result<(), StoreError> {
     let fail = |e: tokio_postgres::Error| db_error("cannot record results", e);
-    let mut standing = Vec::new();
     if !done.is_empty() {
         let ids: Vec<i64> = done.iter().map(|d| d.1).collect();
         let claims: Vec<&str> = done.iter().map(|d| d.2).collect();
+        let tried: Vec<Option<&super::Tried>> = done.iter().map(|d| d.3.tried()).collect();
+        let took: Vec<Option<i32>> = tried.iter().map(|t| t.map(|t| took_ms(t.took))).collect();
+        let statuses: Vec<Option<i32>> = tried
+            .iter()
+            .map(|t| t.and_then(|t| t.status).map(i32::from))
+            .collect();
+        let batches: Vec<Option<&str>> = tried
+            .iter()
+            .map(|t| t.and_then(|t| t.batch_id.as_deref()))
+            .collect();
         let at: std::collections::HashMap<i64, usize> = done.iter().map(|d| (d.1, d.0)).collect();
-        // A claim token is set only while a delivery is in flight. (No `state` test: it would
-        // invite the planner to read the whole lease index, dead entries and all, instead of
-        // finding each delivery by its key.)
-        let deleted = db
+        // Kept as the event log's record, with the attempt, in one statement. A claim token
+        // is set only while a delivery is in flight. (No `state` test: it would invite the
+        // planner to read the whole lease index, dead entries and all, instead of finding
+        // each delivery by its key.)
+        let rows = db
             .query(
                 "WITH done AS (
-                     DELETE FROM hookflow.deliveries d
-                     USING unnest($1::int8[], $2::text[]) AS t(id, claim)
+                     UPDATE hookflow.deliveries d SET state = 'delivered', claim = NULL,
+                         owner = NULL, lease_until = NULL, attempts = d.attempts + 1,
+                         last_status = t.status, last_error = NULL, updated_at = now(),
+                         deferred_for = NULL
+                     FROM unnest($1::int8[], $2::text[], $3::int4[], $4::int4[], $5::text[])
+                         AS t(id, claim, took, status, batch)
                      WHERE d.id = t.id AND d.claim = t.claim::uuid
-                     RETURNING d.id, d.event_id
-                 ), gone AS (
-                     DELETE FROM hookflow.events e USING done
-                     WHERE e.id = done.event_id
-                       AND NOT EXISTS (SELECT 1 FROM hookflow.deliveries o
-                                       WHERE o.event_id = e.id
-                                         AND o.id NOT IN (SELECT id FROM done))
-                     RETURNING e.id
+                     RETURNING d.id, d.event_id, d.chain, t.took, t.status, t.batch
+                 ), logged AS (
+                     INSERT INTO hookflow.attempts (delivery_id, event_id, chain, at, took_ms,
+                         status, outcome, relay, batch_id)
+                     SELECT id, event_id, chain,
+                         now() - took * interval '1 millisecond', took, status, 'delivered',
+                         $6, batch
+                     FROM done WHERE took IS NOT NULL
                  )
-                 SELECT id, CASE WHEN event_id IN (SELECT id FROM gone) THEN NULL
-                                 ELSE event_id END
-                 FROM done",
-                &[&ids, &claims],
+                 SELECT id FROM done",
+                &[&ids, &claims, &took, &statuses, &batches, &relay],
             )
             .await
             .map_err(fail)?;
-        for row in deleted {
+        for row in rows {
             if let Some(&i) = at.get(&row.get::<_, i64>(0)) {
                 recorded[i] = true;
-            }
-            if let Some(event) = row.get::<_, Option<String>>(1) {
-                standing.push(event);
             }
         }
     }
     for (i, id, claim, result) in other {
+        // The attempt (when a request was made) goes in with the result.
+        let tried = result.tried();
+        let took = tried.map(|t| took_ms(t.took));
+        let status = tried.and_then(|t| t.status).map(i32::from);
+        let batch = tried.and_then(|t| t.batch_id.as_deref());
+        let outcome = super::attempt_outcome(result);
+        let log = "logged AS (
+                 INSERT INTO hookflow.attempts (delivery_id, event_id, chain, at, took_ms,
+                     status, outcome, message, relay, batch_id)
+                 SELECT id, event_id, chain, now() - $5::int4 * interval '1 millisecond', $5,
+                     $6, $7, $8, $9, $10
+                 FROM u WHERE $5::int4 IS NOT NULL
+             )
+             SELECT count(*) FROM u";
         let changed = match *result {
-            Recorded::Delivered => continue,
-            Recorded::RetryAfter { delay, error } => {
-                db.execute(
-                    "UPDATE hookflow.deliveries SET state = 'pending', claim = NULL, owner = NULL,
-                         attempts = attempts + 1, next_at = now() + $3 * interval '1 millisecond',
-                         last_error = $4, updated_at = now(), deferred_for = NULL
-                     WHERE id = $1 AND claim = $2::text::uuid",
-                    &[&id, &claim, &millis(*delay), error],
+            Recorded::Delivered { .. } => continue,
+            Recorded::RetryAfter {
+                delay, ref error, ..
+            } => {
+                db.query_one(
+                    &format!(
+                        "WITH u AS (
+                             UPDATE hookflow.deliveries SET state = 'pending', claim = NULL,
+                                 owner = NULL, attempts = attempts + 1,
+                                 next_at = now() + $3 * interval '1 millisecond',
+                                 last_error = $4, updated_at = now(), deferred_for = NULL
+                             WHERE id = $1 AND claim = $2::text::uuid
+                             RETURNING id, event_id, chain
+                         ), {log}"
+                    ),
+                    &[
+                        &id,
+                        &claim,
+                        &millis(*delay),
+                        error,
+                        &took,
+                        &status,
+                        &outcome,
+                        error,
+                        &relay,
+                        &batch,
+                    ],
                 )
                 .await
             }
@@ -1586,22 +1700,52 @@ async fn write_results(
                     &[&id, &claim, &millis(*delay), &rate],
                 )
                 .await
+                .map(|n| {
+                    recorded[*i] = n > 0;
+                })
+                .map_err(fail)?;
+                continue;
             }
-            Recorded::Dead { error, status } => {
-                db.execute(
-                    "UPDATE hookflow.deliveries SET state = 'dead', claim = NULL, owner = NULL,
-                         attempts = attempts + 1, last_error = $3, last_status = $4, updated_at = now(),
-                         deferred_for = NULL
-                     WHERE id = $1 AND claim = $2::text::uuid",
-                    &[&id, &claim, error, &status.map(i32::from)],
+            Recorded::Dead {
+                ref error,
+                status: dead_status,
+                ..
+            } => {
+                db.query_one(
+                    &format!(
+                        "WITH u AS (
+                             UPDATE hookflow.deliveries SET state = 'dead', claim = NULL,
+                                 owner = NULL, attempts = attempts + 1, last_error = $3,
+                                 last_status = $4, updated_at = now(), deferred_for = NULL
+                             WHERE id = $1 AND claim = $2::text::uuid
+                             RETURNING id, event_id, chain
+                         ), {log}"
+                    ),
+                    &[
+                        &id,
+                        &claim,
+                        error,
+                        &dead_status.map(i32::from),
+                        &took,
+                        &status,
+                        &outcome,
+                        error,
+                        &relay,
+                        &batch,
+                    ],
                 )
                 .await
             }
         }
         .map_err(fail)?;
-        recorded[*i] = changed > 0;
+        recorded[*i] = changed.get::<_, i64>(0) > 0;
     }
-    Ok(standing)
+    Ok(())
+}
+
+/// An attempt's duration in whole milliseconds, as the log keeps it.
+fn took_ms(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
 
 /// A pooled connection, or a transaction on one: statements come from the connection's cache.
@@ -1630,6 +1774,18 @@ impl Db<'_> {
         match self {
             Db::Client(c) => c.query(&statement, params).await,
             Db::Tx(t) => t.query(&statement, params).await,
+        }
+    }
+
+    async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        match self {
+            Db::Client(c) => c.query_one(&statement, params).await,
+            Db::Tx(t) => t.query_one(&statement, params).await,
         }
     }
 
@@ -1858,20 +2014,19 @@ impl Store for PgStore {
         let mut c = Counts::default();
         for row in client
             .query(
-                "SELECT state, count(*) FROM hookflow.deliveries GROUP BY state",
+                // Each from its partial index: delivered rows (the event log) are not counted.
+                "SELECT (SELECT count(*) FROM hookflow.deliveries WHERE state = 'pending'),
+                        (SELECT count(*) FROM hookflow.deliveries WHERE state = 'inflight'),
+                        (SELECT count(*) FROM hookflow.deliveries WHERE state = 'dead')",
                 &[],
             )
             .await
             .map_err(fail)?
         {
-            let state: String = row.get(0);
-            let n = row.get::<_, i64>(1).max(0) as u64;
-            match state.as_str() {
-                "pending" => c.pending = n,
-                "inflight" => c.inflight = n,
-                "dead" => c.dead = n,
-                _ => {}
-            }
+            let n = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+            c.pending = n(0);
+            c.inflight = n(1);
+            c.dead = n(2);
         }
         c.oldest_pending = client
             .query_opt(
@@ -1920,7 +2075,7 @@ impl Store for PgStore {
         client
             .execute(
                 "UPDATE hookflow.deliveries SET state = 'pending', attempts = 0, next_at = now(),
-                     claim = NULL, owner = NULL, updated_at = now()
+                     claim = NULL, owner = NULL, updated_at = now(), chain = chain + 1
                  WHERE state = 'dead'
                    AND ($3 OR id = ANY($1) OR event_id = ANY($2))",
                 &[&deliveries, &events, &ids.is_empty()],
@@ -1938,6 +2093,8 @@ impl Store for PgStore {
                      WHERE d.state = 'dead' AND e.id = d.event_id
                        AND e.received_at <= now() - $1 * interval '1 millisecond'
                      RETURNING d.id, d.event_id
+                 ), tries AS (
+                     DELETE FROM hookflow.attempts a WHERE a.delivery_id IN (SELECT id FROM letters)
                  ), gone AS (
                      DELETE FROM hookflow.events e
                      WHERE e.id IN (SELECT event_id FROM letters)
@@ -1993,6 +2150,205 @@ impl Store for PgStore {
             .await
             .map_err(|e| db_error("cannot read a body", e))?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn list_events(
+        &self,
+        filter: EventFilter,
+        limit: usize,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        let client = self.client().await?;
+        let fail = |e: tokio_postgres::Error| db_error("cannot list events", e);
+        let limit = limit.clamp(1, MAX_PAGE) as i64;
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut conds: Vec<String> = Vec::new();
+        let mut arg = |v: Box<dyn ToSql + Sync + Send>| {
+            args.push(v);
+            format!("${}", args.len())
+        };
+        if let Some(b) = &filter.before {
+            conds.push(format!("e.id < {}", arg(Box::new(b.clone()))));
+        }
+        if let Some(t) = filter.since {
+            conds.push(format!("e.id >= {}", arg(Box::new(ulid_floor(t)))));
+        }
+        if let Some(t) = filter.until {
+            conds.push(format!("e.id < {}", arg(Box::new(ulid_floor(t)))));
+        }
+        if let Some(src) = &filter.source {
+            conds.push(format!("e.source = {}", arg(Box::new(src.clone()))));
+        }
+        if let Some(k) = &filter.delivery_key {
+            conds.push(format!("e.delivery_key = {}", arg(Box::new(k.clone()))));
+        }
+        if let Some(q) = &filter.path_contains {
+            conds.push(format!("strpos(e.path, {}) > 0", arg(Box::new(q.clone()))));
+        }
+        let mut on_delivery = Vec::new();
+        if let Some(st) = filter.status {
+            on_delivery.push(format!("d.state = {}", arg(Box::new(st.as_str()))));
+        }
+        if let Some(dest) = &filter.destination {
+            on_delivery.push(format!("d.destination = {}", arg(Box::new(dest.clone()))));
+        }
+        if !on_delivery.is_empty() {
+            conds.push(format!(
+                "EXISTS (SELECT 1 FROM hookflow.deliveries d WHERE d.event_id = e.id AND {})",
+                on_delivery.join(" AND ")
+            ));
+        }
+        let filters = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let limit_at = arg(Box::new(limit));
+        let sql = format!(
+            "SELECT e.id, (extract(epoch FROM e.received_at) * 1000)::int8, e.source,
+                    e.event_type, coalesce(e.method, ''), coalesce(e.path, ''), e.delivery_key
+             FROM hookflow.events e {filters} ORDER BY e.id DESC LIMIT {limit_at}"
+        );
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = client.query(&sql, &params).await.map_err(fail)?;
+        let mut out: Vec<EventSummary> = rows
+            .iter()
+            .map(|r| EventSummary {
+                id: r.get(0),
+                received_at: r.get(1),
+                source: r.get(2),
+                event_type: r.get(3),
+                method: r.get(4),
+                path: r.get(5),
+                delivery_key: r.get(6),
+                deliveries: Vec::new(),
+            })
+            .collect();
+        let ids: Vec<&str> = out.iter().map(|e| e.id.as_str()).collect();
+        let mut deliveries = deliveries_of(&client, &ids).await?;
+        for e in &mut out {
+            e.deliveries = deliveries.remove(&e.id).unwrap_or_default();
+        }
+        Ok(out)
+    }
+
+    async fn logged_event(&self, id: String) -> Result<Option<LoggedEvent>, StoreError> {
+        let client = self.client().await?;
+        let fail = |e: tokio_postgres::Error| db_error("cannot read an event", e);
+        let Some(row) = client
+            .query_opt(
+                "SELECT id, (extract(epoch FROM received_at) * 1000)::int8, source, event_type,
+                        payload, payload_kind, method, path, headers, delivery_key
+                 FROM hookflow.events WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(fail)?
+        else {
+            return Ok(None);
+        };
+        let event = event_at(&row, 0);
+        let delivery_key: Option<String> = row.get(9);
+        let mut deliveries = deliveries_of(&client, &[id.as_str()])
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        for r in client
+            .query(
+                "SELECT delivery_id, chain, (extract(epoch FROM at) * 1000)::int8, took_ms,
+                        status, outcome, message, relay, batch_id
+                 FROM hookflow.attempts WHERE event_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await
+            .map_err(fail)?
+        {
+            let delivery = r.get::<_, i64>(0).to_string();
+            if let Some(d) = deliveries.iter_mut().find(|d| d.id == delivery) {
+                d.tries.push(LoggedAttempt {
+                    chain: r.get::<_, i32>(1).max(0) as u32,
+                    at: r.get(2),
+                    took_ms: r.get::<_, Option<i32>>(3).map(|t| t.max(0) as u32),
+                    status: r
+                        .get::<_, Option<i32>>(4)
+                        .and_then(|s| u16::try_from(s).ok()),
+                    outcome: r.get(5),
+                    message: r.get(6),
+                    relay: r.get(7),
+                    batch_id: r.get(8),
+                });
+            }
+        }
+        Ok(Some(super::logged(event, delivery_key, deliveries)))
+    }
+
+    async fn replay(
+        &self,
+        ids: Vec<String>,
+        filter: EventFilter,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let listed: Vec<String> = if ids.is_empty() {
+            self.list_events(filter, limit)
+                .await?
+                .into_iter()
+                .map(|e| e.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (deliveries, mut events) = split_replay_ids(&ids);
+        events.extend(listed);
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE hookflow.deliveries SET state = 'pending', attempts = 0, next_at = now(),
+                     claim = NULL, owner = NULL, updated_at = now(), chain = chain + 1,
+                     deferred_for = NULL
+                 WHERE state IN ('delivered', 'dead')
+                   AND (id = ANY($1) OR event_id = ANY($2))",
+                &[&deliveries, &events],
+            )
+            .await
+            .map_err(|e| db_error("cannot replay events", e))?;
+        if n > 0 {
+            client
+                .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+                .await
+                .map_err(|e| db_error("cannot announce replayed events", e))?;
+        }
+        Ok(n)
+    }
+
+    async fn prune_events(&self, older_than: Duration, limit: usize) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let before = ulid_floor(
+            chrono::Utc::now().timestamp_millis()
+                - older_than.as_millis().min(i64::MAX as u128) as i64,
+        );
+        let row = client
+            .query_one(
+                "WITH old AS (
+                     SELECT e.id FROM hookflow.events e
+                     WHERE e.id < $1
+                       AND NOT EXISTS (SELECT 1 FROM hookflow.deliveries d
+                                       WHERE d.event_id = e.id AND d.state <> 'delivered')
+                     ORDER BY e.id LIMIT $2 FOR UPDATE SKIP LOCKED
+                 ), tries AS (
+                     DELETE FROM hookflow.attempts a USING old WHERE a.event_id = old.id
+                 ), deliveries AS (
+                     DELETE FROM hookflow.deliveries d USING old WHERE d.event_id = old.id
+                 ), gone AS (
+                     DELETE FROM hookflow.events e USING old WHERE e.id = old.id RETURNING e.id
+                 )
+                 SELECT count(*) FROM gone",
+                &[&before, &(limit as i64)],
+            )
+            .await
+            .map_err(|e| db_error("cannot prune the event log", e))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     async fn prune_bodies(&self, limit: usize) -> Result<u64, StoreError> {
@@ -2255,6 +2611,13 @@ pub(crate) mod tests {
     async fn contract_dedupe() {
         if let Some((_db, store)) = fresh_store().await {
             contract::dedupe(&store).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn contract_event_log() {
+        if let Some((_db, store)) = fresh_store().await {
+            contract::event_log(&store).await;
         }
     }
 

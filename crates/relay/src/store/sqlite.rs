@@ -14,15 +14,16 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{
-    split_replay_ids, ClaimRef, Claimed, Counts, DeadLetter, DeliveryState, Destination, Event,
-    Inserted, NewEvent, Payload, Recorded, Room, SeenKey, Store, StoreError, StoredEvent,
-    DEDUPE_WINDOW_MS,
+    split_replay_ids, ulid_floor, ClaimRef, Claimed, Counts, DeadLetter, DeliveryState,
+    DeliveryStatus, Destination, Event, EventFilter, EventSummary, Inserted, LoggedAttempt,
+    LoggedDelivery, LoggedEvent, NewEvent, Payload, Recorded, Room, SeenKey, Store, StoreError,
+    StoredEvent, DEDUPE_WINDOW_MS, MAX_PAGE,
 };
 
 /// The schema, one migration per version, each applied once in its own transaction and recorded
 /// in `schema_migrations` (and `PRAGMA user_version`). A released migration never changes: a new
 /// version gets a new entry.
-const MIGRATIONS: [(i64, &str); 6] = [
+const MIGRATIONS: [(i64, &str); 7] = [
     (
     1,
     "CREATE TABLE events (
@@ -116,6 +117,60 @@ const MIGRATIONS: [(i64, &str); 6] = [
              keep_until INTEGER NOT NULL
          );
          CREATE INDEX bodies_keep_until ON bodies (keep_until)",
+    ),
+    // The event log (docs/design/event-log.md): delivered deliveries stay (`state =
+    // 'delivered'`; the table is rebuilt for its CHECK), each try is an attempt row, a replay
+    // starts a new `chain`, and events keep the sender's delivery id; indexes for the list's
+    // filters.
+    (
+        7,
+        "CREATE TABLE deliveries_v7 (
+             id INTEGER PRIMARY KEY,
+             event_id TEXT NOT NULL,
+             destination TEXT NOT NULL,
+             token TEXT,
+             state TEXT NOT NULL CHECK (state IN ('pending', 'inflight', 'delivered', 'dead')),
+             attempts INTEGER NOT NULL DEFAULT 0,
+             next_at INTEGER NOT NULL,
+             claim TEXT,
+             lease_until INTEGER,
+             last_status INTEGER,
+             last_error TEXT,
+             updated_at INTEGER NOT NULL,
+             deferred_for TEXT,
+             batch_id TEXT,
+             chain INTEGER NOT NULL DEFAULT 0
+         );
+         INSERT INTO deliveries_v7 (id, event_id, destination, token, state, attempts, next_at,
+                 claim, lease_until, last_status, last_error, updated_at, deferred_for, batch_id)
+             SELECT id, event_id, destination, token, state, attempts, next_at, claim,
+                 lease_until, last_status, last_error, updated_at, deferred_for, batch_id
+             FROM deliveries;
+         DROP TABLE deliveries;
+         ALTER TABLE deliveries_v7 RENAME TO deliveries;
+         CREATE INDEX deliveries_due ON deliveries (state, next_at, id);
+         CREATE INDEX deliveries_event ON deliveries (event_id);
+         CREATE INDEX deliveries_lane ON deliveries (destination, state, id);
+         CREATE INDEX deliveries_state_event ON deliveries (state, event_id);
+         CREATE INDEX deliveries_destination_event ON deliveries (destination, event_id);
+         CREATE TABLE attempts (
+             id INTEGER PRIMARY KEY,
+             delivery_id INTEGER NOT NULL,
+             event_id TEXT NOT NULL,
+             chain INTEGER NOT NULL,
+             at INTEGER NOT NULL,
+             took_ms INTEGER,
+             status INTEGER,
+             outcome TEXT NOT NULL,
+             message TEXT,
+             relay TEXT,
+             batch_id TEXT
+         );
+         CREATE INDEX attempts_event ON attempts (event_id);
+         ALTER TABLE events ADD COLUMN delivery_key TEXT;
+         ALTER TABLE events ADD COLUMN body_pruned INTEGER NOT NULL DEFAULT 0;
+         CREATE INDEX events_source ON events (source, id);
+         CREATE INDEX events_delivery_key ON events (delivery_key) WHERE delivery_key IS NOT NULL",
     ),
 ];
 
@@ -406,7 +461,7 @@ impl SqliteStore {
     /// Stores events in one transaction; all or none (see [`Store::insert`]).
     pub fn insert(&mut self, events: &[NewEvent], now: i64) -> Result<Vec<Inserted>, StoreError> {
         if let Some(cap) = self.cap_pages {
-            let used = self.used_pages()?;
+            let used = self.make_room(cap, now)?;
             if used >= cap {
                 return Err(StoreError::Full {
                     used: (used * self.page_size) as u64,
@@ -449,8 +504,8 @@ impl SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO events (id, received_at, source, event_type, payload,
-                         payload_kind, method, path, headers)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         payload_kind, method, path, headers, delivery_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(fail)?;
             let mut delivery = tx
@@ -494,7 +549,8 @@ impl SqliteStore {
                     kind,
                     method,
                     request_path,
-                    headers
+                    headers,
+                    dedupe_key.as_deref().and_then(super::sender_delivery_id)
                 ])
                 .map_err(fail)?;
                 for d in destinations {
@@ -618,26 +674,18 @@ impl SqliteStore {
                 continue;
             };
             let changed = match result {
-                // The event goes with its last delivery.
-                Recorded::Delivered => tx
+                // Kept, as the event log's record of it.
+                Recorded::Delivered { tried } => tx
                     .prepare_cached(
-                        "DELETE FROM deliveries WHERE id = ?1 AND claim = ?2 AND state = 'inflight'
-                         RETURNING event_id",
+                        "UPDATE deliveries SET state = 'delivered', claim = NULL, attempts = attempts + 1,
+                         last_status = ?3, last_error = NULL, updated_at = ?4, deferred_for = NULL
+                         WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
                     )
                     .and_then(|mut s| {
-                        let gone: Vec<String> = s
-                            .query_map(params![id, c.claim], |r| r.get(0))?
-                            .collect::<Result<_, _>>()?;
-                        for event in &gone {
-                            tx.prepare_cached(
-                                "DELETE FROM events WHERE id = ?1
-                                 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1)",
-                            )?
-                            .execute(params![event])?;
-                        }
-                        Ok(gone.len())
+                        let status = tried.as_ref().and_then(|t| t.status).map(i64::from);
+                        s.execute(params![id, c.claim, status, now])
                     }),
-                Recorded::RetryAfter { delay, error } => tx
+                Recorded::RetryAfter { delay, error, .. } => tx
                     .prepare_cached(
                         "UPDATE deliveries SET state = 'pending', claim = NULL, attempts = attempts + 1, next_at = ?3,
                          last_error = ?4, updated_at = ?5, deferred_for = NULL
@@ -655,7 +703,7 @@ impl SqliteStore {
                         s.execute(params![id, c.claim, at(delay), now, rate])
                     }),
                 // The token stays, so the letter can be replayed; purging deletes it.
-                Recorded::Dead { error, status } => tx
+                Recorded::Dead { error, status, .. } => tx
                     .prepare_cached(
                         "UPDATE deliveries SET state = 'dead', claim = NULL, attempts = attempts + 1, last_error = ?3,
                          last_status = ?4, updated_at = ?5, deferred_for = NULL
@@ -665,6 +713,32 @@ impl SqliteStore {
                         s.execute(params![id, c.claim, error, status.map(i64::from), now])
                     }),
             }
+            .and_then(|changed| {
+                // The try itself, in the same transaction: the log never disagrees with the state.
+                if let (1.., Some(t)) = (changed, result.tried()) {
+                    let message = match result {
+                        Recorded::RetryAfter { error, .. } | Recorded::Dead { error, .. } => {
+                            Some(error.as_str())
+                        }
+                        _ => None,
+                    };
+                    tx.prepare_cached(
+                        "INSERT INTO attempts (delivery_id, event_id, chain, at, took_ms, status,
+                             outcome, message, batch_id)
+                         SELECT id, event_id, chain, ?2, ?3, ?4, ?5, ?6, ?7 FROM deliveries WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        now - t.took.as_millis() as i64,
+                        t.took.as_millis().min(i64::MAX as u128) as i64,
+                        t.status.map(i64::from),
+                        super::attempt_outcome(result),
+                        message,
+                        t.batch_id
+                    ])?;
+                }
+                Ok(changed)
+            })
             .map_err(fail)?;
             recorded.push(changed > 0);
         }
@@ -704,7 +778,8 @@ impl SqliteStore {
             .conn
             .prepare_cached(
                 "SELECT d.state, count(*), min(e.received_at)
-                 FROM deliveries d JOIN events e ON e.id = d.event_id GROUP BY d.state",
+                 FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE d.state IN ('pending', 'inflight', 'dead') GROUP BY d.state",
             )
             .map_err(|e| unavailable(&self.path, e))?;
         let rows = stmt
@@ -778,8 +853,11 @@ impl SqliteStore {
                         e.method, e.path, e.headers,
                         d.destination, d.token, d.state, d.attempts, d.next_at, d.last_error,
                         d.last_status
-                 FROM (SELECT * FROM events WHERE id > ?1 ORDER BY id LIMIT ?2) e
-                 JOIN deliveries d ON d.event_id = e.id
+                 FROM (SELECT * FROM events WHERE id > ?1
+                       AND EXISTS (SELECT 1 FROM deliveries w
+                                   WHERE w.event_id = events.id AND w.state <> 'delivered')
+                       ORDER BY id LIMIT ?2) e
+                 JOIN deliveries d ON d.event_id = e.id AND d.state <> 'delivered'
                  ORDER BY e.id, d.id",
             )
             .map_err(fail)?;
@@ -852,7 +930,7 @@ impl SqliteStore {
     pub fn replay_dead(&mut self, ids: &[String], now: i64) -> Result<u64, StoreError> {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
-        let sql = "UPDATE deliveries SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1 WHERE state = 'dead'";
+        let sql = "UPDATE deliveries SET state = 'pending', attempts = 0, chain = chain + 1, next_at = ?1, updated_at = ?1 WHERE state = 'dead'";
         if ids.is_empty() {
             return self
                 .conn
@@ -882,7 +960,30 @@ impl SqliteStore {
         self.conn
             .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
             .map_err(|e| self.fail(e))?;
+        if let Some(cap) = self.cap_pages {
+            self.make_room(cap, now_unix_ms())?;
+        }
         self.room()
+    }
+
+    /// The pages in use; at the cap, the oldest finished events of the event log go first,
+    /// whatever their age (new events matter more than old log lines), until the store is
+    /// under its cap or none is left.
+    fn make_room(&mut self, cap: i64, now: i64) -> Result<i64, StoreError> {
+        let mut used = self.used_pages()?;
+        let before = ulid_floor(now);
+        while used >= cap {
+            let pruned = self.prune_events(&before, 64)?;
+            if pruned == 0 {
+                break;
+            }
+            tracing::warn!(
+                events = pruned,
+                "the store is at its size cap: the oldest delivered events left the event log early"
+            );
+            used = self.used_pages()?;
+        }
+        Ok(used)
     }
 
     /// Keeps a body until `keep_until` (see [`Store::keep_body`]).
@@ -928,21 +1029,287 @@ impl SqliteStore {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
         let tx = self.conn.transaction().map_err(fail)?;
-        let n = tx
-            .execute(
+        let letters: Vec<(i64, String)> = tx
+            .prepare(
                 "DELETE FROM deliveries WHERE state = 'dead'
-                 AND event_id IN (SELECT id FROM events WHERE received_at < ?1)",
-                params![before],
+                 AND event_id IN (SELECT id FROM events WHERE received_at < ?1)
+                 RETURNING id, event_id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![before], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(fail)?;
+        for (delivery, event) in &letters {
+            tx.execute(
+                "DELETE FROM attempts WHERE delivery_id = ?1",
+                params![delivery],
             )
             .map_err(fail)?;
-        tx.execute(
-            "DELETE FROM events WHERE received_at < ?1
-             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
-            params![before],
-        )
-        .map_err(fail)?;
+            tx.execute(
+                "DELETE FROM events WHERE id = ?1
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = ?1)",
+                params![event],
+            )
+            .map_err(fail)?;
+        }
         tx.commit().map_err(fail)?;
-        Ok(n as u64)
+        Ok(letters.len() as u64)
+    }
+
+    /// Deletes up to `limit` events with ids before `before` (received before its time) whose
+    /// deliveries are all delivered, with their deliveries and attempts: the event log's
+    /// retention. Dead letters stay until replayed or purged. Returns how many events.
+    pub fn prune_events(&mut self, before: &str, limit: usize) -> Result<u64, StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let tx = self.conn.transaction().map_err(fail)?;
+        let ids: Vec<String> = tx
+            .prepare_cached(
+                "SELECT e.id FROM events e WHERE e.id < ?1
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                 WHERE d.event_id = e.id AND d.state <> 'delivered')
+                 ORDER BY e.id LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![before, limit as i64], |r| r.get(0))?
+                    .collect()
+            })
+            .map_err(fail)?;
+        for id in &ids {
+            for sql in [
+                "DELETE FROM attempts WHERE event_id = ?1",
+                "DELETE FROM deliveries WHERE event_id = ?1",
+                "DELETE FROM events WHERE id = ?1",
+            ] {
+                tx.prepare_cached(sql)
+                    .and_then(|mut s| s.execute(params![id]))
+                    .map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)?;
+        Ok(ids.len() as u64)
+    }
+}
+
+/// The event log (docs/design/event-log.md): lists, one event whole, replays.
+impl SqliteStore {
+    /// The newest events that pass `filter` (see [`Store::list_events`]). A filter on the
+    /// deliveries (status, destination) reads them through their index in event order; any
+    /// other reads the events by id, newest first; either stops at `limit` events.
+    pub fn list_events(
+        &mut self,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut conds: Vec<String> = Vec::new();
+        let by_delivery = filter.status.is_some() || filter.destination.is_some();
+        let id = if by_delivery { "d.event_id" } else { "e.id" };
+        let mut arg = |v: Box<dyn rusqlite::ToSql>| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        if let Some(b) = &filter.before {
+            conds.push(format!("{id} < {}", arg(Box::new(b.clone()))));
+        }
+        if let Some(t) = filter.since {
+            conds.push(format!("{id} >= {}", arg(Box::new(ulid_floor(t)))));
+        }
+        if let Some(t) = filter.until {
+            conds.push(format!("{id} < {}", arg(Box::new(ulid_floor(t)))));
+        }
+        if let Some(st) = filter.status {
+            conds.push(format!("d.state = {}", arg(Box::new(st.as_str()))));
+        }
+        if let Some(dest) = &filter.destination {
+            conds.push(format!("d.destination = {}", arg(Box::new(dest.clone()))));
+        }
+        if let Some(src) = &filter.source {
+            conds.push(format!("e.source = {}", arg(Box::new(src.clone()))));
+        }
+        if let Some(k) = &filter.delivery_key {
+            conds.push(format!("e.delivery_key = {}", arg(Box::new(k.clone()))));
+        }
+        if let Some(q) = &filter.path_contains {
+            conds.push(format!("instr(e.path, {}) > 0", arg(Box::new(q.clone()))));
+        }
+        let filters = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let from = if by_delivery {
+            "deliveries d JOIN events e ON e.id = d.event_id"
+        } else {
+            "events e"
+        };
+        let sql = format!(
+            "SELECT e.id, e.received_at, e.source, e.event_type, coalesce(e.method, ''),
+                    coalesce(e.path, ''), e.delivery_key
+             FROM {from} {filters} ORDER BY {id} DESC"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(fail)?;
+        let params: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
+        let mut rows = stmt.query(params.as_slice()).map_err(fail)?;
+        let mut out: Vec<EventSummary> = Vec::new();
+        // Rows come in event order: an event with several matching deliveries repeats.
+        while let Some(r) = rows.next().map_err(fail)? {
+            let id: String = r.get(0).map_err(fail)?;
+            if out.last().is_some_and(|e| e.id == id) {
+                continue;
+            }
+            if out.len() == limit {
+                break;
+            }
+            out.push(EventSummary {
+                id,
+                received_at: r.get(1).map_err(fail)?,
+                source: r.get(2).map_err(fail)?,
+                event_type: r.get(3).map_err(fail)?,
+                method: r.get(4).map_err(fail)?,
+                path: r.get(5).map_err(fail)?,
+                delivery_key: r.get(6).map_err(fail)?,
+                deliveries: Vec::new(),
+            });
+        }
+        drop(rows);
+        drop(stmt);
+        for e in &mut out {
+            e.deliveries = self.deliveries_of(&e.id)?;
+        }
+        Ok(out)
+    }
+
+    /// The deliveries of an event, in the order they were made (without their attempts).
+    fn deliveries_of(&mut self, event_id: &str) -> Result<Vec<LoggedDelivery>, StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, destination, state, attempts, chain, last_status, last_error,
+                        CASE WHEN state = 'pending' THEN next_at ELSE updated_at END
+                 FROM deliveries WHERE event_id = ?1 ORDER BY id",
+            )
+            .map_err(fail)?;
+        let rows = stmt
+            .query_map(params![event_id], |r| {
+                Ok(LoggedDelivery {
+                    id: r.get::<_, i64>(0)?.to_string(),
+                    destination: r.get(1)?,
+                    status: DeliveryStatus::parse(&r.get::<_, String>(2)?)
+                        .unwrap_or(DeliveryStatus::Pending),
+                    attempts: r.get::<_, i64>(3)?.clamp(0, u32::MAX.into()) as u32,
+                    chain: r.get::<_, i64>(4)?.clamp(0, u32::MAX.into()) as u32,
+                    last_status: r
+                        .get::<_, Option<i64>>(5)?
+                        .and_then(|s| u16::try_from(s).ok()),
+                    last_error: r.get(6)?,
+                    next_at: r.get(7)?,
+                    tries: Vec::new(),
+                })
+            })
+            .map_err(fail)?;
+        rows.collect::<Result<_, _>>().map_err(fail)
+    }
+
+    /// One event of the log, whole (see [`Store::logged_event`]).
+    pub fn logged_event(&mut self, id: &str) -> Result<Option<LoggedEvent>, StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let found = self
+            .conn
+            .query_row(
+                "SELECT id, received_at, source, event_type, payload, payload_kind, method, path,
+                        headers, delivery_key
+                 FROM events WHERE id = ?1",
+                params![id],
+                |r| Ok((event_at(r, 0)?, r.get::<_, Option<String>>(9)?)),
+            )
+            .optional()
+            .map_err(fail)?;
+        let Some((event, delivery_key)) = found else {
+            return Ok(None);
+        };
+        let mut deliveries = self.deliveries_of(id)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT delivery_id, chain, at, took_ms, status, outcome, message, relay, batch_id
+                 FROM attempts WHERE event_id = ?1 ORDER BY id",
+            )
+            .map_err(fail)?;
+        let tries = stmt
+            .query_map(params![id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?.to_string(),
+                    LoggedAttempt {
+                        chain: r.get::<_, i64>(1)?.clamp(0, u32::MAX.into()) as u32,
+                        at: r.get(2)?,
+                        took_ms: r
+                            .get::<_, Option<i64>>(3)?
+                            .map(|t| t.clamp(0, u32::MAX.into()) as u32),
+                        status: r
+                            .get::<_, Option<i64>>(4)?
+                            .and_then(|s| u16::try_from(s).ok()),
+                        outcome: r.get(5)?,
+                        message: r.get(6)?,
+                        relay: r.get(7)?,
+                        batch_id: r.get(8)?,
+                    },
+                ))
+            })
+            .map_err(fail)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fail)?;
+        for (delivery, attempt) in tries {
+            if let Some(d) = deliveries.iter_mut().find(|d| d.id == delivery) {
+                d.tries.push(attempt);
+            }
+        }
+        Ok(Some(super::logged(event, delivery_key, deliveries)))
+    }
+
+    /// Replays delivered and dead deliveries as new attempt chains (see [`Store::replay`]).
+    pub fn replay(
+        &mut self,
+        ids: &[String],
+        filter: &EventFilter,
+        limit: usize,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let listed: Vec<String> = if ids.is_empty() {
+            self.list_events(filter, limit)?
+                .into_iter()
+                .map(|e| e.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| unavailable(&path, e);
+        let sql = "UPDATE deliveries SET state = 'pending', attempts = 0, chain = chain + 1,
+                       next_at = ?1, updated_at = ?1, claim = NULL, deferred_for = NULL
+                   WHERE state IN ('delivered', 'dead')";
+        let (by_delivery, by_event) = split_replay_ids(ids);
+        let tx = self.conn.transaction().map_err(fail)?;
+        let mut n = 0;
+        for id in by_delivery {
+            n += tx
+                .execute(&format!("{sql} AND id = ?2"), params![now, id])
+                .map_err(fail)? as u64;
+        }
+        for id in by_event.iter().chain(&listed) {
+            n += tx
+                .execute(&format!("{sql} AND event_id = ?2"), params![now, id])
+                .map_err(fail)? as u64;
+        }
+        tx.commit().map_err(fail)?;
+        Ok(n)
     }
 }
 
@@ -990,6 +1357,22 @@ enum Command {
     ),
     Body(String, oneshot::Sender<Result<Option<Vec<u8>>, StoreError>>),
     PruneBodies(usize, oneshot::Sender<Result<u64, StoreError>>),
+    PruneEvents(Duration, usize, oneshot::Sender<Result<u64, StoreError>>),
+    ListEvents(
+        Box<EventFilter>,
+        usize,
+        oneshot::Sender<Result<Vec<EventSummary>, StoreError>>,
+    ),
+    LoggedEvent(
+        String,
+        oneshot::Sender<Result<Option<LoggedEvent>, StoreError>>,
+    ),
+    Replay(
+        Vec<String>,
+        Box<EventFilter>,
+        usize,
+        oneshot::Sender<Result<u64, StoreError>>,
+    ),
 }
 
 /// What [`Store::claim_lane`] was asked.
@@ -1164,6 +1547,30 @@ impl Store for SqliteHandle {
     async fn prune_bodies(&self, limit: usize) -> Result<u64, StoreError> {
         self.call(|r| Command::PruneBodies(limit, r)).await
     }
+    async fn prune_events(&self, older_than: Duration, limit: usize) -> Result<u64, StoreError> {
+        self.call(|r| Command::PruneEvents(older_than, limit, r))
+            .await
+    }
+    async fn list_events(
+        &self,
+        filter: EventFilter,
+        limit: usize,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        self.call(|r| Command::ListEvents(Box::new(filter), limit, r))
+            .await
+    }
+    async fn logged_event(&self, id: String) -> Result<Option<LoggedEvent>, StoreError> {
+        self.call(|r| Command::LoggedEvent(id, r)).await
+    }
+    async fn replay(
+        &self,
+        ids: Vec<String>,
+        filter: EventFilter,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.call(|r| Command::Replay(ids, Box::new(filter), limit, r))
+            .await
+    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -1280,6 +1687,19 @@ fn run(mut store: SqliteStore, rx: mpsc::Receiver<Command>, clock: &dyn Clock) {
                 Command::PruneBodies(limit, r) => {
                     let _ = r.send(store.prune_bodies(now, limit));
                 }
+                Command::ListEvents(filter, limit, r) => {
+                    let _ = r.send(store.list_events(&filter, limit));
+                }
+                Command::LoggedEvent(id, r) => {
+                    let _ = r.send(store.logged_event(&id));
+                }
+                Command::Replay(ids, filter, limit, r) => {
+                    let _ = r.send(store.replay(&ids, &filter, limit, now));
+                }
+                Command::PruneEvents(older_than, limit, r) => {
+                    let before = ulid_floor(now - millis(older_than));
+                    let _ = r.send(store.prune_events(&before, limit));
+                }
                 Command::Insert(..) | Command::Record(..) => {}
             }
         }
@@ -1320,6 +1740,12 @@ mod tests {
     async fn contract_dedupe() {
         let dir = tempfile::tempdir().expect("tempdir");
         contract::dedupe(&handle(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn contract_event_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        contract::event_log(&handle(dir.path())).await;
     }
 
     #[tokio::test]

@@ -1,0 +1,62 @@
+//! The event log's retention: events whose deliveries are all delivered are deleted, with
+//! their deliveries and attempts, once older than `retention.events`, a few hundred at a time
+//! with a pause between batches, so acceptance never waits behind it. Dead letters stay until
+//! replayed or purged. (A SQLite store at its size cap also lets its oldest delivered events go
+//! early, in the store itself: see `SqliteStore::make_room`.)
+
+use std::time::Duration;
+
+use crate::store::{Store, StoreHandle};
+
+/// Events deleted per statement.
+const BATCH: usize = 500;
+/// The pause between two batches.
+const PAUSE: Duration = Duration::from_millis(20);
+/// How often the log is pruned.
+const EVERY: Duration = Duration::from_secs(30);
+
+/// Prunes the event log every half minute until `stop` turns true.
+pub async fn run(
+    store: StoreHandle,
+    retention: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let pruned = prune(&store, retention, &stop).await;
+        if pruned > 0 {
+            tracing::info!(
+                events = pruned,
+                retention_s = retention.as_secs(),
+                "pruned delivered events past retention.events"
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// One pass: every event past `retention`, batch after batch; returns how many went.
+pub async fn prune(
+    store: &StoreHandle,
+    retention: Duration,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> u64 {
+    let mut pruned = 0;
+    loop {
+        match store.prune_events(retention, BATCH).await {
+            Ok(n) => {
+                pruned += n;
+                if n < BATCH as u64 || *stop.borrow() {
+                    return pruned;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prune the event log; trying again later");
+                return pruned;
+            }
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+}
