@@ -8,7 +8,11 @@ use crate::config::RelayConfig;
 use crate::config::StoreLocation;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::{SqliteHandle, SqliteStore};
-use crate::store::{DeadLetter, StoreError, StoreHandle};
+use crate::store::{
+    DeadLetter, DeliveryStatus, EventFilter, EventSummary, LoggedDelivery, LoggedEvent, Payload,
+    StoreError, StoreHandle, MAX_PAGE,
+};
+use hookflow_protocol::options::parse_time;
 use hookflow_protocol::Environment;
 
 /// Why an operator's command cannot reach the store.
@@ -264,6 +268,168 @@ pub fn check_config(config: &RelayConfig, name: &str, env: &Environment) -> Conf
         errors,
         settings,
     }
+}
+
+/// The most deliveries one replay by filter takes.
+pub const MAX_REPLAY: usize = 10_000;
+
+/// How much of a body an event's view shows.
+pub const BODY_PREVIEW_BYTES: usize = 4096;
+
+/// Why a list's filters cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FilterError(pub String);
+
+/// The filters of a list (`status`, `repository`, `destination`, `source`, `since`, `until`,
+/// `delivery`, `q`, `before`) and its `limit` (default 50, at most [`MAX_PAGE`]), from
+/// name-value pairs: a query string's, or the CLI's flags. Times are RFC 3339 or Unix seconds.
+pub fn event_filter<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(EventFilter, usize), FilterError> {
+    let mut f = EventFilter::default();
+    let mut limit = 50;
+    for (name, value) in pairs {
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        let time = |v: &str| {
+            parse_time(v).map(|s| s.saturating_mul(1000)).ok_or_else(|| {
+                FilterError(format!(
+                    "{name}={v:?} is not a time: give RFC 3339 (2026-11-29T10:00:00Z) or Unix seconds"
+                ))
+            })
+        };
+        match name {
+            "status" => {
+                f.status = Some(DeliveryStatus::parse(value).ok_or_else(|| {
+                    FilterError(format!(
+                        "status={value:?}: expected pending, inflight, delivered or dead"
+                    ))
+                })?)
+            }
+            "repository" | "repo" => f.destination = Some(format!("repo:{value}")),
+            "destination" => f.destination = Some(value.to_string()),
+            "source" | "endpoint" => f.source = Some(value.to_string()),
+            "since" => f.since = Some(time(value)?),
+            "until" => f.until = Some(time(value)?),
+            "delivery" => f.delivery_key = Some(value.to_string()),
+            "q" => f.path_contains = Some(value.to_string()),
+            "before" => f.before = Some(value.to_string()),
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        FilterError(format!("limit={value:?}: expected 1 to {MAX_PAGE}"))
+                    })?
+            }
+            other => {
+                return Err(FilterError(format!(
+                    "unknown filter `{other}`; known: status, repository, destination, source, since, until, delivery, q, before, limit"
+                )))
+            }
+        }
+    }
+    Ok((f, limit))
+}
+
+/// RFC 3339 with milliseconds, UTC, of milliseconds since the epoch.
+fn rfc3339(ms: i64) -> String {
+    crate::destinations::rfc3339(ms)
+}
+
+fn delivery_json(d: &LoggedDelivery, with_tries: bool) -> Value {
+    let mut v = json!({
+        "id": d.id, "destination": d.destination, "status": d.status.as_str(),
+        "attempts": d.attempts, "chain": d.chain, "last_status": d.last_status,
+        "last_error": d.last_error,
+        "next_at": rfc3339(d.next_at),
+    });
+    if with_tries {
+        v["tries"] = Value::Array(
+            d.tries
+                .iter()
+                .map(|t| {
+                    json!({"chain": t.chain, "at": rfc3339(t.at), "took_ms": t.took_ms,
+                           "status": t.status, "outcome": t.outcome, "message": t.message,
+                           "relay": t.relay, "batch_id": t.batch_id})
+                })
+                .collect(),
+        );
+    }
+    v
+}
+
+/// The status of an event as a whole: `dead` if a delivery is, else `pending` while one waits
+/// or is in flight, else `delivered`.
+pub fn event_status(deliveries: &[LoggedDelivery]) -> &'static str {
+    let any = |s: DeliveryStatus| deliveries.iter().any(|d| d.status == s);
+    if any(DeliveryStatus::Dead) {
+        "dead"
+    } else if any(DeliveryStatus::Pending) || any(DeliveryStatus::Inflight) {
+        "pending"
+    } else {
+        "delivered"
+    }
+}
+
+/// An event of a list as JSON.
+pub fn event_summary_json(e: &EventSummary) -> Value {
+    json!({
+        "id": e.id, "received_at": rfc3339(e.received_at), "source": e.source,
+        "event_type": e.event_type, "method": e.method, "path": e.path,
+        "delivery": e.delivery_key, "status": event_status(&e.deliveries),
+        "deliveries": e.deliveries.iter().map(|d| delivery_json(d, false)).collect::<Vec<_>>(),
+    })
+}
+
+/// A page of a list as JSON: the events, and the `before` of the next page (when this one is
+/// full).
+pub fn event_page_json(events: &[EventSummary], limit: usize) -> Value {
+    let next = (events.len() == limit)
+        .then(|| events.last().map(|e| e.id.clone()))
+        .flatten();
+    json!({"events": events.iter().map(event_summary_json).collect::<Vec<_>>(), "next": next})
+}
+
+/// One event whole as JSON: the request's headers (credentials were never stored), a preview of
+/// its body (text, or base64 when not UTF-8), and each delivery with its attempts.
+pub fn logged_event_json(e: &LoggedEvent) -> Value {
+    let mut v = event_summary_json(&e.summary);
+    v["deliveries"] = Value::Array(
+        e.summary
+            .deliveries
+            .iter()
+            .map(|d| delivery_json(d, true))
+            .collect(),
+    );
+    let (headers, body) = match &e.payload {
+        Payload::Request(r) => (Value::Object(r.headers.clone()), &r.body),
+        Payload::Dispatch(b) => (Value::Object(Default::default()), b),
+    };
+    let shown = &body[..body.len().min(BODY_PREVIEW_BYTES)];
+    let (text, encoding) = match std::str::from_utf8(shown) {
+        Ok(t) => (t.to_string(), "text"),
+        // A cut in the middle of a character is still text.
+        Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => (
+            String::from_utf8_lossy(&shown[..e.valid_up_to()]).into_owned(),
+            "text",
+        ),
+        Err(_) => {
+            use base64::Engine as _;
+            (
+                base64::engine::general_purpose::STANDARD.encode(shown),
+                "base64",
+            )
+        }
+    };
+    v["headers"] = headers;
+    v["body"] = json!({"size": body.len(), "preview": text, "encoding": encoding,
+                       "truncated": body.len() > shown.len()});
+    v
 }
 
 #[cfg(test)]

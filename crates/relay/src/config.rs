@@ -76,6 +76,8 @@ pub struct RelayConfig {
     pub body_ref: Option<BodyRefConfig>,
     /// How long the event log keeps delivered events (`retention.events`).
     pub retention: Duration,
+    /// The admin API and page (`admin:`), when configured.
+    pub admin: Option<AdminConfig>,
     /// Where `listen`, `data` and `api_url` came from.
     pub settings: Vec<Setting>,
 }
@@ -100,6 +102,22 @@ impl BodyRefConfig {
     pub const DEFAULT_CONCURRENCY: usize = 8;
     /// The shortest secret accepted, in bytes.
     pub const MIN_SECRET_BYTES: usize = 16;
+}
+
+/// `admin:`: the admin API and its page, on an address of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where they listen (default `127.0.0.1:8081`: this machine only).
+    pub listen: SocketAddr,
+    /// The variable holding the admin tokens (comma-separated).
+    pub tokens_env: String,
+}
+
+impl AdminConfig {
+    /// `admin.listen` when not given.
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8081";
+    /// The shortest admin token accepted, in bytes.
+    pub const MIN_TOKEN_BYTES: usize = 16;
 }
 
 /// `retention.events` when not given: a week.
@@ -295,6 +313,7 @@ struct RawConfig {
     public_url: Option<String>,
     body_ref: Option<RawBodyRef>,
     retention: Option<RawRetention>,
+    admin: Option<RawAdmin>,
     shutdown_timeout: Option<Value>,
     delivery: Option<RawDelivery>,
     #[serde(default)]
@@ -315,6 +334,13 @@ struct RawLimits {
     max_connections: Option<usize>,
     idle_timeout: Option<Value>,
     max_store_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    tokens_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -495,6 +521,14 @@ impl RelayConfig {
                 }
             }
         }
+        if let Some(a) = &self.admin {
+            if env.var(&a.tokens_env).is_none() {
+                unset.push(format!(
+                    "admin: tokens_env names {}, which is not set",
+                    a.tokens_env
+                ));
+            }
+        }
         if let Some(b) = &self.body_ref {
             if env.var(&b.secret_env).is_none() {
                 unset.push(format!(
@@ -531,6 +565,22 @@ impl RelayConfig {
                     bad.push(format!(
                         "endpoint `{}`, destination {url}: secret_env {var}: {e}",
                         ep.slug
+                    ));
+                }
+            }
+        }
+        if let Some(a) = &self.admin {
+            if let Some(tokens) = env.var(&a.tokens_env) {
+                let tokens = admin_tokens(&tokens);
+                if tokens.is_empty()
+                    || tokens
+                        .iter()
+                        .any(|t| t.len() < AdminConfig::MIN_TOKEN_BYTES)
+                {
+                    bad.push(format!(
+                        "admin: every token in {} must be at least {} bytes (openssl rand -hex 32); tokens are separated by commas",
+                        a.tokens_env,
+                        AdminConfig::MIN_TOKEN_BYTES
                     ));
                 }
             }
@@ -624,6 +674,7 @@ impl RelayConfig {
             public_url: None,
             body_ref: None,
             retention: None,
+            admin: None,
             shutdown_timeout: None,
             delivery: None,
             endpoints: Vec::new(),
@@ -748,6 +799,36 @@ impl RelayConfig {
                 "retention.events must be at least a minute (60s)".into(),
             ));
         }
+        let admin = match raw.admin {
+            None => None,
+            Some(a) => {
+                let Some(tokens_env) = a.tokens_env.filter(|v| !v.is_empty()) else {
+                    return Err(err(
+                        &["admin"],
+                        "admin needs tokens_env: the variable holding the admin tokens (comma-separated, each at least 16 random bytes: openssl rand -hex 32)".into(),
+                    ));
+                };
+                let text = a
+                    .listen
+                    .unwrap_or_else(|| AdminConfig::DEFAULT_LISTEN.to_string());
+                let admin_listen: SocketAddr = text.parse().map_err(|_| {
+                    err(
+                        &["admin", "listen"],
+                        format!("admin.listen {text:?} is not HOST:PORT such as 127.0.0.1:8081"),
+                    )
+                })?;
+                if admin_listen.port() != 0 && admin_listen.port() == listen.port() {
+                    return Err(err(
+                        &["admin", "listen"],
+                        format!("admin.listen {admin_listen} has the webhook port too; give the admin API a port of its own, such as 127.0.0.1:8081"),
+                    ));
+                }
+                Some(AdminConfig {
+                    listen: admin_listen,
+                    tokens_env,
+                })
+            }
+        };
         let mut limits = Limits::default();
         if body_ref.is_some() {
             limits.max_body_bytes = BODY_REF_MAX_BODY_BYTES;
@@ -1052,8 +1133,19 @@ impl RelayConfig {
             public_url,
             body_ref,
             retention,
+            admin,
         })
     }
+}
+
+/// The admin tokens in a variable's value: comma-separated, blanks trimmed, empty ones left out.
+pub fn admin_tokens(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A `public_url`: an absolute `https://` (or `http://`, for a closed network) URL without
@@ -1076,7 +1168,7 @@ fn parse_public_url(text: &str) -> Result<String, String> {
 }
 
 /// The keys each section accepts (the `Raw*` structs refuse any other).
-const TOP_KEYS: [&str; 14] = [
+const TOP_KEYS: [&str; 15] = [
     "listen",
     "data",
     "store",
@@ -1088,12 +1180,14 @@ const TOP_KEYS: [&str; 14] = [
     "public_url",
     "body_ref",
     "retention",
+    "admin",
     "shutdown_timeout",
     "delivery",
     "endpoints",
 ];
 const BODY_REF_KEYS: [&str; 3] = ["secret_env", "retention", "concurrency"];
 const RETENTION_KEYS: [&str; 1] = ["events"];
+const ADMIN_KEYS: [&str; 2] = ["listen", "tokens_env"];
 const LIMIT_KEYS: [&str; 11] = [
     "max_body_bytes",
     "max_headers",
@@ -1347,6 +1441,7 @@ fn unknown_keys(text: &str, name: &str) -> Vec<ConfigError> {
         ("github_app", &GITHUB_APP_KEYS[..]),
         ("body_ref", &BODY_REF_KEYS[..]),
         ("retention", &RETENTION_KEYS[..]),
+        ("admin", &ADMIN_KEYS[..]),
     ] {
         if let Some(serde_yaml::Value::Mapping(m)) = top.get(section) {
             check(m, known, section);
@@ -1931,6 +2026,53 @@ mod tests {
             let e = parse(text).expect_err(text).to_string();
             assert!(e.contains(want), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_admin_api_needs_tokens_and_a_port_of_its_own() {
+        let parse = |t: &str| RelayConfig::parse(t, "r.yml", &Overrides::default());
+        let c = parse("admin:\n  tokens_env: ADMIN\n").expect("parses");
+        let a = c.admin.expect("on");
+        assert_eq!(a.listen.to_string(), AdminConfig::DEFAULT_LISTEN);
+        assert!(parse("").expect("parses").admin.is_none(), "off by default");
+        for (text, want) in [
+            (
+                "admin:\n  listen: 127.0.0.1:9000\n",
+                "admin needs tokens_env",
+            ),
+            (
+                "admin: {tokens_env: A, listen: nowhere}\n",
+                "admin.listen \"nowhere\" is not HOST:PORT",
+            ),
+            (
+                "listen: 0.0.0.0:8080\nadmin: {tokens_env: A, listen: 127.0.0.1:8080}\n",
+                "has the webhook port too",
+            ),
+            (
+                "admin: {tokens_env: A, token: x}\n",
+                "unknown key `token` in admin",
+            ),
+            (
+                "retention: {events: 10s}\n",
+                "retention.events must be at least a minute",
+            ),
+        ] {
+            let e = parse(text).expect_err(text).to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        let c = parse("admin: {tokens_env: ADMIN}\n").expect("parses");
+        let unset = c.unset_variables(&hookflow_protocol::Environment::fixed(0, vec![]));
+        assert_eq!(
+            unset,
+            vec!["admin: tokens_env names ADMIN, which is not set"]
+        );
+        let short = hookflow_protocol::Environment::fixed(
+            0,
+            vec![("ADMIN".into(), "long-enough-token-123, short".into())],
+        );
+        assert!(c.unusable_secrets(&short)[0]
+            .contains("every token in ADMIN must be at least 16 bytes"));
+        assert_eq!(admin_tokens(" a , ,b,"), vec!["a", "b"]);
     }
 
     #[test]

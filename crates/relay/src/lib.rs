@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`config`] | the YAML configuration and its defaults |
 //! | [`http`] | HTTP routes, authentication, answers |
+//! | [`console`] | the admin API on its own address: event log, replays, health |
 //! | [`connection`] | what one client may cost: idle connections, requests per address |
 //! | [`store`] | the durable queue (SQLite or PostgreSQL): events and their deliveries |
 //! | [`destinations`] | where an endpoint's events go, which each takes, what each is sent |
@@ -29,6 +30,7 @@ pub mod batching;
 pub mod bodies;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod delivery;
 pub mod destinations;
 pub mod forward;
@@ -91,6 +93,8 @@ pub enum RelayError {
 pub struct Running {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
+    /// The admin API's address, when `admin:` is configured.
+    pub admin_addr: Option<SocketAddr>,
     /// The store, for inspection.
     pub store: StoreHandle,
     /// The metrics.
@@ -101,6 +105,7 @@ pub struct Running {
     worker: JoinHandle<()>,
     pruner: Option<JoinHandle<()>>,
     pruning: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
     /// The data directory's lock (SQLite): one relay per store file.
     _lock: Option<std::fs::File>,
 }
@@ -148,6 +153,17 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         return Err(RelayError::Secrets(unusable));
     }
     // Bind first: a port clash must not leave a data directory and a database behind.
+    let admin_listener = match &config.admin {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a.listen)
+                .await
+                .map_err(|cause| RelayError::Listen {
+                    addr: a.listen,
+                    cause,
+                })?,
+        ),
+        None => None,
+    };
     let mut client = github::Client::new(&config.api_url, config.delivery.timeout)?;
     if let Some(app) = &config.github_app {
         let key = app.load(&env)?;
@@ -280,6 +296,30 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         state.config.retention,
         stop.clone(),
     ));
+    let admin = match (admin_listener, &state.config.admin) {
+        (Some(listener), Some(a)) => {
+            let tokens = config::admin_tokens(&state.env.var(&a.tokens_env).unwrap_or_default());
+            let console = console::ConsoleState::new(
+                store.clone(),
+                metrics.clone(),
+                state.env.clone(),
+                tokens,
+            );
+            let addr = listener.local_addr().ok();
+            if let Some(addr) = addr {
+                tracing::info!(%addr, "admin API listening");
+            }
+            let task = tokio::spawn(http::serve(
+                listener,
+                console::router(console),
+                config::Limits::default(),
+                drain,
+                stop.clone(),
+            ));
+            Some((addr, task))
+        }
+        _ => None,
+    };
     let app = http::router(state);
     let server = tokio::spawn(http::serve(listener, app, limits, drain, stop));
     tracing::info!(%addr, "relay listening");
@@ -293,6 +333,8 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         worker,
         pruner,
         pruning,
+        admin_addr: admin.as_ref().and_then(|(a, _)| *a),
+        admin: admin.map(|(_, t)| t),
         _lock: lock,
     })
 }
@@ -310,6 +352,9 @@ impl Running {
             let _ = p.await;
         }
         let _ = self.pruning.await;
+        if let Some(a) = self.admin {
+            let _ = a.await;
+        }
         tracing::info!("relay stopped");
     }
 }

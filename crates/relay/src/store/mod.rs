@@ -21,7 +21,7 @@ pub enum TokenSource {
     /// An environment variable of the relay (configured endpoints). Only the name is stored.
     Env(String),
     /// A token sent with the request (the compatible route). Stored while the event waits, and
-    /// deleted with the event once it is delivered or purged.
+    /// erased once it is delivered (the event log keeps the delivery without it) or purged.
     Inline(String),
     /// The relay's GitHub App: an installation token minted at delivery. Nothing is stored.
     App,
@@ -1549,6 +1549,17 @@ pub(crate) mod contract {
             .await
             .expect("claims");
         assert_eq!(replayed.len(), 2);
+        // A token that came with the request was erased once it was used.
+        assert!(
+            replayed
+                .iter()
+                .any(|c| c.destination == repo("octo/hooks", TokenSource::Inline(String::new()))),
+            "{:?}",
+            replayed
+                .iter()
+                .map(|c| c.destination.key())
+                .collect::<Vec<_>>()
+        );
         let results = replayed
             .iter()
             .map(|c| {

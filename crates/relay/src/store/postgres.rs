@@ -1620,7 +1620,8 @@ async fn write_results(
                      UPDATE hookflow.deliveries d SET state = 'delivered', claim = NULL,
                          owner = NULL, lease_until = NULL, attempts = d.attempts + 1,
                          last_status = t.status, last_error = NULL, updated_at = now(),
-                         deferred_for = NULL
+                         deferred_for = NULL,
+                         token = CASE WHEN d.token LIKE 'inline:%' THEN 'inline:' ELSE d.token END
                      FROM unnest($1::int8[], $2::text[], $3::int4[], $4::int4[], $5::text[])
                          AS t(id, claim, took, status, batch)
                      WHERE d.id = t.id AND d.claim = t.claim::uuid

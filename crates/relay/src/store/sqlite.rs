@@ -674,11 +674,13 @@ impl SqliteStore {
                 continue;
             };
             let changed = match result {
-                // Kept, as the event log's record of it.
+                // Kept, as the event log's record of it; a token that came with the request
+                // is not kept past its use.
                 Recorded::Delivered { tried } => tx
                     .prepare_cached(
                         "UPDATE deliveries SET state = 'delivered', claim = NULL, attempts = attempts + 1,
-                         last_status = ?3, last_error = NULL, updated_at = ?4, deferred_for = NULL
+                         last_status = ?3, last_error = NULL, updated_at = ?4, deferred_for = NULL,
+                         token = CASE WHEN token LIKE 'inline:%' THEN 'inline:' ELSE token END
                          WHERE id = ?1 AND claim = ?2 AND state = 'inflight'",
                     )
                     .and_then(|mut s| {

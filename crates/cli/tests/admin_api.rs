@@ -1,0 +1,290 @@
+//! The admin API over real HTTP on 127.0.0.1, on SQLite and on PostgreSQL: the event log's list
+//! and filters, one event with its attempts, replays (one event, and by filter) that deliver to
+//! the fake GitHub, the queue's health, the OpenAPI description, and the tokens that guard it.
+
+mod support;
+
+use std::time::Duration;
+
+use hookflow_protocol::Environment;
+use hookflow_relay::config::{Overrides, RelayConfig};
+use hookflow_relay::Running;
+use serde_json::{json, Value};
+use support::fake_github::{Answer, FakeGithub};
+use support::relay::{http, on_both_stores, settled};
+
+const TOKEN_A: &str = "admin-token-aaaaaaaaaaaaaaaa";
+const TOKEN_B: &str = "admin-token-bbbbbbbbbbbbbbbb";
+
+async fn start(dir: &std::path::Path, gh: &FakeGithub, store: Option<&str>) -> Running {
+    let text = format!(
+        "listen: 127.0.0.1:0
+data: {}
+api_url: {}
+{}admin:
+  listen: 127.0.0.1:0
+  tokens_env: ADMIN_TOKENS
+delivery:
+  initial_backoff: 50ms
+  max_backoff: 200ms
+  timeout: 2s
+  rate_limit_per_minute: 0
+endpoints:
+  - slug: gh
+    repo: octo/hooks
+    token_env: GH_TOKEN
+  - slug: broken
+    repo: octo/dead
+    token_env: GH_TOKEN
+",
+        dir.join("data").display(),
+        gh.url(),
+        store.map(|s| format!("store: {s}\n")).unwrap_or_default(),
+    );
+    let config = RelayConfig::parse(&text, "admin.yml", &Overrides::default()).expect("parses");
+    let env = Environment::with_vars(vec![
+        ("GH_TOKEN".into(), "ghp_admin_test".into()),
+        ("ADMIN_TOKENS".into(), format!("{TOKEN_A}, {TOKEN_B}")),
+    ]);
+    hookflow_relay::start(config, env).await.expect("starts")
+}
+
+/// GETs `path` of the admin API with `token`; the status and the JSON answer.
+async fn get(r: &Running, path: &str, token: Option<&str>) -> (u16, Value) {
+    let addr = r.admin_addr.expect("the admin API listens");
+    let mut req = http().get(format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("answered");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(r: &Running, path: &str, body: Value) -> (u16, Value) {
+    let addr = r.admin_addr.expect("the admin API listens");
+    let resp = http()
+        .post(format!("http://{addr}{path}"))
+        .bearer_auth(TOKEN_A)
+        .json(&body)
+        .send()
+        .await
+        .expect("answered");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["events"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|e| e["id"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the event's every delivery is in `status`.
+async fn wait_status(r: &Running, id: &str, status: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, e) = get(r, &format!("/api/events/{id}"), Some(TOKEN_A)).await;
+        if e["status"] == status {
+            return e;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{id} never became {status}: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+async fn admin_story(store: Option<&str>) {
+    let gh = FakeGithub::start().await;
+    gh.script_for("octo/dead", vec![Answer::not_found()]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, store).await;
+    let public = format!("http://{}", r.addr);
+    let mut sent = Vec::new();
+    for (slug, delivery) in [
+        ("gh", "d-1"),
+        ("gh", "d-2"),
+        ("broken", "d-3"),
+        ("gh", "d-4"),
+    ] {
+        let resp = http()
+            .post(format!("{public}/hooks/{slug}/push?ref=main"))
+            .header("x-github-delivery", delivery)
+            .header("x-github-event", "push")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer sender-secret")
+            .body(json!({"delivery": delivery, "pad": "x".repeat(6000)}).to_string())
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status().as_u16(), 202);
+        let answer: Value = resp.json().await.expect("json");
+        sent.push(answer["event_id"].as_str().expect("id").to_string());
+        // Distinct milliseconds, so the ids sort as they were sent.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    settled(&r).await;
+
+    // Guarded: no token, a wrong one; either configured token works; never on the public port.
+    let (status, answer) = get(&r, "/api/events", None).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("Bearer"));
+    assert_eq!(
+        get(&r, "/api/events", Some("admin-token-wrong-wrong"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(get(&r, "/api/health", Some(TOKEN_B)).await.0, 200);
+    let resp = http()
+        .get(format!("{public}/api/events"))
+        .send()
+        .await
+        .expect("answered");
+    let text = resp.text().await.expect("text");
+    assert!(
+        !text.contains("\"events\""),
+        "the webhook port has no admin API: {text}"
+    );
+
+    // The list, newest first, and its filters.
+    let (status, page) = get(&r, "/api/events", Some(TOKEN_A)).await;
+    assert_eq!(status, 200, "{page}");
+    let newest_first: Vec<String> = sent.iter().rev().cloned().collect();
+    assert_eq!(ids(&page), newest_first);
+    assert_eq!(page["next"], Value::Null);
+    assert_eq!(page["events"][1]["status"], "dead");
+    assert_eq!(page["events"][0]["status"], "delivered");
+    assert_eq!(page["events"][0]["path"], "/gh/webhook/push?ref=main");
+    for (query, want) in [
+        ("status=dead", vec![sent[2].clone()]),
+        ("repository=octo/dead", vec![sent[2].clone()]),
+        ("source=broken", vec![sent[2].clone()]),
+        ("delivery=d-2", vec![sent[1].clone()]),
+        (
+            "status=delivered&repository=octo/hooks",
+            vec![sent[3].clone(), sent[1].clone(), sent[0].clone()],
+        ),
+        ("q=webhook/push", newest_first.clone()),
+        ("q=nowhere", vec![]),
+    ] {
+        let (status, page) = get(&r, &format!("/api/events?{query}"), Some(TOKEN_A)).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        assert_eq!(ids(&page), want, "{query}");
+    }
+    let (_, first) = get(&r, "/api/events?limit=3", Some(TOKEN_A)).await;
+    assert_eq!(ids(&first).len(), 3);
+    let next = first["next"].as_str().expect("a next page");
+    let (_, second) = get(
+        &r,
+        &format!("/api/events?limit=3&before={next}"),
+        Some(TOKEN_A),
+    )
+    .await;
+    assert_eq!(ids(&second), vec![sent[0].clone()]);
+    assert_eq!(second["next"], Value::Null);
+    for bad in ["status=lost", "since=yesterday", "limit=0", "colour=red"] {
+        let (status, answer) = get(&r, &format!("/api/events?{bad}"), Some(TOKEN_A)).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+    }
+
+    // One event whole: headers without credentials, a body preview, its attempt.
+    let (status, dead) = get(&r, &format!("/api/events/{}", sent[2]), Some(TOKEN_A)).await;
+    assert_eq!(status, 200, "{dead}");
+    assert_eq!(dead["headers"]["x-github-delivery"], "d-3");
+    assert!(
+        dead["headers"].get("authorization").is_none(),
+        "{}",
+        dead["headers"]
+    );
+    assert_eq!(dead["body"]["truncated"], true);
+    assert_eq!(dead["body"]["encoding"], "text");
+    assert_eq!(dead["body"]["preview"].as_str().map(str::len), Some(4096));
+    let tries = &dead["deliveries"][0]["tries"];
+    assert_eq!(tries.as_array().map(Vec::len), Some(1), "{dead}");
+    assert_eq!(tries[0]["outcome"], "dead");
+    assert_eq!(tries[0]["status"], 404);
+    assert_eq!(tries[0]["chain"], 0);
+    assert!(tries[0]["took_ms"].is_u64());
+    assert_eq!(
+        get(&r, "/api/events/01JNOSUCHEVENT00000000000", Some(TOKEN_A))
+            .await
+            .0,
+        404
+    );
+
+    // Replay the dead letter: GitHub takes it now; its log shows both chains.
+    let (status, answer) = post(&r, &format!("/api/events/{}/replay", sent[2]), json!({})).await;
+    assert_eq!((status, &answer["replayed"]), (200, &json!(1)), "{answer}");
+    let replayed = wait_status(&r, &sent[2], "delivered").await;
+    let tries = replayed["deliveries"][0]["tries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        tries
+            .iter()
+            .map(|t| (t["chain"].clone(), t["outcome"].clone()))
+            .collect::<Vec<_>>(),
+        vec![(json!(0), json!("dead")), (json!(1), json!("delivered"))]
+    );
+    assert_eq!(replayed["deliveries"][0]["chain"], 1);
+    assert_eq!(
+        post(
+            &r,
+            "/api/events/01JNOSUCHEVENT00000000000/replay",
+            json!({})
+        )
+        .await
+        .0,
+        404
+    );
+
+    // Replay by filter: at least one filter, at most `limit` events.
+    assert_eq!(post(&r, "/api/replay", json!({})).await.0, 400);
+    assert_eq!(post(&r, "/api/replay", json!([1])).await.0, 400);
+    let before = gh.delivered().len();
+    let (status, answer) = post(
+        &r,
+        "/api/replay",
+        json!({"source": "gh", "status": "delivered", "limit": 2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (&answer["events"], &answer["replayed"]),
+        (&json!(2), &json!(2))
+    );
+    settled(&r).await;
+    assert_eq!(
+        gh.delivered().len(),
+        before + 2,
+        "the two newest of gh went again"
+    );
+
+    // Health and the description.
+    let (status, h) = get(&r, "/api/health", Some(TOKEN_A)).await;
+    assert_eq!(status, 200);
+    assert_eq!((&h["pending"], &h["dead"]), (&json!(0), &json!(0)), "{h}");
+    assert!(
+        h["delivered_total"].as_u64().unwrap_or_default() >= 6,
+        "{h}"
+    );
+    let (status, spec) = get(&r, "/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert!(spec["paths"]["/api/events"].is_object());
+    r.stop().await;
+}
+
+on_both_stores!(admin_story: the_admin_api_on_sqlite, the_admin_api_on_postgres);
