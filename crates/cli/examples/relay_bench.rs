@@ -8,6 +8,8 @@
 //! - `relay_bench batching SECONDS`: how many webhooks one repository takes at the default
 //!   dispatch rate limit (80 a minute), batching off and on (`max_events: 100`), under a steady
 //!   stream of 200 a second; and the delivery latency of a lone event, off and on.
+//! - `relay_bench event-log EVENTS [POSTGRES_ADMIN_URL]`: the event log's list queries over a
+//!   store of EVENTS events (SQLite, or a scratch PostgreSQL database), each filter timed.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -52,8 +54,14 @@ async fn main() {
                 .unwrap_or_else(|_| panic!("SECONDS must be a number"));
             batching(seconds).await;
         }
+        Some("event-log") if args.len() >= 2 => {
+            let n = args[1]
+                .parse::<usize>()
+                .unwrap_or_else(|_| panic!("EVENTS must be a number"));
+            event_log(n, args.get(2).map(String::as_str)).await;
+        }
         _ => {
-            eprintln!("usage: relay_bench fake-github [ADDR] | relay_bench crash HOOKFLOW_BIN REQUESTS CONCURRENCY KILL_AFTER | relay_bench batching SECONDS");
+            eprintln!("usage: relay_bench fake-github [ADDR] | relay_bench crash HOOKFLOW_BIN REQUESTS CONCURRENCY KILL_AFTER | relay_bench batching SECONDS | relay_bench event-log EVENTS [POSTGRES_ADMIN_URL]");
             std::process::exit(2);
         }
     }
@@ -148,5 +156,237 @@ async fn batching(seconds: u64) {
             lone[lone.len() - 1].as_secs_f64() * 1000.0,
         );
         relay.stop().await;
+    }
+}
+
+/// The event log's list queries over `n` events: a store filled (by SQL, fast) with `n` events
+/// over six days — three endpoints, one repository for all and a second for every tenth, one
+/// in 500 dead, the newest 100 pending, an attempt for each delivery — then each filter's page
+/// of 50 timed 20 times (median and worst).
+async fn event_log(n: usize, postgres: Option<&str>) {
+    use hookflow_relay::store::{DeliveryStatus, EventFilter, Store as _, StoreHandle};
+    let now = chrono::Utc::now().timestamp_millis();
+    let span = 6 * 86_400_000i64;
+    let base = now - span;
+    let at = |i: usize| base + (i as i64) * span / (n as i64);
+    let ids: Vec<String> = (0..n)
+        .map(|i| ulid::Ulid::from_parts(at(i) as u64, i as u128).to_string())
+        .collect();
+    let state = |i: usize| {
+        if i + 100 >= n {
+            "pending"
+        } else if i.is_multiple_of(500) {
+            "dead"
+        } else {
+            "delivered"
+        }
+    };
+    let source = |i: usize| ["github", "stripe", "shop"][i % 3];
+    let path = |i: usize| format!("/{}/webhook?ref=feature-{}", source(i), i % 1000);
+    let started = std::time::Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut _scratch = None;
+    let store = match postgres {
+        None => {
+            let store =
+                hookflow_relay::store::sqlite::SqliteStore::open(dir.path()).expect("store");
+            drop(store);
+            let mut conn =
+                rusqlite::Connection::open(dir.path().join(hookflow_relay::store::sqlite::DB_FILE))
+                    .expect("db");
+            let tx = conn.transaction().expect("tx");
+            {
+                let mut ev = tx
+                    .prepare("INSERT INTO events (id, received_at, source, event_type, payload, payload_kind, method, path, headers, delivery_key) VALUES (?1, ?2, ?3, 'webhook', ?4, 'request', 'POST', ?5, '{}', ?6)")
+                    .expect("prepare");
+                let mut de = tx
+                    .prepare("INSERT INTO deliveries (id, event_id, destination, token, state, attempts, next_at, updated_at) VALUES (?1, ?2, ?3, 'env:T', ?4, 1, ?5, ?5)")
+                    .expect("prepare");
+                let mut at_ = tx
+                    .prepare("INSERT INTO attempts (delivery_id, event_id, chain, at, took_ms, status, outcome) VALUES (?1, ?2, 0, ?3, 120, 204, ?4)")
+                    .expect("prepare");
+                let mut d = 0i64;
+                for (i, id) in ids.iter().enumerate() {
+                    ev.execute(rusqlite::params![
+                        id,
+                        at(i),
+                        source(i),
+                        br#"{"ok":true}"#.as_slice(),
+                        path(i),
+                        format!("d-{i}")
+                    ])
+                    .expect("event");
+                    let dests: &[&str] = if i % 10 == 0 {
+                        &["repo:octo/hooks", "repo:octo/billing"]
+                    } else {
+                        &["repo:octo/hooks"]
+                    };
+                    for dest in dests {
+                        d += 1;
+                        de.execute(rusqlite::params![d, id, dest, state(i), at(i)])
+                            .expect("delivery");
+                        at_.execute(rusqlite::params![d, id, at(i), state(i)])
+                            .expect("attempt");
+                    }
+                }
+            }
+            tx.commit().expect("commit");
+            conn.execute_batch("ANALYZE").expect("analyze");
+            let store =
+                hookflow_relay::store::sqlite::SqliteStore::open(dir.path()).expect("store");
+            StoreHandle::Sqlite(
+                hookflow_relay::store::sqlite::SqliteHandle::start(
+                    store,
+                    std::sync::Arc::new(hookflow_protocol::SystemClock),
+                )
+                .expect("thread"),
+            )
+        }
+        Some(url) => {
+            let db = hookflow_relay::store::postgres::scratch::ScratchDb::create(url)
+                .await
+                .expect("scratch database");
+            let pg = hookflow_relay::store::postgres::PgStore::open(&db.location, true)
+                .await
+                .expect("store");
+            let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                .await
+                .expect("connects");
+            tokio::spawn(conn);
+            for chunk in (0..n).collect::<Vec<_>>().chunks(20_000) {
+                let cid: Vec<&str> = chunk.iter().map(|&i| ids[i].as_str()).collect();
+                let cat: Vec<f64> = chunk.iter().map(|&i| at(i) as f64).collect();
+                let csrc: Vec<&str> = chunk.iter().map(|&i| source(i)).collect();
+                let cpath: Vec<String> = chunk.iter().map(|&i| path(i)).collect();
+                let ckey: Vec<String> = chunk.iter().map(|&i| format!("d-{i}")).collect();
+                let cstate: Vec<&str> = chunk.iter().map(|&i| state(i)).collect();
+                let csecond: Vec<bool> = chunk.iter().map(|&i| i % 10 == 0).collect();
+                client
+                    .execute(
+                        "WITH e AS (
+                             INSERT INTO hookflow.events (id, received_at, source, event_type, payload, body_bytes, payload_kind, method, path, headers, delivery_key)
+                             SELECT i, to_timestamp(t / 1000), s, 'webhook', '\\x7b7d', 2, 'request', 'POST', p, '{}', k
+                             FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[]) AS x(i, t, s, p, k)
+                         ), d AS (
+                             INSERT INTO hookflow.deliveries (event_id, destination, lane, token, state, attempts, next_at, updated_at)
+                             SELECT i, dest, dest, 'env:T', st, 1, to_timestamp(t / 1000), to_timestamp(t / 1000)
+                             FROM unnest($1::text[], $2::float8[], $6::text[], $7::bool[]) AS x(i, t, st, second),
+                                  LATERAL (SELECT 'repo:octo/hooks' AS dest UNION ALL
+                                           SELECT 'repo:octo/billing' WHERE second) AS ds
+                             RETURNING id, event_id, state, updated_at
+                         )
+                         INSERT INTO hookflow.attempts (delivery_id, event_id, chain, at, took_ms, status, outcome)
+                         SELECT id, event_id, 0, updated_at, 120, 204, state FROM d",
+                        &[&cid, &cat, &csrc, &cpath, &ckey, &cstate, &csecond],
+                    )
+                    .await
+                    .expect("fill");
+            }
+            client.batch_execute("ANALYZE hookflow.events; ANALYZE hookflow.deliveries; ANALYZE hookflow.attempts").await.expect("analyze");
+            _scratch = Some(db);
+            StoreHandle::Postgres(pg)
+        }
+    };
+    println!(
+        "{} events on {} filled in {:.1} s; a page of 50, 20 times each:",
+        n,
+        store.engine(),
+        started.elapsed().as_secs_f64()
+    );
+    let mid = ids[n / 2].clone();
+    let cases: Vec<(&str, EventFilter)> = vec![
+        ("newest, no filter", EventFilter::default()),
+        (
+            "status=dead",
+            EventFilter {
+                status: Some(DeliveryStatus::Dead),
+                ..Default::default()
+            },
+        ),
+        (
+            "status=pending",
+            EventFilter {
+                status: Some(DeliveryStatus::Pending),
+                ..Default::default()
+            },
+        ),
+        (
+            "status=delivered",
+            EventFilter {
+                status: Some(DeliveryStatus::Delivered),
+                ..Default::default()
+            },
+        ),
+        (
+            "repository=octo/billing",
+            EventFilter {
+                destination: Some("repo:octo/billing".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "source=stripe",
+            EventFilter {
+                source: Some("stripe".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "delivery=d-123456",
+            EventFilter {
+                delivery_key: Some(format!("d-{}", n / 8)),
+                ..Default::default()
+            },
+        ),
+        (
+            "q=feature-7 (text in path)",
+            EventFilter {
+                path_contains: Some("feature-7".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "a day in the middle",
+            EventFilter {
+                since: Some(base + 2 * 86_400_000),
+                until: Some(base + 3 * 86_400_000),
+                ..Default::default()
+            },
+        ),
+        (
+            "status=dead, page in the middle",
+            EventFilter {
+                status: Some(DeliveryStatus::Dead),
+                before: Some(mid.clone()),
+                ..Default::default()
+            },
+        ),
+        (
+            "source=shop, page in the middle",
+            EventFilter {
+                source: Some("shop".into()),
+                before: Some(mid),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (name, filter) in cases {
+        let mut times = Vec::new();
+        let mut found = 0;
+        for _ in 0..20 {
+            let t = std::time::Instant::now();
+            found = store
+                .list_events(filter.clone(), 50)
+                .await
+                .expect("lists")
+                .len();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "  {name:<34} {found:>3} events  median {:>7.2} ms  worst {:>7.2} ms",
+            times[10].as_secs_f64() * 1e3,
+            times[19].as_secs_f64() * 1e3
+        );
     }
 }
