@@ -198,6 +198,54 @@ async fn admin_story(store: Option<&str>) {
         assert_eq!(status, 400, "{bad}: {answer}");
     }
 
+    // The CLI: through the admin API, and on the store itself; the same JSON either way.
+    let admin_url = format!("http://{}", r.admin_addr.expect("admin"));
+    let offline: Vec<String> = match store {
+        Some(url) => vec!["--store".into(), url.into()],
+        None => vec![
+            "--data".into(),
+            dir.path().join("data").display().to_string(),
+        ],
+    };
+    let online = vec!["--admin-url".to_string(), admin_url.clone()];
+    for from in [&online, &offline] {
+        let out = cli(&[
+            &["relay", "events", "list", "--status", "dead", "--json"][..],
+            &strs(from),
+        ]
+        .concat())
+        .await;
+        assert_eq!(out.0, 0, "{}", out.2);
+        let page: Value = serde_json::from_str(&out.1).expect("JSON");
+        assert_eq!(ids(&page), vec![sent[2].clone()], "{from:?}");
+        let out = cli(&[&["relay", "events", "list"][..], &strs(from)].concat()).await;
+        assert!(
+            out.1.contains(&sent[2]) && out.1.contains("4 event(s)"),
+            "{}",
+            out.1
+        );
+        let out = cli(&[
+            &["relay", "events", "show", sent[2].as_str()][..],
+            &strs(from),
+        ]
+        .concat())
+        .await;
+        assert_eq!(out.0, 0, "{}", out.2);
+        assert!(
+            out.1.contains("repo:octo/dead: dead after 1 attempt(s)"),
+            "{}",
+            out.1
+        );
+        assert!(out.1.contains(" 404 "), "{}", out.1);
+    }
+    let out = cli_env(
+        &[&["relay", "events", "list"][..], &strs(&online)].concat(),
+        &[("HOOKFLOW_ADMIN_TOKEN", "admin-token-not-this-one")],
+    )
+    .await;
+    assert_eq!(out.0, 2);
+    assert!(out.2.contains("the admin API answered 401"), "{}", out.2);
+
     // One event whole: headers without credentials, a body preview, its attempt.
     let (status, dead) = get(&r, &format!("/api/events/{}", sent[2]), Some(TOKEN_A)).await;
     assert_eq!(status, 200, "{dead}");
@@ -272,6 +320,25 @@ async fn admin_story(store: Option<&str>) {
         "the two newest of gh went again"
     );
 
+    // A replay from the CLI, on the store: the relay picks it up.
+    let before = gh.delivered().len();
+    let out = cli(&[
+        &["relay", "events", "replay", sent[0].as_str()][..],
+        &strs(&offline),
+    ]
+    .concat())
+    .await;
+    assert_eq!(out.0, 0, "{}", out.2);
+    assert!(out.2.contains("1 delivery(ies) queued again"), "{}", out.2);
+    let started = std::time::Instant::now();
+    while gh.delivered().len() < before + 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the CLI's replay was delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+
     // Health and the description.
     let (status, h) = get(&r, "/api/health", Some(TOKEN_A)).await;
     assert_eq!(status, 200);
@@ -285,6 +352,38 @@ async fn admin_story(store: Option<&str>) {
     assert_eq!(spec["openapi"], "3.1.0");
     assert!(spec["paths"]["/api/events"].is_object());
     r.stop().await;
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Runs the hookflow binary with the admin token; its exit code, stdout and stderr.
+async fn cli(args: &[&str]) -> (i32, String, String) {
+    cli_env(args, &[("HOOKFLOW_ADMIN_TOKEN", TOKEN_B)]).await
+}
+
+async fn cli_env(args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let out = support::cli::hookflow()
+            .args(&args)
+            .envs(vars)
+            .env_remove("HOOKFLOW_ADMIN_URL")
+            .output()
+            .expect("runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("joined")
 }
 
 on_both_stores!(admin_story: the_admin_api_on_sqlite, the_admin_api_on_postgres);
