@@ -687,7 +687,8 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A kept body while its time lasts; `None` once it is over (or never kept).
     fn body(&self, id: String) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
-    /// Deletes up to `limit` bodies whose time is over; returns how many.
+    /// Deletes up to `limit` bodies whose time is over, or whose event's every delivery is
+    /// dead (no run will fetch them; a replay keeps them again); returns how many.
     fn prune_bodies(&self, limit: usize) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// The newest events that pass `filter`, at most `limit` ([`MAX_PAGE`]), newest first.
     fn list_events(
@@ -1672,6 +1673,45 @@ pub(crate) mod contract {
         assert_eq!(store.prune_bodies(100).await.expect("prunes"), 1);
         assert_eq!(store.prune_bodies(100).await.expect("prunes"), 0);
         assert_eq!(store.body("01JBIG".into()).await.expect("reads"), Some(big));
+
+        // A body kept for an event whose every delivery is dead goes at once (a stranger's
+        // junk tokens cannot hold the store for a week); one whose delivery succeeded stays.
+        let (dead_id, done_id) = (
+            ulid::Ulid::generate().to_string(),
+            ulid::Ulid::generate().to_string(),
+        );
+        for id in [&dead_id, &done_id] {
+            store.insert(event(id)).await.expect("stored");
+        }
+        let claimed = store
+            .claim(10, Duration::from_secs(60))
+            .await
+            .expect("claims");
+        let results = claimed
+            .iter()
+            .map(|c| {
+                let r = if c.event.id == dead_id {
+                    Recorded::Dead {
+                        error: "401".into(),
+                        status: Some(401),
+                        tried: None,
+                    }
+                } else {
+                    Recorded::delivered()
+                };
+                (c.into(), r)
+            })
+            .collect();
+        store.record(results).await.expect("records");
+        for id in [&dead_id, &done_id] {
+            store
+                .keep_body(id.clone(), b"kept".to_vec(), later)
+                .await
+                .expect("kept");
+        }
+        assert_eq!(store.prune_bodies(100).await.expect("prunes"), 1);
+        assert_eq!(store.body(dead_id).await.expect("reads"), None);
+        assert!(store.body(done_id).await.expect("reads").is_some());
     }
 
     pub async fn concurrent_inserts<S: Store + Clone + 'static>(store: &S) {

@@ -2356,9 +2356,17 @@ impl Store for PgStore {
         let client = self.client().await?;
         let n = client
             .execute(
+                // Past their time; or kept for an event whose every delivery is dead (no run
+                // will fetch it, and a replay keeps it again).
                 "DELETE FROM hookflow.bodies WHERE id IN
-                     (SELECT id FROM hookflow.bodies WHERE keep_until <= now()
-                      ORDER BY keep_until LIMIT $1 FOR UPDATE SKIP LOCKED)",
+                     (SELECT b.id FROM hookflow.bodies b
+                      WHERE b.keep_until <= now()
+                         OR (EXISTS (SELECT 1 FROM hookflow.deliveries d
+                                     WHERE d.event_id = substr(b.id, 1, 26))
+                             AND NOT EXISTS (SELECT 1 FROM hookflow.deliveries d
+                                             WHERE d.event_id = substr(b.id, 1, 26)
+                                               AND d.state <> 'dead'))
+                      ORDER BY b.keep_until LIMIT $1 FOR UPDATE SKIP LOCKED)",
                 &[&(limit as i64)],
             )
             .await

@@ -975,7 +975,7 @@ impl SqliteStore {
         let mut used = self.used_pages()?;
         let before = ulid_floor(now);
         while used >= cap {
-            let pruned = self.prune_events(&before, 64)?;
+            let pruned = self.prune_bodies(now, 64)? + self.prune_events(&before, 64)?;
             if pruned == 0 {
                 break;
             }
@@ -1017,8 +1017,18 @@ impl SqliteStore {
         let n = self
             .conn
             .execute(
+                // Past their time; or kept for an event whose every delivery is dead (no run
+                // will fetch it, and a replay keeps it again): a stranger's junk cannot hold
+                // the store for a week.
                 "DELETE FROM bodies WHERE id IN
-                     (SELECT id FROM bodies WHERE keep_until <= ?1 ORDER BY keep_until LIMIT ?2)",
+                     (SELECT b.id FROM bodies b
+                      WHERE b.keep_until <= ?1
+                         OR (EXISTS (SELECT 1 FROM deliveries d
+                                     WHERE d.event_id = substr(b.id, 1, 26))
+                             AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                             WHERE d.event_id = substr(b.id, 1, 26)
+                                               AND d.state <> 'dead'))
+                      ORDER BY b.keep_until LIMIT ?2)",
                 params![now, limit as i64],
             )
             .map_err(|e| self.fail(e))?;
