@@ -387,3 +387,152 @@ async fn cli_env(args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) 
 }
 
 on_both_stores!(admin_story: the_admin_api_on_sqlite, the_admin_api_on_postgres);
+
+/// The admin page over real HTTP: sign-in, the list and an event rendered from the log with
+/// hostile request text escaped, a strict CSP, and a replay from a same-origin form only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_signs_in_lists_shows_and_replays() {
+    let gh = FakeGithub::start().await;
+    gh.script_for("octo/dead", vec![Answer::not_found()]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, None).await;
+    let admin = format!("http://{}", r.admin_addr.expect("admin"));
+    let resp = http()
+        .post(format!(
+            "http://{}/hooks/broken/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+            r.addr
+        ))
+        .header("x-evil", "<img src=x onerror=alert(2)>")
+        .body("<b>body</b>")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    let id = resp.json::<Value>().await.expect("json")["event_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    settled(&r).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    // Signed out: every page sends to the sign-in form.
+    let resp = browser
+        .get(format!("{admin}/"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(resp.headers()["location"], "/login");
+    let resp = browser
+        .get(format!("{admin}/"))
+        .header("cookie", "hookflow_admin=99999999999.0000")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status().as_u16(), 303, "a forged session");
+    let resp = browser
+        .post(format!("{admin}/login"))
+        .form(&[("token", "not-an-admin-token")])
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = browser
+        .post(format!("{admin}/login"))
+        .form(&[("token", TOKEN_A)])
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status().as_u16(), 303);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .expect("text")
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().expect("pair").to_string();
+
+    // The list: health, the event, hostile text escaped, a strict CSP, auto-refresh.
+    let resp = browser
+        .get(format!("{admin}/?status=dead"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status().as_u16(), 200);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("style-src 'self'"),
+        "{csp}"
+    );
+    let html = resp.text().await.expect("html");
+    assert!(html.contains(&id), "{html}");
+    assert!(html.contains("dead letters"));
+    assert!(html.contains("http-equiv=\"refresh\""));
+    // The path is shown as it was received (percent-encoded), never decoded into markup.
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(html.contains("/broken/webhook/%3Cscript%3E"), "{html}");
+    let html = browser
+        .get(format!("{admin}/?refresh=off"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("html");
+    assert!(!html.contains("http-equiv=\"refresh\""));
+
+    // The event: its attempt and headers, escaped.
+    let html = browser
+        .get(format!("{admin}/events/{id}"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("404"), "{html}");
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(2)&gt;"),
+        "{html}"
+    );
+    assert!(html.contains("&lt;b&gt;body&lt;/b&gt;"), "{html}");
+    assert!(!html.contains("<img"), "{html}");
+
+    // Replay: refused from another site's form, done from this one.
+    let resp = browser
+        .post(format!("{admin}/events/{id}/replay"))
+        .header("cookie", &session)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status().as_u16(), 403);
+    let resp = browser
+        .post(format!("{admin}/events/{id}/replay"))
+        .header("cookie", &session)
+        .header("origin", &admin)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(resp.headers()["location"], format!("/events/{id}"));
+    wait_status(&r, &id, "delivered").await;
+    let css = browser
+        .get(format!("{admin}/style.css"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    r.stop().await;
+}

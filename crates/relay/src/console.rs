@@ -9,6 +9,9 @@
 //! - `POST /api/events/{id}/replay`
 //! - `POST /api/replay` with the list's filters as a JSON object (at most 10,000 events)
 //! - `GET /api/health`
+//!
+//! And the page ([`page`]): `GET /`, `GET /events/{id}`, `POST /events/{id}/replay`, behind a
+//! sign-in (`GET|POST /login`) with the same tokens.
 
 use std::sync::Arc;
 
@@ -26,6 +29,8 @@ use crate::metrics::Metrics;
 use crate::store::{Store, StoreHandle};
 use hookflow_protocol::Environment;
 
+pub mod page;
+
 /// The OpenAPI description of this API, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("console/openapi.json");
 
@@ -40,6 +45,10 @@ pub struct ConsoleState {
     pub env: Environment,
     /// The admin tokens.
     tokens: Arc<Vec<String>>,
+    /// The key of the page's session cookies, made at start-up.
+    session_key: Arc<Vec<u8>>,
+    /// Whether the admin address is this machine only (cookies without `Secure` then).
+    loopback: bool,
 }
 
 impl ConsoleState {
@@ -49,12 +58,21 @@ impl ConsoleState {
         metrics: Arc<Metrics>,
         env: Environment,
         tokens: Vec<String>,
+        loopback: bool,
     ) -> ConsoleState {
+        let mut key = vec![0u8; 32];
+        if getrandom::fill(&mut key).is_err() {
+            // No randomness: sessions cannot be trusted, so none is ever valid.
+            tracing::error!("no system randomness: the admin page cannot sign anyone in");
+            key.clear();
+        }
         ConsoleState {
             store,
             metrics,
             env,
             tokens: Arc::new(tokens),
+            session_key: Arc::new(key),
+            loopback,
         }
     }
 
@@ -77,9 +95,17 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api/replay", post(replay_filtered))
         .route("/api/health", get(health))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let pages = Router::new()
+        .route("/", get(page::index))
+        .route("/events/{id}", get(page::event))
+        .route("/events/{id}/replay", post(page::replay))
+        .layer(middleware::from_fn_with_state(state.clone(), page::guard));
     Router::new()
         .route("/openapi.json", get(openapi))
+        .route("/style.css", get(page::style))
+        .route("/login", get(page::login_form).post(page::login))
         .merge(api)
+        .merge(pages)
         .fallback(|| async {
             answer(
                 StatusCode::NOT_FOUND,
@@ -126,10 +152,12 @@ async fn harden(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
     r
 }
 
@@ -150,7 +178,7 @@ fn store_failed(e: impl std::fmt::Display) -> Response {
 }
 
 /// The pairs of a query string, decoded.
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()

@@ -304,6 +304,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
                 metrics.clone(),
                 state.env.clone(),
                 tokens,
+                a.listen.ip().is_loopback(),
             );
             let addr = listener.local_addr().ok();
             if let Some(addr) = addr {
