@@ -536,3 +536,75 @@ async fn the_admin_page_signs_in_lists_shows_and_replays() {
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
     r.stop().await;
 }
+
+/// The admin page in a real browser (headless Chromium): signing in, a delivered and a dead
+/// event listed, the dead one's attempts, and its replay button delivering it to the fake
+/// GitHub. A screenshot goes to target/browser-screenshots/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_in_a_real_browser() {
+    let Some(driver) = support::browser::driver() else {
+        return;
+    };
+    let gh = FakeGithub::start().await;
+    gh.script_for("octo/dead", vec![Answer::not_found()]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = start(dir.path(), &gh, None).await;
+    let mut ids = Vec::new();
+    for slug in ["gh", "broken"] {
+        let resp = http()
+            .post(format!("http://{}/hooks/{slug}", r.addr))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"from": "{slug}"}}"#))
+            .send()
+            .await
+            .expect("sent");
+        ids.push(
+            resp.json::<Value>().await.expect("json")["event_id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    settled(&r).await;
+    let admin = format!("http://{}", r.admin_addr.expect("admin"));
+    let browser = support::browser::Browser::start(&driver).await;
+    browser.go(&format!("{admin}/?refresh=off")).await;
+    assert!(
+        browser.url().await.ends_with("/login"),
+        "signed out: the sign-in page"
+    );
+    browser.type_into("input[name=token]", TOKEN_A).await;
+    browser.click("form.login button").await;
+    let html = browser
+        .wait_for_text(&ids[1], Duration::from_secs(10))
+        .await;
+    assert!(html.contains(&ids[0]), "both events are listed");
+    assert!(html.contains("badge delivered") && html.contains("badge dead"));
+    let shot = browser.screenshot().await;
+    let out = support::cli::root().join("target/browser-screenshots");
+    std::fs::create_dir_all(&out).expect("screenshot folder");
+    std::fs::write(out.join("admin-events.png"), &shot).expect("screenshot");
+    assert!(shot.starts_with(b"\x89PNG"), "a PNG");
+
+    browser
+        .click(&format!("a[href='/events/{}']", ids[1]))
+        .await;
+    let html = browser
+        .wait_for_text("Replay", Duration::from_secs(10))
+        .await;
+    assert!(html.contains("404"), "the dead attempt: {html}");
+    browser.click("form button").await;
+    let html = browser
+        .wait_for_text("chain 1", Duration::from_secs(15))
+        .await;
+    assert!(html.contains("badge delivered"), "{html}");
+    std::fs::write(out.join("admin-event.png"), browser.screenshot().await).expect("screenshot");
+    assert!(
+        gh.delivered()
+            .iter()
+            .any(|d| d.event_ids().contains(&ids[1])),
+        "the replay reached GitHub"
+    );
+    drop(browser);
+    r.stop().await;
+}

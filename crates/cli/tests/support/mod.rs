@@ -1,3 +1,5 @@
+#[cfg(feature = "relay")]
+pub mod browser;
 pub mod cli;
 pub mod examples;
 #[cfg(feature = "relay")]

@@ -371,7 +371,11 @@ pub async fn event(State(state): State<ConsoleState>, Path(id): Path<String>) ->
                 s(&t["at"]),
                 t["chain"],
                 s(&t["outcome"]),
-                t["status"].as_u64().map(|c| c.to_string()).unwrap_or_else(|| "no answer".into()),
+                match (t["status"].as_u64(), t["outcome"].as_str()) {
+                    (Some(c), _) => c.to_string(),
+                    (None, Some("delivered")) => "accepted".into(),
+                    (None, _) => "no answer".into(),
+                },
                 t["took_ms"].as_u64().map(|c| c.to_string()).unwrap_or_else(|| "—".into()),
                 t["batch_id"].as_str().map(|b| format!(" · batch {}", esc(b))).unwrap_or_default(),
                 s(&t["message"]),
