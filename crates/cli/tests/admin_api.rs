@@ -354,6 +354,19 @@ async fn admin_story(store: Option<&str>) {
     r.stop().await;
 }
 
+/// A page's HTML, signed in with `session` (a `name=value` cookie).
+async fn signed_in_page(client: &reqwest::Client, url: &str, session: &str) -> String {
+    client
+        .get(url)
+        .header("cookie", session)
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("html")
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -480,27 +493,11 @@ async fn the_admin_page_signs_in_lists_shows_and_replays() {
     // The path is shown as it was received (percent-encoded), never decoded into markup.
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("/broken/webhook/%3Cscript%3E"), "{html}");
-    let html = browser
-        .get(format!("{admin}/?refresh=off"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("html");
+    let html = signed_in_page(&browser, &format!("{admin}/?refresh=off"), &session).await;
     assert!(!html.contains("http-equiv=\"refresh\""));
 
     // The event: its attempt and headers, escaped.
-    let html = browser
-        .get(format!("{admin}/events/{id}"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("html");
+    let html = signed_in_page(&browser, &format!("{admin}/events/{id}"), &session).await;
     assert!(html.contains("404"), "{html}");
     assert!(
         html.contains("&lt;img src=x onerror=alert(2)&gt;"),
@@ -595,7 +592,7 @@ async fn the_admin_page_in_a_real_browser() {
     assert!(html.contains("404"), "the dead attempt: {html}");
     browser.click("form button").await;
     let html = browser
-        .wait_for_text("chain 1", Duration::from_secs(15))
+        .wait_for_text("chain 1 · delivered", Duration::from_secs(15))
         .await;
     assert!(html.contains("badge delivered"), "{html}");
     std::fs::write(out.join("admin-event.png"), browser.screenshot().await).expect("screenshot");
