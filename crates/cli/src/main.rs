@@ -209,6 +209,14 @@ impl EventFilters {
         .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
         .collect()
     }
+
+    /// The filters of one page of the list: with its size and where it starts.
+    fn page(&self, limit: usize, before: Option<String>) -> Vec<(&'static str, String)> {
+        let mut pairs = self.pairs();
+        pairs.push(("limit", limit.to_string()));
+        pairs.extend(before.map(|b| ("before", b)));
+        pairs
+    }
 }
 
 #[cfg(feature = "relay")]
@@ -1104,12 +1112,7 @@ fn events(action: EventsAction) -> anyhow::Result<ExitCode> {
                     json,
                     ..
                 } => {
-                    let mut query = filters.pairs();
-                    query.push(("limit", limit.to_string()));
-                    if let Some(b) = before {
-                        query.push(("before", b));
-                    }
-                    let page = api.get("/api/events", &query).await?;
+                    let page = api.get("/api/events", &filters.page(limit, before)).await?;
                     print_events(&page, json, now)
                 }
                 EventsAction::Show { id, json, .. } => {
@@ -1156,11 +1159,7 @@ fn events(action: EventsAction) -> anyhow::Result<ExitCode> {
                 json,
                 ..
             } => {
-                let mut pairs = filters.pairs();
-                pairs.push(("limit", limit.to_string()));
-                if let Some(b) = before {
-                    pairs.push(("before", b));
-                }
+                let pairs = filters.page(limit, before);
                 let (filter, limit) =
                     admin::event_filter(pairs.iter().map(|(k, v)| (*k, v.as_str())))?;
                 let events = store.list_events(filter, limit).await?;

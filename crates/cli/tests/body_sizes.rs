@@ -8,6 +8,8 @@
 //! the bodies drawn are either noise (hex or bytes, whose entropy bounds what gzip can do) or
 //! zeros (which gzip always fits).
 
+mod support;
+
 use std::io::Write as _;
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use hookflow_relay::store::{Event, Payload, Request, Store as _, StoreHandle};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
+use support::cli::noise;
 
 const MIB: usize = 1024 * 1024;
 
@@ -39,22 +42,10 @@ enum Kind {
     Records,
 }
 
-fn xorshift(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn body_of(kind: Kind, n: usize, seed: u64) -> Vec<u8> {
     match kind {
-        Kind::Noise => xorshift(n, seed),
-        Kind::Hex => xorshift(n, seed)
+        Kind::Noise => noise(n, seed),
+        Kind::Hex => noise(n, seed)
             .into_iter()
             .map(|b| b"0123456789abcdef"[(b & 15) as usize])
             .collect(),
@@ -63,7 +54,7 @@ fn body_of(kind: Kind, n: usize, seed: u64) -> Vec<u8> {
             let mut out = Vec::with_capacity(n);
             let mut i = 0u64;
             while out.len() < n {
-                let r = xorshift(4, seed ^ i);
+                let r = noise(4, seed ^ i);
                 out.extend_from_slice(
                     format!("{{\"id\":{i},\"v\":{},\"t\":\"x{}\"}}\n", r[0], r[1] % 7).as_bytes(),
                 );

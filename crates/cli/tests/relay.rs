@@ -492,15 +492,7 @@ async fn large_bodies_are_compressed_or_refused_at_the_door() {
     .expect("gunzip");
     assert_eq!(out, push);
 
-    let mut x: u64 = 88172645463325252;
-    let noise: Vec<u8> = (0..200_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = support::cli::noise(200_000, 88172645463325252);
     let (status, answer) = post(&r, "/octo/hooks/a/webhook?__token=t", noise).await;
     assert_eq!(status, 413);
     assert!(

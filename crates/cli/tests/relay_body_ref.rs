@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use hookflow_relay::config::{Overrides, RelayConfig};
 use hookflow_relay::store::Store as _;
 use hookflow_relay::Running;
 use serde_json::Value;
-use support::cli::{github_signature, hookflow, read_outputs, root};
+use support::cli::{github_signature, hookflow, noise, run_step, StepRun};
 use support::fake_github::{Dispatch, FakeGithub};
 use support::relay::{free_port, get_text, http, on_both_stores};
 
@@ -66,19 +65,6 @@ async fn start(text: &str, clock: &Arc<ManualClock>) -> Running {
     hookflow_relay::start(config, env)
         .await
         .expect("relay starts")
-}
-
-/// Bytes that do not compress (xorshift).
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A form post of at least `n` bytes whose values do not compress to a dispatch.
@@ -143,51 +129,28 @@ fn dispatch_of<'a>(delivered: &'a [Dispatch], id: &str) -> &'a Dispatch {
         .unwrap_or_else(|| panic!("no dispatch for {id}"))
 }
 
-struct Run {
-    code: i32,
-    stderr: String,
-    outputs: BTreeMap<String, String>,
-}
-
 /// `hookflow run` on `event` (a dispatch as the workflow run's event file), allowed to fetch
 /// over plain http from `hosts`.
-async fn run(dir: &Path, name: &str, event: &Value, hosts: &str) -> Run {
+async fn run(dir: &Path, name: &str, event: &Value, hosts: &str) -> StepRun {
     let file = dir.join(format!("{name}.json"));
     std::fs::write(&file, event.to_string()).expect("event file");
-    let dir = dir.to_path_buf();
-    let hosts = hosts.to_string();
-    let name = name.to_string();
+    let (dir, hosts, name) = (dir.to_path_buf(), hosts.to_string(), name.to_string());
     tokio::task::spawn_blocking(move || {
-        let outputs = dir.join(format!("{name}.outputs"));
-        let temp = dir.join(format!("{name}.temp"));
-        std::fs::create_dir_all(&temp).expect("runner temp");
-        let out = hookflow()
-            .args(["run", "--max-body-bytes", "30000000", "--event"])
-            .arg(&file)
-            .arg("--workflows")
-            .arg(root().join("examples/workflows"))
-            .env("GITHUB_OUTPUT", &outputs)
-            .env("RUNNER_TEMP", &temp)
-            .env("EXAMPLE_WEBHOOK_SECRET", WEBHOOK_SECRET)
-            .env("HOOKFLOW_BODY_HOSTS", hosts)
-            .output()
-            .expect("runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-            outputs: if outputs.exists() {
-                read_outputs(&outputs)
-            } else {
-                BTreeMap::new()
-            },
-        }
+        run_step(
+            &file,
+            &dir.join(format!("{name}.outputs")),
+            &dir.join(format!("{name}.temp")),
+            WEBHOOK_SECRET,
+            &hosts,
+            &["--max-body-bytes", "30000000"],
+        )
     })
     .await
     .expect("joined")
 }
 
 /// The body a successful run read: its `body_file`, else its `body` output.
-fn body_read(r: &Run) -> Vec<u8> {
+fn body_read(r: &StepRun) -> Vec<u8> {
     match r.outputs.get("body_file").filter(|f| !f.is_empty()) {
         Some(file) => std::fs::read(file).expect("body file"),
         None => r.outputs["body"].clone().into_bytes(),

@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use hookflow_protocol::body_ref::{check_url, Referrer};
 use serde_json::{json, Value};
-use support::cli::{github_signature, hookflow, read_outputs, root, write};
+use support::cli::{github_signature, hookflow, root, run_step, write, StepRun};
 
 const URL_SECRET: &[u8] = b"relay-url-secret";
 const WEBHOOK_SECRET: &str = "hookflow-example-secret";
@@ -93,39 +93,17 @@ fn event_with_ref(
     write(dir, &format!("{id}.json"), &event.to_string())
 }
 
-struct Run {
-    code: i32,
-    stderr: String,
-    outputs: std::collections::BTreeMap<String, String>,
-}
-
-async fn run(dir: &Path, event: &Path, hosts: &str) -> Run {
-    let dir = dir.to_path_buf();
-    let event = event.to_path_buf();
-    let hosts = hosts.to_string();
+async fn run(dir: &Path, event: &Path, hosts: &str) -> StepRun {
+    let (dir, event, hosts) = (dir.to_path_buf(), event.to_path_buf(), hosts.to_string());
     tokio::task::spawn_blocking(move || {
-        let outputs = dir.join("outputs.txt");
-        let _ = std::fs::remove_file(&outputs);
-        let out = hookflow()
-            .args(["run", "--event"])
-            .arg(&event)
-            .arg("--workflows")
-            .arg(root().join("examples/workflows"))
-            .env("GITHUB_OUTPUT", &outputs)
-            .env("RUNNER_TEMP", &dir)
-            .env("EXAMPLE_WEBHOOK_SECRET", WEBHOOK_SECRET)
-            .env("HOOKFLOW_BODY_HOSTS", hosts)
-            .output()
-            .expect("runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-            outputs: if outputs.exists() {
-                read_outputs(&outputs)
-            } else {
-                Default::default()
-            },
-        }
+        run_step(
+            &event,
+            &dir.join("outputs.txt"),
+            &dir,
+            WEBHOOK_SECRET,
+            &hosts,
+            &[],
+        )
     })
     .await
     .expect("joined")

@@ -109,3 +109,60 @@ pub fn github_signature(secret: &str, body: &[u8]) -> String {
     );
     format!("sha256={}", hex::encode(mac))
 }
+
+/// Bytes that do not compress (xorshift from `seed`).
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// What a `hookflow run` step did: its exit code, its log, its `$GITHUB_OUTPUT`.
+pub struct StepRun {
+    pub code: i32,
+    pub stderr: String,
+    pub outputs: std::collections::BTreeMap<String, String>,
+}
+
+/// `hookflow run` on `event` against the shipped example workflows, as a step would run it:
+/// outputs to `outputs`, `RUNNER_TEMP` at `temp`, the examples' webhook secret, bodies by
+/// reference fetched over plain http from `body_hosts`; `args` go before `--event`.
+pub fn run_step(
+    event: &Path,
+    outputs: &Path,
+    temp: &Path,
+    secret: &str,
+    body_hosts: &str,
+    args: &[&str],
+) -> StepRun {
+    let _ = std::fs::remove_file(outputs);
+    std::fs::create_dir_all(temp).expect("runner temp");
+    let out = hookflow()
+        .arg("run")
+        .args(args)
+        .arg("--event")
+        .arg(event)
+        .arg("--workflows")
+        .arg(root().join("examples/workflows"))
+        .env("GITHUB_OUTPUT", outputs)
+        .env("RUNNER_TEMP", temp)
+        .env("EXAMPLE_WEBHOOK_SECRET", secret)
+        .env("HOOKFLOW_BODY_HOSTS", body_hosts)
+        .output()
+        .expect("runs");
+    StepRun {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+        outputs: if outputs.exists() {
+            read_outputs(outputs)
+        } else {
+            Default::default()
+        },
+    }
+}
