@@ -67,6 +67,35 @@ async fn start(text: &str, clock: &Arc<ManualClock>) -> Running {
         .expect("relay starts")
 }
 
+/// A relay with bodies by reference on SQLite (endpoints `extra` appended), with its fake
+/// GitHub, its data folder, its port and configuration, and the clock it runs on.
+struct Relay {
+    gh: FakeGithub,
+    /// The data folder: deleted when dropped, so a test keeps it while the relay runs.
+    dir: tempfile::TempDir,
+    port: u16,
+    text: String,
+    clock: Arc<ManualClock>,
+    r: Running,
+}
+
+async fn sqlite_relay(extra: &str) -> Relay {
+    let gh = FakeGithub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let text = config_text(port, &dir.path().join("data"), &gh, None) + extra;
+    let clock = Arc::new(ManualClock::at_ms(chrono::Utc::now().timestamp_millis()));
+    let r = start(&text, &clock).await;
+    Relay {
+        gh,
+        dir,
+        port,
+        text,
+        clock,
+        r,
+    }
+}
+
 /// A form post of at least `n` bytes whose values do not compress to a dispatch.
 fn form(n: usize) -> Vec<u8> {
     let hexed = hex::encode(noise(n / 2, 7));
@@ -454,12 +483,14 @@ on_both_stores!(bodies_by_reference: bodies_of_any_size_go_by_reference_on_sqlit
 /// relay without `body_ref` refuses what does not fit a dispatch, saying how to send it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limits_at_the_door() {
-    let gh = FakeGithub::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let text = config_text(port, &dir.path().join("data"), &gh, None);
-    let clock = Arc::new(ManualClock::at_ms(chrono::Utc::now().timestamp_millis()));
-    let r = start(&text, &clock).await;
+    let Relay {
+        gh,
+        dir: _dir,
+        port,
+        text,
+        clock,
+        r,
+    } = sqlite_relay("").await;
     let resp = http()
         .post(format!("http://{}/hooks/uploads", r.addr))
         .timeout(Duration::from_secs(60))
@@ -510,12 +541,14 @@ async fn the_limits_at_the_door() {
 /// through a relay when given one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hookflow_dispatch_sends_large_bodies_through_a_relay() {
-    let gh = FakeGithub::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let text = config_text(port, &dir.path().join("data"), &gh, None);
-    let clock = Arc::new(ManualClock::at_ms(chrono::Utc::now().timestamp_millis()));
-    let r = start(&text, &clock).await;
+    let Relay {
+        gh,
+        dir,
+        port,
+        text: _text,
+        clock: _clock,
+        r,
+    } = sqlite_relay("").await;
     let body = noise(3 * MIB, 21);
     let file = dir.path().join("big.bin");
     std::fs::write(&file, &body).expect("body file");
@@ -588,15 +621,19 @@ async fn hookflow_dispatch_sends_large_bodies_through_a_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_event_on_a_batching_lane_goes_alone_by_reference() {
     use support::fake_github::Answer;
-    let gh = FakeGithub::start().await;
+    // `_dir` holds the data folder for as long as the relay runs.
+    let Relay {
+        gh,
+        clock,
+        r,
+        dir: _dir,
+        ..
+    } = sqlite_relay(
+        "  - slug: batched\n    repo: octo/batched\n    token_env: RELAY_TEST_TOKEN\n    batching: {mode: adaptive}\n",
+    )
+    .await;
     // The first dispatch is held, so the others queue behind it in the lane.
     gh.script(vec![Answer::AcceptAfter(Duration::from_millis(700))]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let text = config_text(port, &dir.path().join("data"), &gh, None)
-        + "  - slug: batched\n    repo: octo/batched\n    token_env: RELAY_TEST_TOKEN\n    batching: {mode: adaptive}\n";
-    let clock = Arc::new(ManualClock::at_ms(chrono::Utc::now().timestamp_millis()));
-    let r = start(&text, &clock).await;
     let big = noise(MIB, 33);
     // Stored together, as events waiting in a lane are: the relay finds them at one look.
     let mut ids = Vec::new();
