@@ -615,6 +615,64 @@ pub(crate) fn logged(
     }
 }
 
+/// A list's filter as SQL, the same on both engines: the conditions on the events, those on a
+/// delivery `d`, and their text parameters in placeholder order.
+pub(crate) struct FilterSql {
+    /// Conditions on `e` (and on `id`, the column the list is ordered by).
+    pub events: Vec<String>,
+    /// Conditions on a delivery `d` of the event.
+    pub deliveries: Vec<String>,
+    /// The parameters, `mark(1)` first.
+    pub params: Vec<String>,
+}
+
+/// [`FilterSql`] of `filter`: `id` is the event id column the list is ordered by, `mark(n)` the
+/// engine's n-th placeholder (`?n`, `$n`), `contains` its substring function (`instr`,
+/// `strpos`: both `f(haystack, needle) > 0`).
+pub(crate) fn filter_sql(
+    filter: &EventFilter,
+    id: &str,
+    mark: impl Fn(usize) -> String,
+    contains: &str,
+) -> FilterSql {
+    let mut params: Vec<String> = Vec::new();
+    let mut arg = |v: String| {
+        params.push(v);
+        mark(params.len())
+    };
+    let mut events = Vec::new();
+    if let Some(b) = &filter.before {
+        events.push(format!("{id} < {}", arg(b.clone())));
+    }
+    if let Some(t) = filter.since {
+        events.push(format!("{id} >= {}", arg(ulid_floor(t))));
+    }
+    if let Some(t) = filter.until {
+        events.push(format!("{id} < {}", arg(ulid_floor(t))));
+    }
+    if let Some(src) = &filter.source {
+        events.push(format!("e.source = {}", arg(src.clone())));
+    }
+    if let Some(k) = &filter.delivery_key {
+        events.push(format!("e.delivery_key = {}", arg(k.clone())));
+    }
+    if let Some(q) = &filter.path_contains {
+        events.push(format!("{contains}(e.path, {}) > 0", arg(q.clone())));
+    }
+    let mut deliveries = Vec::new();
+    if let Some(st) = filter.status {
+        deliveries.push(format!("d.state = {}", arg(st.as_str().to_string())));
+    }
+    if let Some(dest) = &filter.destination {
+        deliveries.push(format!("d.destination = {}", arg(dest.clone())));
+    }
+    FilterSql {
+        events,
+        deliveries,
+        params,
+    }
+}
+
 /// The most events one list returns.
 pub const MAX_PAGE: usize = 500;
 

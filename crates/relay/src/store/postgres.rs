@@ -2161,41 +2161,12 @@ impl Store for PgStore {
         let client = self.client().await?;
         let fail = |e: tokio_postgres::Error| db_error("cannot list events", e);
         let limit = limit.clamp(1, MAX_PAGE) as i64;
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let mut conds: Vec<String> = Vec::new();
-        let mut arg = |v: Box<dyn ToSql + Sync + Send>| {
-            args.push(v);
-            format!("${}", args.len())
-        };
-        if let Some(b) = &filter.before {
-            conds.push(format!("e.id < {}", arg(Box::new(b.clone()))));
-        }
-        if let Some(t) = filter.since {
-            conds.push(format!("e.id >= {}", arg(Box::new(ulid_floor(t)))));
-        }
-        if let Some(t) = filter.until {
-            conds.push(format!("e.id < {}", arg(Box::new(ulid_floor(t)))));
-        }
-        if let Some(src) = &filter.source {
-            conds.push(format!("e.source = {}", arg(Box::new(src.clone()))));
-        }
-        if let Some(k) = &filter.delivery_key {
-            conds.push(format!("e.delivery_key = {}", arg(Box::new(k.clone()))));
-        }
-        if let Some(q) = &filter.path_contains {
-            conds.push(format!("strpos(e.path, {}) > 0", arg(Box::new(q.clone()))));
-        }
-        let mut on_delivery = Vec::new();
-        if let Some(st) = filter.status {
-            on_delivery.push(format!("d.state = {}", arg(Box::new(st.as_str()))));
-        }
-        if let Some(dest) = &filter.destination {
-            on_delivery.push(format!("d.destination = {}", arg(Box::new(dest.clone()))));
-        }
-        if !on_delivery.is_empty() {
+        let f = super::filter_sql(&filter, "e.id", |n| format!("${n}"), "strpos");
+        let mut conds = f.events.clone();
+        if !f.deliveries.is_empty() {
             conds.push(format!(
                 "EXISTS (SELECT 1 FROM hookflow.deliveries d WHERE d.event_id = e.id AND {})",
-                on_delivery.join(" AND ")
+                f.deliveries.join(" AND ")
             ));
         }
         let filters = if conds.is_empty() {
@@ -2203,16 +2174,15 @@ impl Store for PgStore {
         } else {
             format!("WHERE {}", conds.join(" AND "))
         };
-        let limit_at = arg(Box::new(limit));
+        let limit_at = format!("${}", f.params.len() + 1);
         let sql = format!(
             "SELECT e.id, (extract(epoch FROM e.received_at) * 1000)::int8, e.source,
                     e.event_type, coalesce(e.method, ''), coalesce(e.path, ''), e.delivery_key
              FROM hookflow.events e {filters} ORDER BY e.id DESC LIMIT {limit_at}"
         );
-        let params: Vec<&(dyn ToSql + Sync)> = args
-            .iter()
-            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
-            .collect();
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            f.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        params.push(&limit);
         let rows = client.query(&sql, &params).await.map_err(fail)?;
         let mut out: Vec<EventSummary> = rows
             .iter()

@@ -1117,38 +1117,10 @@ impl SqliteStore {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-        let mut conds: Vec<String> = Vec::new();
         let by_delivery = filter.status.is_some() || filter.destination.is_some();
         let id = if by_delivery { "d.event_id" } else { "e.id" };
-        let mut arg = |v: Box<dyn rusqlite::ToSql>| {
-            args.push(v);
-            format!("?{}", args.len())
-        };
-        if let Some(b) = &filter.before {
-            conds.push(format!("{id} < {}", arg(Box::new(b.clone()))));
-        }
-        if let Some(t) = filter.since {
-            conds.push(format!("{id} >= {}", arg(Box::new(ulid_floor(t)))));
-        }
-        if let Some(t) = filter.until {
-            conds.push(format!("{id} < {}", arg(Box::new(ulid_floor(t)))));
-        }
-        if let Some(st) = filter.status {
-            conds.push(format!("d.state = {}", arg(Box::new(st.as_str()))));
-        }
-        if let Some(dest) = &filter.destination {
-            conds.push(format!("d.destination = {}", arg(Box::new(dest.clone()))));
-        }
-        if let Some(src) = &filter.source {
-            conds.push(format!("e.source = {}", arg(Box::new(src.clone()))));
-        }
-        if let Some(k) = &filter.delivery_key {
-            conds.push(format!("e.delivery_key = {}", arg(Box::new(k.clone()))));
-        }
-        if let Some(q) = &filter.path_contains {
-            conds.push(format!("instr(e.path, {}) > 0", arg(Box::new(q.clone()))));
-        }
+        let f = super::filter_sql(filter, id, |n| format!("?{n}"), "instr");
+        let conds: Vec<String> = f.events.iter().chain(&f.deliveries).cloned().collect();
         let filters = if conds.is_empty() {
             String::new()
         } else {
@@ -1165,8 +1137,9 @@ impl SqliteStore {
              FROM {from} {filters} ORDER BY {id} DESC"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(fail)?;
-        let params: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
-        let mut rows = stmt.query(params.as_slice()).map_err(fail)?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(&f.params))
+            .map_err(fail)?;
         let mut out: Vec<EventSummary> = Vec::new();
         // Rows come in event order: an event with several matching deliveries repeats.
         while let Some(r) = rows.next().map_err(fail)? {
