@@ -1015,6 +1015,21 @@ fn relay(args: RelayArgs, sources: Vec<(String, String)>) -> anyhow::Result<Exit
     }
     runtime()?.block_on(async move {
         let running = hookflow_relay::start(config, env).await?;
+        // Registered before the relay says it listens: from then on SIGHUP reloads (its default
+        // would end the process).
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut hangups = signal(SignalKind::hangup())?;
+            let live = running.live.clone();
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    let live = live.clone();
+                    // Logged by the reload itself: what changed, or why it was refused.
+                    let _ = tokio::task::spawn_blocking(move || live.reload()).await;
+                }
+            });
+        }
         eprintln!("hookflow relay: listening on http://{}", running.addr);
         shutdown_signal().await;
         eprintln!("hookflow relay: stopping (a second signal forces exit)");

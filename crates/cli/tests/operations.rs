@@ -1,6 +1,9 @@
 //! Running the relay as an operator does: the binary, real signals, dead letters handled from
-//! the command line while it runs, metrics, limits against bad clients, a bad data directory.
+//! the command line while it runs, metrics, limits against bad clients, a bad data directory,
+//! configuration reload ([`reload`]).
 
+#[path = "operations/reload.rs"]
+mod reload;
 mod support;
 
 use std::io::{Read, Write};

@@ -20,11 +20,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use hookflow_protocol::batch::{pack, Item};
 use hookflow_protocol::payload::Origin;
 
-use crate::config::DeliveryConfig;
 use crate::delivery::{dispatch, record, track, Attempt, InFlight, Limiter, Senders};
 use crate::destinations::{self, Batching, Destinations};
 use crate::github::Outcome;
 use crate::metrics::{DeadReason, DestinationResult, Metrics};
+use crate::reload::Current;
 use crate::store::{ClaimRef, Claimed, Destination, Payload, Recorded, Store, StoreHandle};
 use hookflow_protocol::Environment;
 
@@ -228,7 +228,8 @@ pub fn groups(
 pub struct BatchContext<'a> {
     pub(crate) store: &'a StoreHandle,
     pub(crate) senders: &'a Senders,
-    pub(crate) config: &'a DeliveryConfig,
+    /// The configuration this run of batches began with.
+    pub(crate) now: &'a Current,
     pub(crate) metrics: &'a Metrics,
     pub(crate) env: &'a Environment,
     pub(crate) limiter: &'a Limiter,
@@ -361,10 +362,10 @@ async fn deliver_batch(
     let mut batch = Vec::with_capacity(waiting.len());
     for d in waiting {
         let key = d.destination.key();
-        let configured = ctx.senders.destinations.get(&d.event.source, &key);
+        let configured = ctx.now.destinations.get(&d.event.source, &key);
         match (
             &d.event.payload,
-            ctx.senders.destinations.build(&d.event, configured),
+            ctx.now.destinations.build(&d.event, configured),
         ) {
             (Payload::Request(_), Ok(request)) => {
                 let request = request.into_owned();
@@ -447,7 +448,7 @@ fn attempt_of<'a>(ctx: &BatchContext<'a>, d: &'a Claimed, key: &'a str) -> Attem
     Attempt {
         delivery: d,
         key,
-        config: ctx.config,
+        config: &ctx.now.config.delivery,
         metrics: ctx.metrics,
         number: d.attempts + 1,
     }

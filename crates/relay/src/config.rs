@@ -80,6 +80,25 @@ pub struct RelayConfig {
     pub admin: Option<AdminConfig>,
     /// Where `listen`, `data` and `api_url` came from.
     pub settings: Vec<Setting>,
+    /// The file and flags it was read from, to read it again on reload; `None` without a file.
+    pub source: Option<ConfigSource>,
+}
+
+/// Where a configuration was read from: its file and the flags applied over it. A reload reads
+/// the same file with the same flags.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The YAML file.
+    pub file: PathBuf,
+    /// The flags and environment variables that override it.
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// Reads the file again, with the same flags.
+    pub fn read(&self) -> Result<RelayConfig, ConfigError> {
+        RelayConfig::load(&self.file, &self.overrides)
+    }
 }
 
 /// `body_ref:`: bodies too large for a dispatch even compressed are kept by the relay and
@@ -614,7 +633,12 @@ impl RelayConfig {
             message: format!("cannot read the relay configuration: {e}"),
             more: Vec::new(),
         })?;
-        Self::parse(&text, &name, o)
+        let mut config = Self::parse(&text, &name, o)?;
+        config.source = Some(ConfigSource {
+            file: file.to_path_buf(),
+            overrides: o.clone(),
+        });
+        Ok(config)
     }
 
     /// Parses YAML text; `name` is used in messages.
@@ -1134,6 +1158,7 @@ impl RelayConfig {
             body_ref,
             retention,
             admin,
+            source: None,
         })
     }
 }

@@ -110,7 +110,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
 /// the map never holds more addresses than there are requests in flight.
 #[derive(Debug, Clone)]
 pub struct ClientLimiter {
-    per_client: usize,
+    per_client: Arc<std::sync::atomic::AtomicUsize>,
     in_flight: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
@@ -125,7 +125,7 @@ impl ClientLimiter {
     /// At most `per_client` requests in flight per address (0: no limit).
     pub fn new(per_client: usize) -> Self {
         ClientLimiter {
-            per_client,
+            per_client: Arc::new(per_client.into()),
             in_flight: Arc::default(),
         }
     }
@@ -134,7 +134,8 @@ impl ClientLimiter {
     pub fn try_acquire(&self, client: IpAddr) -> Option<ClientPermit> {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         let n = map.entry(client).or_insert(0);
-        if self.per_client > 0 && *n >= self.per_client {
+        let per_client = self.per_client.load(std::sync::atomic::Ordering::Relaxed);
+        if per_client > 0 && *n >= per_client {
             return None;
         }
         *n += 1;
@@ -142,6 +143,12 @@ impl ClientLimiter {
             client,
             in_flight: self.in_flight.clone(),
         })
+    }
+
+    /// Changes the share (a configuration reload); requests in flight keep their places.
+    pub fn set_per_client(&self, per_client: usize) {
+        self.per_client
+            .store(per_client, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Addresses with a request in flight.

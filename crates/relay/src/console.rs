@@ -9,6 +9,7 @@
 //! - `POST /api/events/{id}/replay`
 //! - `POST /api/replay` with the list's filters as a JSON object (at most 10,000 events)
 //! - `GET /api/health`
+//! - `POST /api/reload`: reads the configuration file again (as `SIGHUP` does)
 //!
 //! And the page ([`page`]): `GET /`, `GET /events/{id}`, `POST /events/{id}/replay`, behind a
 //! sign-in (`GET|POST /login`) with the same tokens.
@@ -26,6 +27,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::admin::{self, event_filter, MAX_REPLAY};
 use crate::metrics::Metrics;
+use crate::reload::{Live, ReloadError};
 use crate::store::{Store, StoreHandle};
 use hookflow_protocol::Environment;
 
@@ -49,6 +51,8 @@ pub struct ConsoleState {
     session_key: Arc<Vec<u8>>,
     /// Whether the admin address is this machine only (cookies without `Secure` then).
     loopback: bool,
+    /// The running configuration, for reloads.
+    live: Arc<Live>,
 }
 
 impl ConsoleState {
@@ -59,6 +63,7 @@ impl ConsoleState {
         env: Environment,
         tokens: Vec<String>,
         loopback: bool,
+        live: Arc<Live>,
     ) -> ConsoleState {
         let mut key = vec![0u8; 32];
         if getrandom::fill(&mut key).is_err() {
@@ -73,6 +78,7 @@ impl ConsoleState {
             tokens: Arc::new(tokens),
             session_key: Arc::new(key),
             loopback,
+            live,
         }
     }
 
@@ -94,6 +100,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api/events/{id}/replay", post(replay_one))
         .route("/api/replay", post(replay_filtered))
         .route("/api/health", get(health))
+        .route("/api/reload", post(reload))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let pages = Router::new()
         .route("/", get(page::index))
@@ -314,5 +321,43 @@ async fn health(State(state): State<ConsoleState>) -> Response {
             .into_response()
         }
         Err(e) => store_failed(e),
+    }
+}
+
+/// `POST /api/reload`: the configuration file read again and applied, or refused with what is
+/// wrong in it (the running configuration stays).
+async fn reload(State(state): State<ConsoleState>) -> Response {
+    let live = state.live.clone();
+    let result = match tokio::task::spawn_blocking(move || live.reload()).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "admin: the reload did not finish");
+            return answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the reload did not finish; see the relay's log",
+            );
+        }
+    };
+    match result {
+        Ok(r) => axum::Json(json!({
+            "reloaded": true,
+            "file": r.file,
+            "changed": r.changed,
+            "restart_needed": r.kept,
+        }))
+        .into_response(),
+        Err(e) => {
+            let status = match e {
+                ReloadError::NoFile => StatusCode::CONFLICT,
+                ReloadError::Invalid(_) | ReloadError::Refused { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+            };
+            (
+                status,
+                axum::Json(json!({"success": false, "reloaded": false, "message": e.to_string()})),
+            )
+                .into_response()
+        }
     }
 }

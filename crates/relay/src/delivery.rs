@@ -9,20 +9,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 
 use crate::backoff::backoff;
 use crate::batching::{self, BatchContext, Batches, Leader};
 use crate::bodies::Bodies;
 use crate::config::DeliveryConfig;
-use crate::destinations::{self, DestinationConfig, Destinations, Target};
+use crate::destinations::{self, DestinationConfig, Target};
 use crate::forward::{Forwarder, HttpDestination, Message};
 use crate::github::{Client, Outcome};
 use crate::github_app::AppError;
 use crate::metrics::{DeadReason, DestinationResult, Metrics, StoreOp};
 use crate::rate_limit::RateLimiter;
 use crate::refused_tokens::RefusedTokens;
+use crate::reload::{Current, Live};
 use crate::store::postgres::HandedOff;
 use crate::store::{
     ClaimRef, Claimed, Destination, Payload, Recorded, Store, StoreHandle, TokenSource, Tried,
@@ -33,26 +34,38 @@ use hookflow_protocol::{credentials, Environment};
 /// The dispatch rate limit per lane (repository and credential): the relay's own on SQLite
 /// (one relay per store), the database's on PostgreSQL, so that the limit holds for the whole
 /// cluster and N relays do not send N times as much.
-pub(crate) enum Limiter {
-    Local(RateLimiter),
-    Cluster(crate::store::postgres::PgStore, u32),
+/// The rate (`delivery.rate_limit_per_minute`) changes on a configuration reload.
+pub struct Limiter {
+    local: RateLimiter,
+    cluster: Option<crate::store::postgres::PgStore>,
 }
 
 impl Limiter {
-    fn for_store(store: &StoreHandle, per_minute: u32) -> Limiter {
-        match store {
-            StoreHandle::Postgres(pg) if per_minute > 0 => Limiter::Cluster(pg.clone(), per_minute),
-            _ => Limiter::Local(RateLimiter::new(per_minute)),
+    /// The limiter of a store's relays, `per_minute` dispatches per lane (0: none).
+    pub fn for_store(store: &StoreHandle, per_minute: u32) -> Limiter {
+        Limiter {
+            local: RateLimiter::new(per_minute),
+            cluster: match store {
+                StoreHandle::Postgres(pg) => Some(pg.clone()),
+                StoreHandle::Sqlite(_) => None,
+            },
         }
+    }
+
+    /// Changes the rate (a configuration reload).
+    pub fn set_per_minute(&self, per_minute: u32) {
+        self.local.set_per_minute(per_minute);
     }
 
     /// A token now, or the wait: until the slot booked for this delivery (`book`), or until
     /// the next token (a batching lane: its next batch takes every delivery waiting).
     pub(crate) async fn take(&self, lane: &str, book: bool) -> Result<(), Duration> {
-        match self {
-            Limiter::Local(l) if book => l.take(lane),
-            Limiter::Local(l) => l.try_take(lane),
-            Limiter::Cluster(pg, per_minute) => match pg.take_slot(lane, *per_minute, book).await {
+        let per_minute = self.local.per_minute();
+        match &self.cluster {
+            _ if per_minute == 0 => Ok(()),
+            None if book => self.local.take(lane),
+            None => self.local.try_take(lane),
+            Some(pg) => match pg.take_slot(lane, per_minute, book).await {
                 Ok(taken) => taken,
                 Err(e) => {
                     // The result cannot be recorded either while the database is away: try
@@ -80,10 +93,9 @@ pub struct Worker {
     pub client: Client,
     /// The client of HTTP destinations.
     pub forwarder: Forwarder,
-    /// The configured destinations: what each is sent.
-    pub destinations: Arc<Destinations>,
-    /// Concurrency, retries, rate limit.
-    pub config: DeliveryConfig,
+    /// The configuration in effect (destinations, delivery settings) and the bounds it sets
+    /// (deliveries in flight, dispatches per lane).
+    pub live: Arc<Live>,
     /// Notified when an event is stored.
     pub wake: Arc<Notify>,
     /// Counters.
@@ -106,8 +118,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         store,
         client,
         forwarder,
-        destinations,
-        config,
+        live,
         wake,
         metrics,
         env,
@@ -119,24 +130,24 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
     // Claims in flight, by delivery id: what a shutdown puts back.
     let in_flight: Arc<Mutex<HashMap<String, ClaimRef>>> = Arc::default();
-    let slots = Arc::new(Semaphore::new(config.concurrency));
-    let limiter = Arc::new(Limiter::for_store(&store, config.rate_limit_per_minute));
-    let config = Arc::new(config);
+    let slots = live.bounds.delivery_slots.clone();
+    let limiter = live.bounds.dispatch_rate.clone();
     // A delivery cannot stay in flight longer than its request timeout; past this lease its
     // result was lost (this relay died, or the store refused the write) and any relay may
-    // claim it again.
-    let lease = config.lease();
-    let gather = (config.concurrency / 4).max(1);
+    // claim it again. (Both change only at a restart.)
+    let lease = live.current().config.delivery.lease();
+    let gather = (live.current().config.delivery.concurrency / 4).max(1);
     let senders = Arc::new(Senders {
         client,
         forwarder,
-        destinations,
         refused,
         bodies,
     });
     let batches = Arc::new(Batches::default());
     let spawn = |job: Job, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| {
-        let (store, senders, config) = (store.clone(), senders.clone(), config.clone());
+        // The configuration this delivery (or this run of batches) works with.
+        let now = live.current();
+        let (store, senders) = (store.clone(), senders.clone());
         let (limiter, metrics, env) = (limiter.clone(), metrics.clone(), env.clone());
         let (in_flight, batches) = (in_flight.clone(), batches.clone());
         while tasks.try_join_next().is_some() {}
@@ -146,7 +157,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                     let ctx = BatchContext {
                         store: &store,
                         senders: &senders,
-                        config: &config,
+                        now: &now,
                         metrics: &metrics,
                         env: &env,
                         limiter: &limiter,
@@ -168,7 +179,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                         Destination::Http { .. } => Ok(()),
                     };
                     let result = match limited {
-                        Ok(()) => deliver(&senders, &config, &metrics, &env, event).await,
+                        Ok(()) => deliver(&senders, &now, &metrics, &env, event).await,
                         Err(wait) => Recorded::RateLimited {
                             delay: wait + Duration::from_millis(1),
                         },
@@ -188,7 +199,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     // claim order: this loop is the one place that claims).
     let place = |group: Vec<Claimed>| -> Vec<Job> {
         track(&in_flight, &group);
-        match batching::lead(&batches, &senders.destinations, group, &slots) {
+        match batching::lead(&batches, &live.current().destinations, group, &slots) {
             Err(alone) => alone.into_iter().map(Job::Alone).collect(),
             Ok(leader) => leader.map(Job::Lead).into_iter().collect(),
         }
@@ -287,7 +298,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             continue;
         }
         // Every group placed (given to its lane's leader, or made a job) before any wait.
-        let jobs: Vec<Job> = batching::groups(due, &senders.destinations, &batches)
+        let jobs: Vec<Job> = batching::groups(due, &live.current().destinations, &batches)
             .into_iter()
             .flat_map(&place)
             .collect();
@@ -315,7 +326,8 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     // then cancel the rest. What is left in flight (cancelled, or claimed and never started: a
     // job waiting for a slot, or given to a lane's leader that had finished) goes back to the
     // queue at once.
-    let timed_out = tokio::time::timeout(drain, slots.acquire_many(config.concurrency as u32))
+    let concurrency = live.current().config.delivery.concurrency as u32;
+    let timed_out = tokio::time::timeout(drain, slots.acquire_many(concurrency))
         .await
         .is_err();
     if timed_out {
@@ -422,8 +434,6 @@ pub struct Senders {
     pub client: Client,
     /// The client of HTTP destinations.
     pub forwarder: Forwarder,
-    /// The configured destinations.
-    pub destinations: Arc<Destinations>,
     /// Tokens GitHub refused lately.
     pub refused: Arc<RefusedTokens>,
     /// Bodies by reference, when configured.
@@ -560,7 +570,7 @@ impl Attempt<'_> {
 /// Delivers one delivery to its destination and decides what to record.
 pub async fn deliver(
     senders: &Senders,
-    config: &DeliveryConfig,
+    now: &Current,
     metrics: &Metrics,
     env: &Environment,
     delivery: Claimed,
@@ -569,13 +579,13 @@ pub async fn deliver(
     let attempt = Attempt {
         delivery: &delivery,
         key: &key,
-        config,
+        config: &now.config.delivery,
         metrics,
         number: delivery.attempts + 1,
     };
     let event = &delivery.event;
-    let configured = senders.destinations.get(&event.source, &key);
-    let request = match senders.destinations.build(event, configured) {
+    let configured = now.destinations.get(&event.source, &key);
+    let request = match now.destinations.build(event, configured) {
         Ok(r) => r,
         Err(e) => return attempt.dead(e.to_string(), None, DeadReason::Setup),
     };

@@ -29,12 +29,12 @@ use subtle::ConstantTimeEq;
 use axum::extract::ConnectInfo;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::connection::{ClientLimiter, IdleTimeout};
-use crate::rate_limit::RateLimiter;
+use crate::connection::IdleTimeout;
 use crate::refused_tokens::RefusedTokens;
+use crate::reload::{Current, Live};
 
-use crate::config::{Endpoint, EventTypeSource, Limits, RelayConfig};
-use crate::destinations::{self, DestinationConfig, Destinations};
+use crate::config::{Endpoint, EventTypeSource, Limits};
+use crate::destinations::{self, DestinationConfig};
 use crate::metrics::{Metrics, Rejected};
 use crate::store::{
     self, Destination, Event, Inserted, NewEvent, Payload, Store, StoreError, StoreHandle,
@@ -106,26 +106,18 @@ impl RelayParams {
 pub struct AppState {
     /// The event store.
     pub store: StoreHandle,
-    /// The configuration.
-    pub config: Arc<RelayConfig>,
+    /// The configuration in effect, swapped on reload, and the bounds it sets.
+    pub live: Arc<Live>,
     /// Wakes the delivery workers when an event is stored.
     pub wake: Arc<Notify>,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
     /// Set when a shutdown began (`/readyz` turns 503).
     pub shutting_down: Arc<AtomicBool>,
-    /// Requests in flight, bounded by `limits.max_concurrent_requests`.
-    pub in_flight: Arc<Semaphore>,
-    /// Requests in flight per client address, bounded by `limits.max_requests_per_client`.
-    pub per_client: ClientLimiter,
     /// Tokens GitHub refused lately: refused at the door.
     pub refused: Arc<RefusedTokens>,
-    /// Compatible-route requests per client address (`limits.compat_requests_per_minute`).
-    pub compat_rate: Arc<RateLimiter>,
     /// The clock and the secrets (API keys, signature secrets).
     pub env: Environment,
-    /// The configured destinations, for what each is sent.
-    pub destinations: Arc<Destinations>,
     /// Bodies by reference, when `body_ref` is configured.
     pub bodies: Option<Arc<crate::bodies::Bodies>>,
     /// The queue figures `/metrics` showed last, and when they were counted.
@@ -138,15 +130,13 @@ const QUEUE_FIGURES_TTL: std::time::Duration = std::time::Duration::from_secs(5)
 
 /// The router.
 pub fn router(state: AppState) -> Router {
-    let mut webhooks = Router::new()
+    // The compatible route is always routed: whether it is on is the configuration's, read
+    // per request (a reload may turn it on or off).
+    let webhooks = Router::new()
         .route("/hooks/{slug}", any(endpoint))
-        .route("/hooks/{slug}/{*rest}", any(endpoint));
-    if state.config.compat_route {
-        webhooks = webhooks
-            .route("/{owner}/{repo}", any(compat))
-            .route("/{owner}/{repo}/{*rest}", any(compat));
-    }
-    let webhooks = webhooks
+        .route("/hooks/{slug}/{*rest}", any(endpoint))
+        .route("/{owner}/{repo}", any(compat))
+        .route("/{owner}/{repo}/{*rest}", any(compat))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard));
     let app = Router::new()
@@ -174,7 +164,8 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let _client_permit = match client.map(|ip| (ip, state.per_client.try_acquire(ip))) {
+    let bounds = &state.live.bounds;
+    let _client_permit = match client.map(|ip| (ip, bounds.per_client.try_acquire(ip))) {
         Some((ip, None)) => {
             m.rejected(Rejected::Overload);
             tracing::warn!(client = %ip, "too many requests in flight from one address; answering 429");
@@ -189,7 +180,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         Some((_, permit)) => permit,
         None => None,
     };
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+    let Ok(_permit) = bounds.in_flight.clone().try_acquire_owned() else {
         m.rejected(Rejected::Overload);
         tracing::warn!("too many requests in flight; answering 503");
         return refuse(
@@ -197,7 +188,8 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
             "the relay is busy; retry shortly",
         );
     };
-    let limits = &state.config.limits;
+    let now = state.live.current();
+    let limits = &now.config.limits;
     let headers = request.headers();
     let header_bytes: usize = headers
         .iter()
@@ -447,7 +439,11 @@ struct Accepted<'a> {
 /// Checks that every destination can be sent the request (a repository's dispatch fits
 /// GitHub's limits: 413 otherwise; a transform finds JSON: 400 otherwise), then stores it once:
 /// the id the sender sees, and whether it repeats an event already stored.
-async fn store_request(state: &AppState, r: Accepted<'_>) -> Result<(String, bool), Response> {
+async fn store_request(
+    state: &AppState,
+    now: &Current,
+    r: Accepted<'_>,
+) -> Result<(String, bool), Response> {
     let event = Event {
         id: ulid::Ulid::generate().to_string(),
         received_at: state.env.now_ms(),
@@ -456,7 +452,7 @@ async fn store_request(state: &AppState, r: Accepted<'_>) -> Result<(String, boo
         payload: Payload::Request(r.request),
     };
     for (destination, config) in &r.destinations {
-        let sent = state.destinations.build(&event, *config).map_err(|e| {
+        let sent = now.destinations.build(&event, *config).map_err(|e| {
             refuse(
                 StatusCode::BAD_REQUEST,
                 format!("{}: {e}", destination.key()),
@@ -543,10 +539,19 @@ async fn compat(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let now = state.live.current();
+    if !now.config.compat_route {
+        return not_found(uri).await;
+    }
     // Anyone may call this route (only GitHub can tell a real token), so each address gets a
     // share of it: strangers cannot fill the store at the speed of the relay.
     if let Some(axum::Extension(ConnectInfo(peer))) = peer {
-        if let Err(wait) = state.compat_rate.try_take(&peer.ip().to_string()) {
+        if let Err(wait) = state
+            .live
+            .bounds
+            .compat_rate
+            .try_take(&peer.ip().to_string())
+        {
             let mut r = refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many requests from your address to this route (limits.compat_requests_per_minute); retry later",
@@ -575,7 +580,7 @@ async fn compat(
         Ok(r) => r,
         Err(e) => return refuse(StatusCode::NOT_FOUND, e.to_string()),
     };
-    if !state.config.compat_allows(&repo) {
+    if !now.config.compat_allows(&repo) {
         return refuse(
             StatusCode::FORBIDDEN,
             format!("this relay does not dispatch to {repo} (compat_repos)"),
@@ -610,7 +615,7 @@ async fn compat(
             "GitHub refused this token (401) within the last hour; nothing was stored",
         );
     }
-    let body = match read_body(body, &state.config.limits).await {
+    let body = match read_body(body, &now.config.limits).await {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
@@ -641,7 +646,7 @@ async fn compat(
         )],
         dedupe_key,
     };
-    let (id, duplicate) = match store_request(&state, request).await {
+    let (id, duplicate) = match store_request(&state, &now, request).await {
         Ok(stored) => stored,
         Err(r) => return r,
     };
@@ -680,7 +685,8 @@ async fn endpoint(
 ) -> Response {
     let after = uri.path().trim_start_matches("/hooks/");
     let (slug, rest) = after.split_once('/').map_or((after, ""), |(s, r)| (s, r));
-    let Some(ep) = state.config.endpoints.iter().find(|e| e.slug == slug) else {
+    let now = state.live.current();
+    let Some(ep) = now.config.endpoints.iter().find(|e| e.slug == slug) else {
         return refuse(StatusCode::NOT_FOUND, format!("no endpoint named `{slug}`"));
     };
     if method != Method::POST {
@@ -697,7 +703,7 @@ async fn endpoint(
     if let Err(r) = check_api_key(ep, &state.env, &headers) {
         return r.into_response();
     }
-    let body = match read_body(body, &state.config.limits).await {
+    let body = match read_body(body, &now.config.limits).await {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
@@ -760,7 +766,7 @@ async fn endpoint(
         destinations,
         dedupe_key: delivery_id(&headers).map(|d| format!("hooks:{slug}:{d}")),
     };
-    let (id, duplicate) = match store_request(&state, request).await {
+    let (id, duplicate) = match store_request(&state, &now, request).await {
         Ok(stored) => stored,
         Err(r) => return r,
     };
@@ -846,28 +852,33 @@ fn check_signature(
 /// flight. At most `limits.max_connections` are open at once (more wait in the kernel's queue);
 /// each is closed after `limits.idle_timeout` without a byte moving (the first byte included),
 /// and HTTP/1 enforces `limits.header_timeout` and `limits.max_headers` while reading a request.
+/// `limits` is asked for each new connection (a reload changes them); `max_connections` is
+/// read once.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    limits: Limits,
+    limits: impl Fn() -> Limits + Send + 'static,
     drain: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_headers(limits.max_headers)
-        .max_buf_size(limits.max_header_bytes.max(8192) * 2);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32);
-    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let connection = |limits: &Limits| {
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_headers(limits.max_headers)
+            .max_buf_size(limits.max_header_bytes.max(8192) * 2);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes as u32);
+        builder
+    };
+    let open = Arc::new(Semaphore::new(limits().max_connections));
     loop {
         // Take a connection's place before accepting, so excess connections wait in the
         // kernel's queue instead of holding file descriptors here.
@@ -892,8 +903,9 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
         let service = hyper_util::service::TowerToHyperService::new(app);
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
-        let conn = builder
+        let now = limits();
+        let io = TokioIo::new(IdleTimeout::new(stream, now.idle_timeout));
+        let conn = connection(&now)
             .serve_connection_with_upgrades(io, service)
             .into_owned();
         let conn = graceful.watch(conn);

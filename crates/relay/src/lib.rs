@@ -18,6 +18,7 @@
 //! | [`metrics`] | counters and histograms for `/metrics` |
 //! | [`rate_limit`] | token buckets by key: deliveries per repository, requests per address |
 //! | [`refused_tokens`] | tokens GitHub refused, refused at the door for a while |
+//! | [`reload`] | the running configuration, swapped whole on reload (`SIGHUP`, the admin API) |
 //! | [`retention`] | the event log's retention: old delivered events pruned in small batches |
 //! | [`admin`] | what the operator's commands print: dead letters, the config check |
 //!
@@ -40,6 +41,7 @@ pub mod http;
 pub mod metrics;
 pub mod rate_limit;
 pub mod refused_tokens;
+pub mod reload;
 pub mod retention;
 pub mod store;
 
@@ -99,6 +101,8 @@ pub struct Running {
     pub store: StoreHandle,
     /// The metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// The running configuration.
+    pub live: Arc<reload::Live>,
     shutdown: watch::Sender<bool>,
     shutting_down: Arc<AtomicBool>,
     server: JoinHandle<()>,
@@ -181,6 +185,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         })?;
     let wake = Arc::new(Notify::new());
     let mut config = config;
+    let configured_store_cap = config.limits.max_store_bytes;
     let (store, lock) = match &config.store {
         StoreLocation::Sqlite => {
             let lock = store::sqlite::lock_data_dir(&config.data)?;
@@ -228,63 +233,62 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         tracing::info!(public_url = %url, retention_s = b.retention.as_secs(),
             "bodies too large for a dispatch go by reference, served at {url}/bodies/<id>");
     }
-    let table = Arc::new(destinations::Destinations::of(&config));
     let forwarder = forward::Forwarder::new(config.delivery.timeout)
         .map_err(|e| RelayError::Forwarder(e.to_string()))?;
     let shutting_down = Arc::new(AtomicBool::new(false));
     let (shutdown, stop) = watch::channel(false);
 
     let refused = Arc::new(refused_tokens::RefusedTokens::default());
+    let bounds = reload::Bounds::of(
+        &config,
+        delivery::Limiter::for_store(&store, config.delivery.rate_limit_per_minute),
+    );
+    let (handoff_room, lease) = (config.delivery.concurrency * 4, config.delivery.lease());
+    let drain = config.shutdown_timeout;
+    let admin_config = config.admin.clone();
+    let live = Arc::new(reload::Live::new(
+        config,
+        configured_store_cap,
+        bounds,
+        env.clone(),
+        metrics.clone(),
+    ));
     let worker = tokio::spawn(delivery::run(
         delivery::Worker {
             store: store.clone(),
             client,
             forwarder,
-            destinations: table.clone(),
-            config: config.delivery.clone(),
+            live: live.clone(),
             wake: wake.clone(),
             metrics: metrics.clone(),
             env: env.clone(),
             refused: refused.clone(),
             bodies: bodies.clone(),
-            drain: config.shutdown_timeout,
+            drain,
             handoff: match &store {
-                StoreHandle::Postgres(pg) => Some(pg.hand_off_new_events(
-                    config.delivery.concurrency * 4,
-                    config.delivery.lease(),
-                    {
-                        let table = table.clone();
-                        Arc::new(move |source: &str, d: &store::Destination| {
-                            table
-                                .get(source, &d.key())
-                                .is_some_and(|c| c.batching.is_some())
-                        })
-                    },
-                )),
+                StoreHandle::Postgres(pg) => Some(pg.hand_off_new_events(handoff_room, lease, {
+                    let live = live.clone();
+                    Arc::new(move |source: &str, d: &store::Destination| {
+                        live.current()
+                            .destinations
+                            .get(source, &d.key())
+                            .is_some_and(|c| c.batching.is_some())
+                    })
+                })),
                 StoreHandle::Sqlite(_) => None,
             },
         },
         stop.clone(),
     ));
-    let limits = config.limits.clone();
-    let drain = config.shutdown_timeout;
     let state = http::AppState {
         store: store.clone(),
-        in_flight: Arc::new(tokio::sync::Semaphore::new(
-            config.limits.max_concurrent_requests,
-        )),
-        per_client: connection::ClientLimiter::new(config.limits.max_requests_per_client),
-        compat_rate: Arc::new(rate_limit::RateLimiter::new(
-            config.limits.compat_requests_per_minute,
-        )),
         refused,
-        config: Arc::new(config),
+        live: live.clone(),
         wake,
         metrics: metrics.clone(),
         shutting_down: shutting_down.clone(),
         env,
         queue_figures: Arc::default(),
-        destinations: table,
         bodies,
     };
     let pruner = state
@@ -293,10 +297,13 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         .then(|| tokio::spawn(bodies::prune(store.clone(), stop.clone())));
     let pruning = tokio::spawn(retention::run(
         store.clone(),
-        state.config.retention,
+        {
+            let live = live.clone();
+            move || live.current().config.retention
+        },
         stop.clone(),
     ));
-    let admin = match (admin_listener, &state.config.admin) {
+    let admin = match (admin_listener, &admin_config) {
         (Some(listener), Some(a)) => {
             let tokens = config::admin_tokens(&state.env.var(&a.tokens_env).unwrap_or_default());
             let console = console::ConsoleState::new(
@@ -305,6 +312,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
                 state.env.clone(),
                 tokens,
                 a.listen.ip().is_loopback(),
+                live.clone(),
             );
             let addr = listener.local_addr().ok();
             if let Some(addr) = addr {
@@ -313,7 +321,7 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
             let task = tokio::spawn(http::serve(
                 listener,
                 console::router(console),
-                config::Limits::default(),
+                config::Limits::default,
                 drain,
                 stop.clone(),
             ));
@@ -322,12 +330,22 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         _ => None,
     };
     let app = http::router(state);
-    let server = tokio::spawn(http::serve(listener, app, limits, drain, stop));
+    let server = tokio::spawn(http::serve(
+        listener,
+        app,
+        {
+            let live = live.clone();
+            move || live.current().config.limits.clone()
+        },
+        drain,
+        stop,
+    ));
     tracing::info!(%addr, "relay listening");
     Ok(Running {
         addr,
         store,
         metrics,
+        live,
         shutdown,
         shutting_down,
         server,
@@ -341,6 +359,13 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
 }
 
 impl Running {
+    /// Reads the configuration file again and applies it (what `SIGHUP` does), or refuses it
+    /// and keeps the running one. Reads a file: call it off the async workers
+    /// (`spawn_blocking`).
+    pub fn reload(&self) -> Result<reload::Reloaded, reload::ReloadError> {
+        self.live.reload()
+    }
+
     /// Stops accepting connections, finishes the requests in flight (up to
     /// `shutdown_timeout`), lets deliveries in flight record their results, then returns.
     pub async fn stop(self) {

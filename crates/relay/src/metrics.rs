@@ -198,8 +198,11 @@ pub struct Metrics {
     received: AtomicU64,
     ignored: AtomicU64,
     /// By endpoint, then destination key (looked up without allocating).
-    destinations:
+    destinations: std::sync::RwLock<
         std::collections::HashMap<String, std::collections::HashMap<String, DestinationStats>>,
+    >,
+    /// Configuration reloads: applied, refused.
+    reloads: [AtomicU64; 2],
     stored: AtomicU64,
     duplicates: AtomicU64,
     delivered: AtomicU64,
@@ -222,6 +225,7 @@ impl Default for Metrics {
             received: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
             destinations: Default::default(),
+            reloads: Default::default(),
             stored: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -246,26 +250,38 @@ impl Metrics {
     /// Metrics with a figure set for each `(endpoint, destination key)` (and one for the
     /// compatible route, `compat`).
     pub fn for_destinations(list: impl IntoIterator<Item = (String, String)>) -> Metrics {
-        let mut m = Metrics::default();
-        for (endpoint, key) in list
-            .into_iter()
-            .chain([("compat".to_string(), "compat".to_string())])
-        {
+        let m = Metrics::default();
+        m.add_destinations(
+            list.into_iter()
+                .chain([("compat".to_string(), "compat".to_string())]),
+        );
+        m
+    }
+
+    /// A figure set for each `(endpoint, destination key)` not counted yet (a reload added
+    /// them); those already counted keep their figures, and so do those a reload removed.
+    pub fn add_destinations(&self, list: impl IntoIterator<Item = (String, String)>) {
+        let mut map = self.destinations.write().unwrap_or_else(|e| e.into_inner());
+        for (endpoint, key) in list {
             let labels = format!(
                 "endpoint=\"{}\",destination=\"{}\",",
                 label_value(&endpoint),
                 label_value(&key)
             );
-            m.destinations.entry(endpoint).or_default().insert(
-                key,
-                DestinationStats {
+            map.entry(endpoint)
+                .or_default()
+                .entry(key)
+                .or_insert_with(|| DestinationStats {
                     labels,
                     results: Default::default(),
                     latency: Histogram::new(DELIVERY_BOUNDS),
-                },
-            );
+                });
         }
-        m
+    }
+
+    /// A configuration reload was applied (`true`) or refused.
+    pub fn reloaded(&self, applied: bool) {
+        self.reloads[usize::from(!applied)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// An attempt to `key` of `endpoint` came to `result`, its request taking `took` (when
@@ -278,8 +294,10 @@ impl Metrics {
         took: Option<Duration>,
     ) {
         let key = if endpoint == "compat" { "compat" } else { key };
-        let found = self.destinations.get(endpoint).and_then(|m| m.get(key));
-        let Some(stats) = found else { return };
+        let map = self.destinations.read().unwrap_or_else(|e| e.into_inner());
+        let Some(stats) = map.get(endpoint).and_then(|m| m.get(key)) else {
+            return;
+        };
         if let Some(i) = DESTINATION_RESULTS.iter().position(|(r, _)| *r == result) {
             stats.results[i].fetch_add(1, Ordering::Relaxed);
         }
@@ -489,12 +507,18 @@ impl Metrics {
         for (i, (_, op)) in STORE_OPS.iter().enumerate() {
             self.store[i].samples(&mut out, "hookflow_store_seconds", &format!("op=\"{op}\","));
         }
-        if !self.destinations.is_empty() {
-            let mut all: Vec<&DestinationStats> = self
-                .destinations
-                .values()
-                .flat_map(|m| m.values())
-                .collect();
+        let _ = writeln!(out, "# HELP hookflow_config_reloads_total Configuration reloads (SIGHUP, POST /api/reload), applied or refused.\n# TYPE hookflow_config_reloads_total counter");
+        for (i, result) in ["ok", "failed"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "hookflow_config_reloads_total{{result=\"{result}\"}} {}",
+                self.reloads[i].load(Ordering::Relaxed)
+            );
+        }
+        let destinations = self.destinations.read().unwrap_or_else(|e| e.into_inner());
+        if !destinations.is_empty() {
+            let mut all: Vec<&DestinationStats> =
+                destinations.values().flat_map(|m| m.values()).collect();
             all.sort_by(|a, b| a.labels.cmp(&b.labels));
             let _ = writeln!(out, "# HELP hookflow_destination_attempts_total Delivery attempts by endpoint, destination and result.\n# TYPE hookflow_destination_attempts_total counter");
             for d in &all {

@@ -3,6 +3,7 @@
 //! unauthenticated requests per client address ([`crate::http`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 /// dropped whenever the map has doubled since the last sweep: made-up repository names cannot
 /// grow the relay's memory without end.
 pub struct RateLimiter {
-    per_minute: u32,
+    per_minute: AtomicU32,
     buckets: Mutex<Buckets>,
 }
 
@@ -39,7 +40,7 @@ impl RateLimiter {
     /// `per_minute` 0 means no limit.
     pub fn new(per_minute: u32) -> Self {
         RateLimiter {
-            per_minute,
+            per_minute: AtomicU32::new(per_minute),
             buckets: Mutex::new(Buckets {
                 by_repo: HashMap::new(),
                 sweep_at: 1024,
@@ -59,6 +60,16 @@ impl RateLimiter {
         self.take_at(key, Instant::now(), false)
     }
 
+    /// The rate: events per minute per key, 0 for no limit.
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute.load(Ordering::Relaxed)
+    }
+
+    /// Changes the rate (a configuration reload); buckets keep what they hold.
+    pub fn set_per_minute(&self, per_minute: u32) {
+        self.per_minute.store(per_minute, Ordering::Relaxed);
+    }
+
     /// Repositories with a bucket.
     pub fn tracked(&self) -> usize {
         self.buckets.lock().map_or(0, |b| b.by_repo.len())
@@ -66,10 +77,11 @@ impl RateLimiter {
 
     /// [`RateLimiter::take`] (`book`) or [`RateLimiter::try_take`] at a given time.
     pub fn take_at(&self, repo: &str, now: Instant, book: bool) -> Result<(), Duration> {
-        if self.per_minute == 0 {
+        let per_minute = self.per_minute();
+        if per_minute == 0 {
             return Ok(());
         }
-        let capacity = f64::from(self.per_minute);
+        let capacity = f64::from(per_minute);
         let interval = Duration::from_secs_f64(60.0 / capacity);
         let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let buckets = &mut *guard;

@@ -15,13 +15,15 @@ const PAUSE: Duration = Duration::from_millis(20);
 /// How often the log is pruned.
 const EVERY: Duration = Duration::from_secs(30);
 
-/// Prunes the event log every half minute until `stop` turns true.
+/// Prunes the event log every half minute until `stop` turns true; `retention` is asked each
+/// time (a reload may change it).
 pub async fn run(
     store: StoreHandle,
-    retention: Duration,
+    retention: impl Fn() -> Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
+        let retention = retention();
         let pruned = prune(&store, retention, &stop).await;
         if pruned > 0 {
             tracing::info!(
