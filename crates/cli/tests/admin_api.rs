@@ -347,6 +347,25 @@ async fn admin_story(store: Option<&str>) {
         h["delivered_total"].as_u64().unwrap_or_default() >= 6,
         "{h}"
     );
+    // The last hour per minute: this relay's deliveries are in the minute under way (or, if a
+    // minute turned during the test, the one before).
+    let minutes = |k: &str| -> Vec<u64> {
+        h["last_hour"][k]
+            .as_array()
+            .expect("60 minutes")
+            .iter()
+            .map(|v| v.as_u64().expect("count"))
+            .collect()
+    };
+    let (delivered, failed) = (minutes("delivered"), minutes("failed"));
+    assert_eq!((delivered.len(), failed.len()), (60, 60), "{h}");
+    assert_eq!(
+        delivered.iter().sum::<u64>(),
+        h["delivered_total"].as_u64().expect("total"),
+        "{h}"
+    );
+    assert!(failed.iter().sum::<u64>() >= 1, "the 404s: {h}");
+    assert!(delivered[..58].iter().all(|n| *n == 0), "{h}");
     let (status, spec) = get(&r, "/openapi.json", None).await;
     assert_eq!(status, 200);
     assert_eq!(spec["openapi"], "3.1.0");
@@ -490,6 +509,10 @@ async fn the_admin_page_signs_in_lists_shows_and_replays() {
     assert!(html.contains(&id), "{html}");
     assert!(html.contains("dead letters"));
     assert!(html.contains("http-equiv=\"refresh\""));
+    // The last hour's chart: inline SVG, a red bar for the dead letter's failed attempt.
+    assert!(html.contains("<svg role=\"img\""), "{html}");
+    assert!(html.contains("<rect class=\"bad\""), "{html}");
+    assert!(html.contains("failed, last hour"), "{html}");
     // The path is shown as it was received (percent-encoded), never decoded into markup.
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("/broken/webhook/%3Cscript%3E"), "{html}");

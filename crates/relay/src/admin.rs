@@ -428,7 +428,7 @@ pub fn logged_event_json(e: &LoggedEvent) -> Value {
     };
     v["headers"] = headers;
     v["body"] = json!({"size": body.len(), "preview": text, "encoding": encoding,
-                       "truncated": body.len() > shown.len()});
+                       "truncated": body.len() > shown.len(), "pruned": e.body_pruned});
     v
 }
 

@@ -76,6 +76,9 @@ pub struct RelayConfig {
     pub body_ref: Option<BodyRefConfig>,
     /// How long the event log keeps delivered events (`retention.events`).
     pub retention: Duration,
+    /// How long delivered events keep their bodies (`retention.bodies`), when shorter than the
+    /// events themselves; `None`: as long as the event.
+    pub body_retention: Option<Duration>,
     /// The admin API and page (`admin:`), when configured.
     pub admin: Option<AdminConfig>,
     /// Where `listen`, `data` and `api_url` came from.
@@ -366,6 +369,7 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawRetention {
     events: Option<Value>,
+    bodies: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -811,18 +815,33 @@ impl RelayConfig {
                 })
             }
         };
-        let retention = dur(
-            "retention",
-            "events",
-            raw.retention.and_then(|r| r.events),
-            DEFAULT_RETENTION,
-        )?;
+        let (events, bodies) = raw
+            .retention
+            .map(|r| (r.events, r.bodies))
+            .unwrap_or_default();
+        let retention = dur("retention", "events", events, DEFAULT_RETENTION)?;
         if retention < Duration::from_secs(60) {
             return Err(err(
                 &["retention"],
                 "retention.events must be at least a minute (60s)".into(),
             ));
         }
+        let body_retention = match bodies {
+            None => None,
+            Some(v) => {
+                let b = dur("retention", "bodies", Some(v), retention)?;
+                if b < Duration::from_secs(60) || b > retention {
+                    return Err(err(
+                        &["retention"],
+                        format!(
+                            "retention.bodies must be at least a minute (60s) and at most retention.events ({}s)",
+                            retention.as_secs()
+                        ),
+                    ));
+                }
+                (b < retention).then_some(b)
+            }
+        };
         let admin = match raw.admin {
             None => None,
             Some(a) => {
@@ -1157,6 +1176,7 @@ impl RelayConfig {
             public_url,
             body_ref,
             retention,
+            body_retention,
             admin,
             source: None,
         })
@@ -1211,7 +1231,7 @@ const TOP_KEYS: [&str; 15] = [
     "endpoints",
 ];
 const BODY_REF_KEYS: [&str; 3] = ["secret_env", "retention", "concurrency"];
-const RETENTION_KEYS: [&str; 1] = ["events"];
+const RETENTION_KEYS: [&str; 2] = ["events", "bodies"];
 const ADMIN_KEYS: [&str; 2] = ["listen", "tokens_env"];
 const LIMIT_KEYS: [&str; 11] = [
     "max_body_bytes",
@@ -2081,6 +2101,14 @@ mod tests {
                 "retention: {events: 10s}\n",
                 "retention.events must be at least a minute",
             ),
+            (
+                "retention: {events: 1d, bodies: 2d}\n",
+                "retention.bodies must be at least a minute (60s) and at most retention.events (86400s)",
+            ),
+            (
+                "retention: {bodies: 5s}\n",
+                "retention.bodies must be at least a minute",
+            ),
         ] {
             let e = parse(text).expect_err(text).to_string();
             assert!(e.contains(want), "{text}: {e}");
@@ -2128,5 +2156,15 @@ mod tests {
             e.to_string(),
             "r.yml:1: listen address \"here\" is not HOST:PORT such as 0.0.0.0:8080"
         );
+    }
+
+    #[test]
+    fn body_retention_is_kept_only_when_shorter_than_the_events() {
+        let parse = |t: &str| RelayConfig::parse(t, "r.yml", &Overrides::default()).expect(t);
+        let c = parse("retention: {events: 7d, bodies: 1d}\n");
+        assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.body_retention, Some(Duration::from_secs(86_400)));
+        assert_eq!(parse("retention: {bodies: 7d}\n").body_retention, None);
+        assert_eq!(parse("").body_retention, None);
     }
 }

@@ -312,11 +312,16 @@ async fn health(State(state): State<ConsoleState>) -> Response {
     match state.store.counts().await {
         Ok(c) => {
             let now = state.env.now_ms();
+            let hour = state.metrics.last_hour();
             axum::Json(json!({
                 "pending": c.pending, "inflight": c.inflight, "dead": c.dead,
                 "oldest_pending_seconds": c.oldest_pending.map(|t| (now - t).max(0) / 1000),
                 "delivered_total": state.metrics.delivered_count(),
                 "store_bytes": c.room.bytes_used, "store_cap_bytes": c.room.bytes_cap,
+                "last_hour": {
+                    "delivered": hour.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+                    "failed": hour.iter().map(|(_, f)| f).collect::<Vec<_>>(),
+                },
             }))
             .into_response()
         }

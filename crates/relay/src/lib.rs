@@ -299,7 +299,10 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
         store.clone(),
         {
             let live = live.clone();
-            move || live.current().config.retention
+            move || {
+                let now = live.current();
+                (now.config.retention, now.config.body_retention)
+            }
         },
         stop.clone(),
     ));

@@ -203,6 +203,8 @@ pub struct Metrics {
     >,
     /// Configuration reloads: applied, refused.
     reloads: [AtomicU64; 2],
+    /// Deliveries and failures per minute, the last hour (the admin page's chart).
+    recent: Recent,
     stored: AtomicU64,
     duplicates: AtomicU64,
     delivered: AtomicU64,
@@ -226,6 +228,7 @@ impl Default for Metrics {
             ignored: AtomicU64::new(0),
             destinations: Default::default(),
             reloads: Default::default(),
+            recent: Recent::default(),
             stored: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -330,11 +333,18 @@ impl Metrics {
     pub fn delivered(&self, took: Duration) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.delivery.observe(took);
+        self.recent.add(false);
     }
     /// A delivery will be retried.
     pub fn retried(&self, took: Duration) {
         self.retried.fetch_add(1, Ordering::Relaxed);
         self.delivery.observe(took);
+        self.recent.add(true);
+    }
+    /// Deliveries and failed attempts (retried or dead-lettered) in each minute of the last
+    /// hour, oldest first; the last is the minute under way.
+    pub fn last_hour(&self) -> Vec<(u64, u64)> {
+        self.recent.last_hour()
     }
     /// GitHub refused the relay's GitHub App credentials.
     pub fn app_auth_failed(&self) {
@@ -361,6 +371,7 @@ impl Metrics {
         if let Some(i) = DEAD.iter().position(|(r, _)| *r == reason) {
             self.dead[i].fetch_add(1, Ordering::Relaxed);
         }
+        self.recent.add(true);
     }
     /// A request was refused.
     pub fn rejected(&self, reason: Rejected) {
@@ -551,8 +562,80 @@ impl Metrics {
     }
 }
 
+/// Minutes in [`Recent`].
+const RECENT_MINUTES: usize = 60;
+
+/// Deliveries and failures per minute over the last hour, in memory (a restart starts it
+/// again): a ring of minute slots, each reset when its minute comes round again.
+struct Recent {
+    start: std::time::Instant,
+    /// Per slot: its minute (since `start`), deliveries, failures.
+    slots: std::sync::Mutex<[(u64, u64, u64); RECENT_MINUTES]>,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent {
+            start: std::time::Instant::now(),
+            slots: std::sync::Mutex::new([(0, 0, 0); RECENT_MINUTES]),
+        }
+    }
+}
+
+impl Recent {
+    fn minute(&self) -> u64 {
+        self.start.elapsed().as_secs() / 60
+    }
+
+    fn add(&self, failed: bool) {
+        let m = self.minute();
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut slots[(m % RECENT_MINUTES as u64) as usize];
+        if slot.0 != m {
+            *slot = (m, 0, 0);
+        }
+        if failed {
+            slot.2 += 1;
+        } else {
+            slot.1 += 1;
+        }
+    }
+
+    fn last_hour(&self) -> Vec<(u64, u64)> {
+        let now = self.minute();
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        (0..RECENT_MINUTES as u64)
+            .rev()
+            .map(|ago| {
+                let Some(m) = now.checked_sub(ago) else {
+                    return (0, 0);
+                };
+                let (at, delivered, failed) = slots[(m % RECENT_MINUTES as u64) as usize];
+                if at == m {
+                    (delivered, failed)
+                } else {
+                    (0, 0)
+                }
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_last_hour_counts_this_minute() {
+        let m = Metrics::default();
+        m.delivered(Duration::from_millis(3));
+        m.delivered(Duration::from_millis(3));
+        m.retried(Duration::from_millis(3));
+        m.dead(DeadReason::Refused);
+        let hour = m.last_hour();
+        assert_eq!(hour.len(), 60);
+        assert_eq!(hour[59], (2, 2), "this minute");
+        assert!(hour[..59].iter().all(|&c| c == (0, 0)));
+    }
     use super::*;
 
     #[test]

@@ -432,6 +432,11 @@ fn changes(was: &RelayConfig, next: &RelayConfig) -> Vec<String> {
     ] {
         setting(key, format!("{before:?}"), format!("{after:?}"));
     }
+    setting(
+        "retention.bodies",
+        format!("{:?}", was.body_retention),
+        format!("{:?}", next.body_retention),
+    );
     changed
 }
 

@@ -240,12 +240,13 @@ pub async fn index(State(state): State<ConsoleState>, RawQuery(query): RawQuery)
     let mut body = format!(
         "<section class=\"health\"><div><b>{}</b> pending</div><div><b>{}</b> in flight</div>\
          <div class=\"{}\"><b>{}</b> dead letters</div><div><b>{oldest}</b> oldest pending</div>\
-         <div><b>{}</b> delivered since start</div></section>",
+         <div><b>{}</b> delivered since start</div>{}</section>",
         counts.pending,
         counts.inflight,
         if counts.dead > 0 { "warn" } else { "" },
         counts.dead,
-        state.metrics.delivered_count()
+        state.metrics.delivered_count(),
+        chart(&state.metrics.last_hour()),
     );
     let current = filter.status.map(|s| s.as_str()).unwrap_or("all");
     body.push_str("<nav class=\"filters\">");
@@ -390,6 +391,10 @@ pub async fn event(State(state): State<ConsoleState>, Path(id): Path<String>) ->
     for (k, h) in v["headers"].as_object().into_iter().flatten() {
         body.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), s(h)));
     }
+    if v["body"]["pruned"] == true {
+        body.push_str("</table><h2>Body</h2><p class=\"hint\">Dropped after retention.bodies: the log keeps the rest of this event, and it cannot be replayed.</p>");
+        return page(&format!("Event {id}"), &body, None);
+    }
     body.push_str(&format!(
         "</table><h2>Body</h2><p class=\"hint\">{} bytes{}{}</p><pre>{}</pre>",
         v["body"]["size"],
@@ -406,6 +411,46 @@ pub async fn event(State(state): State<ConsoleState>, Path(id): Path<String>) ->
         s(&v["body"]["preview"])
     ));
     page(&format!("Event {id}"), &body, None)
+}
+
+/// The last hour's deliveries (green) and failed attempts (red) per minute, as a small inline
+/// SVG bar chart (no script; styled by the page's stylesheet), newest on the right.
+fn chart(minutes: &[(u64, u64)]) -> String {
+    const W: usize = 4;
+    const H: u64 = 40;
+    let top = minutes.iter().map(|(d, f)| d + f).max().unwrap_or(0).max(1);
+    let (delivered, failed): (u64, u64) =
+        minutes.iter().fold((0, 0), |(a, b), (d, f)| (a + d, b + f));
+    let mut bars = String::new();
+    for (i, (d, f)) in minutes.iter().enumerate() {
+        // At least a pixel for any minute that had something.
+        let height = |n: u64| if n == 0 { 0 } else { (n * H / top).max(1) };
+        let (hd, hf) = (height(*d), height(*f));
+        let x = i * W;
+        if hd > 0 {
+            bars.push_str(&format!(
+                "<rect class=\"ok\" x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{hd}\"/>",
+                H - hd,
+                W - 1
+            ));
+        }
+        if hf > 0 {
+            bars.push_str(&format!(
+                "<rect class=\"bad\" x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{hf}\"/>",
+                H.saturating_sub(hd + hf),
+                W - 1
+            ));
+        }
+    }
+    format!(
+        "<div class=\"chart\"><svg role=\"img\" viewBox=\"0 0 {} {H}\" width=\"{}\" height=\"{H}\">\
+         <title>The last hour, per minute: {delivered} delivered, {failed} failed attempts</title>\
+         <rect class=\"frame\" x=\"0\" y=\"0\" width=\"{}\" height=\"{H}\"/>{bars}</svg>\
+         <span><b>{delivered}</b> delivered · <b>{failed}</b> failed, last hour</span></div>",
+        minutes.len() * W,
+        minutes.len() * W,
+        minutes.len() * W,
+    )
 }
 
 /// `POST /events/{id}/replay`: back to the event.

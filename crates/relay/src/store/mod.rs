@@ -588,12 +588,15 @@ pub struct LoggedEvent {
     pub summary: EventSummary,
     /// The request (its body empty once `body_pruned`).
     pub payload: Payload,
+    /// Whether `retention.bodies` dropped its body (a replay cannot send it again).
+    pub body_pruned: bool,
 }
 
 /// A logged event from the event as stored, its sender's delivery id and its deliveries.
 pub(crate) fn logged(
     event: Event,
     delivery_key: Option<String>,
+    body_pruned: bool,
     deliveries: Vec<LoggedDelivery>,
 ) -> LoggedEvent {
     let (method, path) = match &event.payload {
@@ -612,6 +615,7 @@ pub(crate) fn logged(
             deliveries,
         },
         payload: event.payload,
+        body_pruned,
     }
 }
 
@@ -761,21 +765,34 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<LoggedEvent>, StoreError>> + Send;
     /// Makes delivered and dead deliveries pending again, each as a new attempt chain: those
     /// named (delivery ids, or event ids for all of an event's), or with `ids` empty those of
-    /// the events `filter` lists (at most `limit`). Returns how many deliveries.
+    /// the events `filter` lists (at most `limit`). Events whose body `retention.bodies`
+    /// dropped are left out: there is nothing to send again. Returns how many deliveries.
     fn replay(
         &self,
         ids: Vec<String>,
         filter: EventFilter,
         limit: usize,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Deletes, oldest first, up to `limit` events received more than `older_than` ago whose
-    /// deliveries are all delivered, with their deliveries and attempts (the event log's
-    /// retention; dead letters stay until replayed or purged); returns how many events.
+    /// The event log's retention, oldest first, up to `limit` events received more than
+    /// `older_than` ago whose deliveries are all delivered: deletes them with their deliveries
+    /// and attempts ([`LogPart::Events`]), or empties their bodies ([`LogPart::Bodies`]:
+    /// `body_pruned`, the rest stays). Dead letters stay whole until replayed or purged.
+    /// Returns how many events.
     fn prune_events(
         &self,
+        part: LogPart,
         older_than: Duration,
         limit: usize,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// What the event log's retention removes of an old event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogPart {
+    /// The whole event, with its deliveries and attempts (`retention.events`).
+    Events,
+    /// Only its body (`retention.bodies`): the log keeps the rest.
+    Bodies,
 }
 
 /// The sender's own delivery id in a de-duplication key (`hooks:<slug>:<header>:<value>`,
@@ -891,8 +908,13 @@ impl Store for StoreHandle {
     async fn prune_bodies(&self, limit: usize) -> Result<u64, StoreError> {
         each_engine!(self, s => s.prune_bodies(limit))
     }
-    async fn prune_events(&self, older_than: Duration, limit: usize) -> Result<u64, StoreError> {
-        each_engine!(self, s => s.prune_events(older_than, limit))
+    async fn prune_events(
+        &self,
+        part: LogPart,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        each_engine!(self, s => s.prune_events(part, older_than, limit))
     }
     async fn list_events(
         &self,
@@ -1669,28 +1691,60 @@ pub(crate) mod contract {
             .await
             .expect("records");
 
+        // Body retention: the bodies of events all delivered go first, the rest of them stays;
+        // such an event cannot be replayed (nothing to send); a dead letter keeps its body.
+        let prune = |part: LogPart, age: Duration, limit: usize| async move {
+            store.prune_events(part, age, limit).await.expect("prunes")
+        };
+        assert_eq!(
+            prune(LogPart::Bodies, Duration::from_secs(3600), 100).await,
+            0
+        );
+        assert_eq!(prune(LogPart::Bodies, Duration::ZERO, 1).await, 1);
+        assert_eq!(prune(LogPart::Bodies, Duration::ZERO, 100).await, 1);
+        assert_eq!(prune(LogPart::Bodies, Duration::ZERO, 100).await, 0, "once");
+        for i in [1, 2] {
+            let e = store
+                .logged_event(id(i))
+                .await
+                .expect("reads")
+                .expect("kept");
+            assert!(e.body_pruned);
+            let Payload::Request(r) = &e.payload else {
+                panic!("a request")
+            };
+            assert!(r.body.is_empty(), "emptied");
+            assert_eq!(e.summary.deliveries.len(), 1, "its delivery stays");
+            assert_eq!(e.summary.deliveries[0].tries.len(), 1, "and its attempt");
+        }
+        let kept = store
+            .logged_event(id(0))
+            .await
+            .expect("reads")
+            .expect("kept");
+        assert!(!kept.body_pruned);
+        assert_eq!(
+            store
+                .replay(vec![id(1)], EventFilter::default(), 1)
+                .await
+                .expect("replays"),
+            0,
+            "no body to send again"
+        );
+
         // Retention: events all delivered and old enough go, with their rows; a dead letter
         // stays.
         assert_eq!(
-            store
-                .prune_events(Duration::from_secs(3600), 100)
-                .await
-                .expect("prunes"),
+            prune(LogPart::Events, Duration::from_secs(3600), 100).await,
             0,
             "nothing is an hour old"
         );
         assert_eq!(
-            store.prune_events(Duration::ZERO, 1).await.expect("prunes"),
+            prune(LogPart::Events, Duration::ZERO, 1).await,
             1,
             "a batch at a time"
         );
-        assert_eq!(
-            store
-                .prune_events(Duration::ZERO, 100)
-                .await
-                .expect("prunes"),
-            1
-        );
+        assert_eq!(prune(LogPart::Events, Duration::ZERO, 100).await, 1);
         assert_eq!(list(EventFilter::default()).await, vec![id(0)]);
     }
 

@@ -29,14 +29,14 @@ use tokio_postgres::types::ToSql;
 
 use super::{
     split_replay_ids, ulid_floor, ClaimRef, Claimed, Counts, DeadLetter, DeliveryStatus,
-    Destination, Event, EventFilter, EventSummary, Inserted, LoggedAttempt, LoggedDelivery,
-    LoggedEvent, NewEvent, Payload, Recorded, Room, SeenKey, Store, StoreError, StoredEvent,
-    DEDUPE_WINDOW_MS, MAX_PAGE,
+    Destination, Event, EventFilter, EventSummary, Inserted, LogPart, LoggedAttempt,
+    LoggedDelivery, LoggedEvent, NewEvent, Payload, Recorded, Room, SeenKey, Store, StoreError,
+    StoredEvent, DEDUPE_WINDOW_MS, MAX_PAGE,
 };
 
 /// The schema, one migration per version, each applied once in its own transaction. A released
 /// migration never changes: a new version gets a new entry.
-const MIGRATIONS: [(i32, &str); 7] = [
+const MIGRATIONS: [(i32, &str); 8] = [
     (
         1,
         "CREATE TABLE hookflow.events (
@@ -164,6 +164,12 @@ const MIGRATIONS: [(i32, &str); 7] = [
              WHERE delivery_key IS NOT NULL;
          CREATE INDEX deliveries_state_event ON hookflow.deliveries (state, event_id);
          CREATE INDEX deliveries_destination_event ON hookflow.deliveries (destination, event_id);",
+    ),
+    // `retention.bodies` (docs/design/event-log.md): the events that still have their body, in
+    // id order, so emptying old bodies never walks those already emptied.
+    (
+        8,
+        "CREATE INDEX events_body_kept ON hookflow.events (id) WHERE NOT body_pruned;",
     ),
 ];
 
@@ -2211,7 +2217,7 @@ impl Store for PgStore {
         let Some(row) = client
             .query_opt(
                 "SELECT id, (extract(epoch FROM received_at) * 1000)::int8, source, event_type,
-                        payload, payload_kind, method, path, headers, delivery_key
+                        payload, payload_kind, method, path, headers, delivery_key, body_pruned
                  FROM hookflow.events WHERE id = $1",
                 &[&id],
             )
@@ -2222,6 +2228,7 @@ impl Store for PgStore {
         };
         let event = event_at(&row, 0);
         let delivery_key: Option<String> = row.get(9);
+        let body_pruned: bool = row.get(10);
         let mut deliveries = deliveries_of(&client, &[id.as_str()])
             .await?
             .remove(&id)
@@ -2252,7 +2259,12 @@ impl Store for PgStore {
                 });
             }
         }
-        Ok(Some(super::logged(event, delivery_key, deliveries)))
+        Ok(Some(super::logged(
+            event,
+            delivery_key,
+            body_pruned,
+            deliveries,
+        )))
     }
 
     async fn replay(
@@ -2279,7 +2291,9 @@ impl Store for PgStore {
                      claim = NULL, owner = NULL, updated_at = now(), chain = chain + 1,
                      deferred_for = NULL
                  WHERE state IN ('delivered', 'dead')
-                   AND (id = ANY($1) OR event_id = ANY($2))",
+                   AND (id = ANY($1) OR event_id = ANY($2))
+                   AND NOT EXISTS (SELECT 1 FROM hookflow.events e
+                                   WHERE e.id = hookflow.deliveries.event_id AND e.body_pruned)",
                 &[&deliveries, &events],
             )
             .await
@@ -2293,12 +2307,35 @@ impl Store for PgStore {
         Ok(n)
     }
 
-    async fn prune_events(&self, older_than: Duration, limit: usize) -> Result<u64, StoreError> {
+    async fn prune_events(
+        &self,
+        part: LogPart,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let before = ulid_floor(
             chrono::Utc::now().timestamp_millis()
                 - older_than.as_millis().min(i64::MAX as u128) as i64,
         );
+        if part == LogPart::Bodies {
+            // Through the partial index of events that still have their body.
+            let n = client
+                .execute(
+                    "UPDATE hookflow.events SET payload = ''::bytea, body_bytes = 0,
+                         body_pruned = true
+                     WHERE id IN (SELECT e.id FROM hookflow.events e
+                                  WHERE NOT e.body_pruned AND e.id < $1
+                                    AND NOT EXISTS (SELECT 1 FROM hookflow.deliveries d
+                                                    WHERE d.event_id = e.id
+                                                      AND d.state <> 'delivered')
+                                  ORDER BY e.id LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    &[&before, &(limit as i64)],
+                )
+                .await
+                .map_err(|e| db_error("cannot prune the event log's bodies", e))?;
+            return Ok(n);
+        }
         let row = client
             .query_one(
                 "WITH old AS (

@@ -15,15 +15,15 @@ use tokio::sync::oneshot;
 
 use super::{
     split_replay_ids, ulid_floor, ClaimRef, Claimed, Counts, DeadLetter, DeliveryState,
-    DeliveryStatus, Destination, Event, EventFilter, EventSummary, Inserted, LoggedAttempt,
-    LoggedDelivery, LoggedEvent, NewEvent, Payload, Recorded, Room, SeenKey, Store, StoreError,
-    StoredEvent, DEDUPE_WINDOW_MS, MAX_PAGE,
+    DeliveryStatus, Destination, Event, EventFilter, EventSummary, Inserted, LogPart,
+    LoggedAttempt, LoggedDelivery, LoggedEvent, NewEvent, Payload, Recorded, Room, SeenKey, Store,
+    StoreError, StoredEvent, DEDUPE_WINDOW_MS, MAX_PAGE,
 };
 
 /// The schema, one migration per version, each applied once in its own transaction and recorded
 /// in `schema_migrations` (and `PRAGMA user_version`). A released migration never changes: a new
 /// version gets a new entry.
-const MIGRATIONS: [(i64, &str); 7] = [
+const MIGRATIONS: [(i64, &str); 8] = [
     (
     1,
     "CREATE TABLE events (
@@ -171,6 +171,12 @@ const MIGRATIONS: [(i64, &str); 7] = [
          ALTER TABLE events ADD COLUMN body_pruned INTEGER NOT NULL DEFAULT 0;
          CREATE INDEX events_source ON events (source, id);
          CREATE INDEX events_delivery_key ON events (delivery_key) WHERE delivery_key IS NOT NULL",
+    ),
+    // `retention.bodies` (docs/design/event-log.md): the events that still have their body, in
+    // id order, so emptying old bodies never walks those already emptied.
+    (
+        8,
+        "CREATE INDEX events_body_kept ON events (id) WHERE body_pruned = 0",
     ),
 ];
 
@@ -975,7 +981,8 @@ impl SqliteStore {
         let mut used = self.used_pages()?;
         let before = ulid_floor(now);
         while used >= cap {
-            let pruned = self.prune_bodies(now, 64)? + self.prune_events(&before, 64)?;
+            let pruned =
+                self.prune_bodies(now, 64)? + self.prune_events(LogPart::Events, &before, 64)?;
             if pruned == 0 {
                 break;
             }
@@ -1072,9 +1079,29 @@ impl SqliteStore {
     /// Deletes up to `limit` events with ids before `before` (received before its time) whose
     /// deliveries are all delivered, with their deliveries and attempts: the event log's
     /// retention. Dead letters stay until replayed or purged. Returns how many events.
-    pub fn prune_events(&mut self, before: &str, limit: usize) -> Result<u64, StoreError> {
+    pub fn prune_events(
+        &mut self,
+        part: LogPart,
+        before: &str,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
         let path = self.path.clone();
         let fail = |e: rusqlite::Error| unavailable(&path, e);
+        if part == LogPart::Bodies {
+            // Through the partial index of events that still have their body.
+            return self
+                .conn
+                .prepare_cached(
+                    "UPDATE events SET payload = x'', body_pruned = 1 WHERE id IN
+                         (SELECT e.id FROM events e WHERE e.body_pruned = 0 AND e.id < ?1
+                          AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                          WHERE d.event_id = e.id AND d.state <> 'delivered')
+                          ORDER BY e.id LIMIT ?2)",
+                )
+                .and_then(|mut s| s.execute(params![before, limit as i64]))
+                .map(|n| n as u64)
+                .map_err(fail);
+        }
         let tx = self.conn.transaction().map_err(fail)?;
         let ids: Vec<String> = tx
             .prepare_cached(
@@ -1210,14 +1237,20 @@ impl SqliteStore {
             .conn
             .query_row(
                 "SELECT id, received_at, source, event_type, payload, payload_kind, method, path,
-                        headers, delivery_key
+                        headers, delivery_key, body_pruned
                  FROM events WHERE id = ?1",
                 params![id],
-                |r| Ok((event_at(r, 0)?, r.get::<_, Option<String>>(9)?)),
+                |r| {
+                    Ok((
+                        event_at(r, 0)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, bool>(10)?,
+                    ))
+                },
             )
             .optional()
             .map_err(fail)?;
-        let Some((event, delivery_key)) = found else {
+        let Some((event, delivery_key, body_pruned)) = found else {
             return Ok(None);
         };
         let mut deliveries = self.deliveries_of(id)?;
@@ -1256,7 +1289,12 @@ impl SqliteStore {
                 d.tries.push(attempt);
             }
         }
-        Ok(Some(super::logged(event, delivery_key, deliveries)))
+        Ok(Some(super::logged(
+            event,
+            delivery_key,
+            body_pruned,
+            deliveries,
+        )))
     }
 
     /// Replays delivered and dead deliveries as new attempt chains (see [`Store::replay`]).
@@ -1279,7 +1317,9 @@ impl SqliteStore {
         let fail = |e: rusqlite::Error| unavailable(&path, e);
         let sql = "UPDATE deliveries SET state = 'pending', attempts = 0, chain = chain + 1,
                        next_at = ?1, updated_at = ?1, claim = NULL, deferred_for = NULL
-                   WHERE state IN ('delivered', 'dead')";
+                   WHERE state IN ('delivered', 'dead')
+                     AND NOT EXISTS (SELECT 1 FROM events e
+                                     WHERE e.id = deliveries.event_id AND e.body_pruned = 1)";
         let (by_delivery, by_event) = split_replay_ids(ids);
         let tx = self.conn.transaction().map_err(fail)?;
         let mut n = 0;
@@ -1342,7 +1382,12 @@ enum Command {
     ),
     Body(String, oneshot::Sender<Result<Option<Vec<u8>>, StoreError>>),
     PruneBodies(usize, oneshot::Sender<Result<u64, StoreError>>),
-    PruneEvents(Duration, usize, oneshot::Sender<Result<u64, StoreError>>),
+    PruneEvents(
+        LogPart,
+        Duration,
+        usize,
+        oneshot::Sender<Result<u64, StoreError>>,
+    ),
     ListEvents(
         Box<EventFilter>,
         usize,
@@ -1532,8 +1577,13 @@ impl Store for SqliteHandle {
     async fn prune_bodies(&self, limit: usize) -> Result<u64, StoreError> {
         self.call(|r| Command::PruneBodies(limit, r)).await
     }
-    async fn prune_events(&self, older_than: Duration, limit: usize) -> Result<u64, StoreError> {
-        self.call(|r| Command::PruneEvents(older_than, limit, r))
+    async fn prune_events(
+        &self,
+        part: LogPart,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.call(|r| Command::PruneEvents(part, older_than, limit, r))
             .await
     }
     async fn list_events(
@@ -1681,9 +1731,9 @@ fn run(mut store: SqliteStore, rx: mpsc::Receiver<Command>, clock: &dyn Clock) {
                 Command::Replay(ids, filter, limit, r) => {
                     let _ = r.send(store.replay(&ids, &filter, limit, now));
                 }
-                Command::PruneEvents(older_than, limit, r) => {
+                Command::PruneEvents(part, older_than, limit, r) => {
                     let before = ulid_floor(now - millis(older_than));
-                    let _ = r.send(store.prune_events(&before, limit));
+                    let _ = r.send(store.prune_events(part, &before, limit));
                 }
                 Command::Insert(..) | Command::Record(..) => {}
             }
