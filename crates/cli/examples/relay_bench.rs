@@ -10,6 +10,8 @@
 //!   stream of 200 a second; and the delivery latency of a lone event, off and on.
 //! - `relay_bench event-log EVENTS [POSTGRES_ADMIN_URL]`: the event log's list queries over a
 //!   store of EVENTS events (SQLite, or a scratch PostgreSQL database), each filter timed.
+//! - `relay_bench seed-log DIR EVENTS DAYS`: a SQLite store in DIR holding EVENTS delivered
+//!   events at least DAYS days old, for the retention under load (`scripts/bench-retention`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -54,6 +56,15 @@ async fn main() {
                 .unwrap_or_else(|_| panic!("SECONDS must be a number"));
             batching(seconds).await;
         }
+        Some("seed-log") if args.len() == 4 => {
+            let n = args[2]
+                .parse::<usize>()
+                .unwrap_or_else(|_| panic!("EVENTS must be a number"));
+            let days = args[3]
+                .parse::<i64>()
+                .unwrap_or_else(|_| panic!("DAYS must be a number"));
+            seed_log(std::path::Path::new(&args[1]), n, days);
+        }
         Some("event-log") if args.len() >= 2 => {
             let n = args[1]
                 .parse::<usize>()
@@ -61,7 +72,7 @@ async fn main() {
             event_log(n, args.get(2).map(String::as_str)).await;
         }
         _ => {
-            eprintln!("usage: relay_bench fake-github [ADDR] | relay_bench crash HOOKFLOW_BIN REQUESTS CONCURRENCY KILL_AFTER | relay_bench batching SECONDS | relay_bench event-log EVENTS [POSTGRES_ADMIN_URL]");
+            eprintln!("usage: relay_bench fake-github [ADDR] | relay_bench crash HOOKFLOW_BIN REQUESTS CONCURRENCY KILL_AFTER | relay_bench batching SECONDS | relay_bench event-log EVENTS [POSTGRES_ADMIN_URL] | relay_bench seed-log DIR EVENTS DAYS");
             std::process::exit(2);
         }
     }
@@ -188,50 +199,7 @@ async fn event_log(n: usize, postgres: Option<&str>) {
     let mut _scratch = None;
     let store = match postgres {
         None => {
-            let store =
-                hookflow_relay::store::sqlite::SqliteStore::open(dir.path()).expect("store");
-            drop(store);
-            let mut conn =
-                rusqlite::Connection::open(dir.path().join(hookflow_relay::store::sqlite::DB_FILE))
-                    .expect("db");
-            let tx = conn.transaction().expect("tx");
-            {
-                let mut ev = tx
-                    .prepare("INSERT INTO events (id, received_at, source, event_type, payload, payload_kind, method, path, headers, delivery_key) VALUES (?1, ?2, ?3, 'webhook', ?4, 'request', 'POST', ?5, '{}', ?6)")
-                    .expect("prepare");
-                let mut de = tx
-                    .prepare("INSERT INTO deliveries (id, event_id, destination, token, state, attempts, next_at, updated_at) VALUES (?1, ?2, ?3, 'env:T', ?4, 1, ?5, ?5)")
-                    .expect("prepare");
-                let mut at_ = tx
-                    .prepare("INSERT INTO attempts (delivery_id, event_id, chain, at, took_ms, status, outcome) VALUES (?1, ?2, 0, ?3, 120, 204, ?4)")
-                    .expect("prepare");
-                let mut d = 0i64;
-                for (i, id) in ids.iter().enumerate() {
-                    ev.execute(rusqlite::params![
-                        id,
-                        at(i),
-                        source(i),
-                        br#"{"ok":true}"#.as_slice(),
-                        path(i),
-                        format!("d-{i}")
-                    ])
-                    .expect("event");
-                    let dests: &[&str] = if i % 10 == 0 {
-                        &["repo:octo/hooks", "repo:octo/billing"]
-                    } else {
-                        &["repo:octo/hooks"]
-                    };
-                    for dest in dests {
-                        d += 1;
-                        de.execute(rusqlite::params![d, id, dest, state(i), at(i)])
-                            .expect("delivery");
-                        at_.execute(rusqlite::params![d, id, at(i), state(i)])
-                            .expect("attempt");
-                    }
-                }
-            }
-            tx.commit().expect("commit");
-            conn.execute_batch("ANALYZE").expect("analyze");
+            fill_sqlite_log(dir.path(), &ids, at, state, source, path);
             let store =
                 hookflow_relay::store::sqlite::SqliteStore::open(dir.path()).expect("store");
             StoreHandle::Sqlite(
@@ -389,4 +357,82 @@ async fn event_log(n: usize, postgres: Option<&str>) {
             times[19].as_secs_f64() * 1e3
         );
     }
+}
+
+/// Fills a new SQLite store in `dir` (by SQL, fast) with an event for each of `ids`: received
+/// at `at(i)`, its delivery (two for every tenth) in `state(i)`, an attempt each.
+fn fill_sqlite_log(
+    dir: &std::path::Path,
+    ids: &[String],
+    at: impl Fn(usize) -> i64,
+    state: impl Fn(usize) -> &'static str,
+    source: impl Fn(usize) -> &'static str,
+    path: impl Fn(usize) -> String,
+) {
+    let store = hookflow_relay::store::sqlite::SqliteStore::open(dir).expect("store");
+    drop(store);
+    let mut conn =
+        rusqlite::Connection::open(dir.join(hookflow_relay::store::sqlite::DB_FILE)).expect("db");
+    let tx = conn.transaction().expect("tx");
+    {
+        let mut ev = tx
+            .prepare("INSERT INTO events (id, received_at, source, event_type, payload, payload_kind, method, path, headers, delivery_key) VALUES (?1, ?2, ?3, 'webhook', ?4, 'request', 'POST', ?5, '{}', ?6)")
+            .expect("prepare");
+        let mut de = tx
+            .prepare("INSERT INTO deliveries (id, event_id, destination, token, state, attempts, next_at, updated_at) VALUES (?1, ?2, ?3, 'env:T', ?4, 1, ?5, ?5)")
+            .expect("prepare");
+        let mut at_ = tx
+            .prepare("INSERT INTO attempts (delivery_id, event_id, chain, at, took_ms, status, outcome) VALUES (?1, ?2, 0, ?3, 120, 204, ?4)")
+            .expect("prepare");
+        let mut d = 0i64;
+        for (i, id) in ids.iter().enumerate() {
+            ev.execute(rusqlite::params![
+                id,
+                at(i),
+                source(i),
+                br#"{"ok":true}"#.as_slice(),
+                path(i),
+                format!("d-{i}")
+            ])
+            .expect("event");
+            let dests: &[&str] = if i % 10 == 0 {
+                &["repo:octo/hooks", "repo:octo/billing"]
+            } else {
+                &["repo:octo/hooks"]
+            };
+            for dest in dests {
+                d += 1;
+                de.execute(rusqlite::params![d, id, dest, state(i), at(i)])
+                    .expect("delivery");
+                at_.execute(rusqlite::params![d, id, at(i), state(i)])
+                    .expect("attempt");
+            }
+        }
+    }
+    tx.commit().expect("commit");
+    conn.execute_batch("ANALYZE").expect("analyze");
+}
+
+/// A SQLite store in `dir` with `n` delivered events received `days` days ago and before (one a
+/// second, back from then): what the retention then prunes.
+fn seed_log(dir: &std::path::Path, n: usize, days: i64) {
+    let newest = chrono::Utc::now().timestamp_millis() - days * 86_400_000;
+    let at = |i: usize| newest - (n - i) as i64 * 1000;
+    let ids: Vec<String> = (0..n)
+        .map(|i| ulid::Ulid::from_parts(at(i) as u64, i as u128).to_string())
+        .collect();
+    let started = std::time::Instant::now();
+    fill_sqlite_log(
+        dir,
+        &ids,
+        at,
+        |_| "delivered",
+        |i| ["github", "stripe", "shop"][i % 3],
+        |i| format!("/hook/{}", i % 1000),
+    );
+    println!(
+        "{n} delivered events, {days} days old and older, in {} ({:.1} s)",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
 }
