@@ -5,15 +5,12 @@
 //! restart, and why a file is refused.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::fake_github::FakeGithub;
 use crate::support::load::RelayProcess;
 use crate::{bin, support};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const ADMIN_TOKEN: &str = "admin-token-for-reload-tests";
@@ -43,7 +40,8 @@ fn config(admin_port: u16, slugs: &[&str], extra: &str) -> String {
 
 /// Starts `hookflow relay --config <file>` and waits until it listens.
 async fn relay(file: &Path, data: &Path, api_url: &str) -> RelayProcess {
-    let mut child = Command::new(bin())
+    let mut command = Command::new(bin());
+    command
         .arg("relay")
         .arg("--config")
         .arg(file)
@@ -52,36 +50,8 @@ async fn relay(file: &Path, data: &Path, api_url: &str) -> RelayProcess {
         .args(["--api-url", api_url])
         .env("GH_TOKEN", "ghp_reloadtesttoken0000000000000000000000")
         .env("ADMIN_TOKENS", ADMIN_TOKEN)
-        .env("HOOKFLOW_LOG", "warn,hookflow_relay::reload=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("relay binary starts");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("relay printed its address in time")
-            .expect("read stderr")
-            .expect("relay exited before listening");
-        let addr = line
-            .split("listening on http://")
-            .nth(1)
-            .map(str::to_string);
-        log.lock().expect("log").push(line);
-        if let Some(a) = addr {
-            break a.trim().to_string();
-        }
-    };
-    let kept = log.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            kept.lock().expect("log").push(line);
-        }
-    });
-    RelayProcess { child, addr, log }
+        .env("HOOKFLOW_LOG", "warn,hookflow_relay::reload=info");
+    RelayProcess::start(command).await
 }
 
 async fn post(client: &reqwest::Client, url: &str, body: &str) -> u16 {
@@ -128,6 +98,15 @@ async fn metric(client: &reqwest::Client, addr: &str, name: &str, labels: &str) 
         .filter(|l| l.starts_with(name) && l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
+}
+
+/// The relay's reload counters: applied, refused.
+async fn reloads(client: &reqwest::Client, addr: &str) -> (u64, u64) {
+    let count = |result: &'static str| async move {
+        let labels = format!("result=\"{result}\"");
+        metric(client, addr, "hookflow_config_reloads_total", &labels).await
+    };
+    (count("ok").await, count("failed").await)
 }
 
 /// `wrk` on this machine: `None` (said plainly) where it is not installed, except in CI, which
@@ -314,21 +293,7 @@ async fn sighup_swaps_endpoints_under_wrk_load_and_loses_nothing() {
     assert_eq!(to("octo/c"), to_c, "what c acknowledged before it went");
     assert_eq!(to("octo/d"), to_d, "what d acknowledged");
 
-    let ok = metric(
-        &client,
-        &relay.addr,
-        "hookflow_config_reloads_total",
-        "result=\"ok\"",
-    )
-    .await;
-    let failed = metric(
-        &client,
-        &relay.addr,
-        "hookflow_config_reloads_total",
-        "result=\"failed\"",
-    )
-    .await;
-    assert_eq!((ok, failed), (2, 1));
+    assert_eq!(reloads(&client, &relay.addr).await, (2, 1));
     assert!(
         relay.logged("endpoint `c`: removed"),
         "the reload says what changed"
@@ -451,13 +416,10 @@ async fn admin_reload_reports_changes_restarts_and_refusals() {
         post(&client, &format!("http://{}/hooks/z", relay.addr), "{}").await,
         404
     );
-    let failed = metric(
-        &client,
-        &relay.addr,
-        "hookflow_config_reloads_total",
-        "result=\"failed\"",
-    )
-    .await;
-    assert_eq!(failed, 3);
+    assert_eq!(
+        reloads(&client, &relay.addr).await,
+        (2, 3),
+        "two applied, three refused"
+    );
     gh.wait_for(3, Duration::from_secs(20)).await;
 }

@@ -38,6 +38,19 @@ pub struct RelayProcess {
 }
 
 impl RelayProcess {
+    /// Runs `command` (a `hookflow relay …`), its stderr kept, and waits until it listens.
+    pub async fn start(mut command: Command) -> RelayProcess {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("relay binary starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let addr = read_address_into(child.stderr.take().expect("stderr"), log.clone()).await;
+        RelayProcess { child, addr, log }
+    }
+
     /// Whether a line of its log contains `text`.
     pub fn logged(&self, text: &str) -> bool {
         self.log
@@ -73,22 +86,16 @@ pub async fn spawn_relay_on(
         text.push_str(&format!("store: {store}\n"));
     }
     std::fs::write(&config, text).expect("write config");
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .arg("relay")
         .arg("--config")
         .arg(&config)
         .args(["--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(["--api-url", api_url])
-        .env("HOOKFLOW_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("relay binary starts");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let addr = read_address_into(child.stderr.take().expect("stderr"), log.clone()).await;
-    RelayProcess { child, addr, log }
+        .env("HOOKFLOW_LOG", "warn");
+    RelayProcess::start(command).await
 }
 
 /// Starts `hookflow relay` and returns it with the address it printed.
