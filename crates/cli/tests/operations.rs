@@ -1,9 +1,11 @@
 //! Running the relay as an operator does: the binary, real signals, dead letters handled from
 //! the command line while it runs, metrics, limits against bad clients, a bad data directory,
-//! configuration reload ([`reload`]).
+//! configuration reload ([`reload`]), the event log's retention under load ([`retention`]).
 
 #[path = "operations/reload.rs"]
 mod reload;
+#[path = "operations/retention.rs"]
+mod retention;
 mod support;
 
 use std::io::{Read, Write};

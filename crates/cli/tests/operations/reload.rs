@@ -13,10 +13,10 @@ use crate::{bin, support};
 use serde_json::Value;
 use tokio::process::Command;
 
-const ADMIN_TOKEN: &str = "admin-token-for-reload-tests";
+pub(crate) const ADMIN_TOKEN: &str = "admin-token-for-reload-tests";
 
 /// A free port on 127.0.0.1 for the admin address.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -24,7 +24,7 @@ fn free_port() -> u16 {
 }
 
 /// The relay's configuration with these endpoints (each to `octo/<slug>`) and `extra` YAML.
-fn config(admin_port: u16, slugs: &[&str], extra: &str) -> String {
+pub(crate) fn config(admin_port: u16, slugs: &[&str], extra: &str) -> String {
     let mut text = format!(
         "admin:\n  listen: 127.0.0.1:{admin_port}\n  tokens_env: ADMIN_TOKENS\n\
          delivery:\n  rate_limit_per_minute: 0\n  concurrency: 32\n\
@@ -39,7 +39,7 @@ fn config(admin_port: u16, slugs: &[&str], extra: &str) -> String {
 }
 
 /// Starts `hookflow relay --config <file>` and waits until it listens.
-async fn relay(file: &Path, data: &Path, api_url: &str) -> RelayProcess {
+pub(crate) async fn relay(file: &Path, data: &Path, api_url: &str) -> RelayProcess {
     let mut command = Command::new(bin());
     command
         .arg("relay")

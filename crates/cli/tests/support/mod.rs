@@ -10,3 +10,5 @@ pub mod load;
 pub mod receiver;
 #[cfg(feature = "relay")]
 pub mod relay;
+#[cfg(feature = "relay")]
+pub mod seed;
