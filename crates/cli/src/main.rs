@@ -46,7 +46,10 @@ enum Command {
 
 #[cfg(feature = "relay")]
 #[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Signals: SIGHUP reads --config again (endpoints, keys, limits, delivery settings, retention; a broken file is refused and the running configuration stays); SIGTERM or SIGINT drains and stops, a second one exits at once."
+)]
 struct RelayArgs {
     #[command(subcommand)]
     action: Option<RelayAction>,
