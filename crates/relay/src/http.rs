@@ -155,8 +155,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Limits and bookkeeping of webhook requests: concurrency and header limits, the received and
-/// rejected counters, the request latency histogram.
-async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// rejected counters, the request latency histogram. It takes the configuration in effect once
+/// per request and hands it to the handler (a request extension).
+async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let m = &state.metrics;
     m.received();
@@ -207,6 +208,8 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
             ),
         );
     }
+    // The handler works with the configuration the guard checked against.
+    request.extensions_mut().insert(now.clone());
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let reason = match status {
@@ -533,13 +536,13 @@ fn payload_error(e: PayloadError, by_reference: bool) -> Response {
 /// `ANY /<owner>/<repo>/<path…>`: the webhook2github-compatible route.
 async fn compat(
     State(state): State<AppState>,
+    axum::Extension(now): axum::Extension<Arc<Current>>,
     peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let now = state.live.current();
     if !now.config.compat_route {
         return not_found(uri).await;
     }
@@ -678,6 +681,7 @@ async fn compat(
 /// `POST /hooks/<slug>[/<rest>]`: a configured endpoint.
 async fn endpoint(
     State(state): State<AppState>,
+    axum::Extension(now): axum::Extension<Arc<Current>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -685,7 +689,6 @@ async fn endpoint(
 ) -> Response {
     let after = uri.path().trim_start_matches("/hooks/");
     let (slug, rest) = after.split_once('/').map_or((after, ""), |(s, r)| (s, r));
-    let now = state.live.current();
     let Some(ep) = now.config.endpoints.iter().find(|e| e.slug == slug) else {
         return refuse(StatusCode::NOT_FOUND, format!("no endpoint named `{slug}`"));
     };
