@@ -144,75 +144,75 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         bodies,
     });
     let batches = Arc::new(Batches::default());
-    let spawn = |job: Job, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| {
-        // The configuration this delivery (or this run of batches) works with.
-        let now = live.current();
-        let (store, senders) = (store.clone(), senders.clone());
-        let (limiter, metrics, env) = (limiter.clone(), metrics.clone(), env.clone());
-        let (in_flight, batches) = (in_flight.clone(), batches.clone());
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(async move {
-            let done = match job {
-                Job::Lead(leader) => {
-                    let ctx = BatchContext {
-                        store: &store,
-                        senders: &senders,
-                        now: &now,
-                        metrics: &metrics,
-                        env: &env,
-                        limiter: &limiter,
-                        batches: &batches,
-                        in_flight: &in_flight,
-                        lease,
-                    };
-                    batching::deliver_batches(&ctx, leader).await
+    // Each job works with the configuration its claim was placed under (`now`: one read of the
+    // cell per claim, or per event handed over).
+    let spawn =
+        |job: Job, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>, now: &Arc<Current>| {
+            let now = now.clone();
+            let (store, senders) = (store.clone(), senders.clone());
+            let (limiter, metrics, env) = (limiter.clone(), metrics.clone(), env.clone());
+            let (in_flight, batches) = (in_flight.clone(), batches.clone());
+            while tasks.try_join_next().is_some() {}
+            tasks.spawn(async move {
+                let done = match job {
+                    Job::Lead(leader) => {
+                        let ctx = BatchContext {
+                            store: &store,
+                            senders: &senders,
+                            now: &now,
+                            metrics: &metrics,
+                            env: &env,
+                            limiter: &limiter,
+                            batches: &batches,
+                            in_flight: &in_flight,
+                            lease,
+                        };
+                        batching::deliver_batches(&ctx, leader).await
+                    }
+                    Job::Alone(event) => {
+                        let claim = ClaimRef::from(&event);
+                        // GitHub's rate limit, per repository and credential (events carrying
+                        // strangers' tokens never spend the slots of an authenticated sender's);
+                        // HTTP destinations have none.
+                        let limited = match &event.destination {
+                            Destination::Repo { .. } => {
+                                limiter.take(&event.destination.lane(), true).await
+                            }
+                            Destination::Http { .. } => Ok(()),
+                        };
+                        let result = match limited {
+                            Ok(()) => deliver(&senders, &now, &metrics, &env, event).await,
+                            Err(wait) => Recorded::RateLimited {
+                                delay: wait + Duration::from_millis(1),
+                            },
+                        };
+                        record(&store, &metrics, vec![(claim, result)]).await
+                    }
+                };
+                let mut set = lock(&in_flight);
+                for c in done {
+                    set.remove(&c.id);
                 }
-                Job::Alone(event) => {
-                    let claim = ClaimRef::from(&event);
-                    // GitHub's rate limit, per repository and credential (events carrying
-                    // strangers' tokens never spend the slots of an authenticated sender's);
-                    // HTTP destinations have none.
-                    let limited = match &event.destination {
-                        Destination::Repo { .. } => {
-                            limiter.take(&event.destination.lane(), true).await
-                        }
-                        Destination::Http { .. } => Ok(()),
-                    };
-                    let result = match limited {
-                        Ok(()) => deliver(&senders, &now, &metrics, &env, event).await,
-                        Err(wait) => Recorded::RateLimited {
-                            delay: wait + Duration::from_millis(1),
-                        },
-                    };
-                    record(&store, &metrics, vec![(claim, result)]).await
-                }
-            };
-            let mut set = lock(&in_flight);
-            for c in done {
-                set.remove(&c.id);
-            }
-            drop(set);
-            drop(permit);
-        });
-    };
+                drop(set);
+                drop(permit);
+            });
+        };
     // Claimed deliveries go to a task of their own, or to their batching lane's leader (in
     // claim order: this loop is the one place that claims).
-    let place = |group: Vec<Claimed>| -> Vec<Job> {
+    let place = |group: Vec<Claimed>, now: &Current| -> Vec<Job> {
         track(&in_flight, &group);
-        match batching::lead(&batches, &live.current().destinations, group, &slots) {
+        match batching::lead(&batches, &now.destinations, group, &slots) {
             Err(alone) => alone.into_iter().map(Job::Alone).collect(),
             Ok(leader) => leader.map(Job::Lead).into_iter().collect(),
         }
     };
-    let start =
-        |claimed: Claimed, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| match place(vec![
-            claimed,
-        ])
-        .pop()
-        {
-            Some(job) => spawn(job, permit, tasks),
+    let start = |claimed: Claimed, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>| {
+        let now = live.current();
+        match place(vec![claimed], &now).pop() {
+            Some(job) => spawn(job, permit, tasks, &now),
             None => drop(permit),
-        };
+        }
+    };
     // Whether to look at the store: at start, when woken (an event was stored or announced),
     // when the poll comes due, and while the last claim took all it asked for (a backlog).
     // Events this relay stored itself may come handed over instead, without a look.
@@ -298,9 +298,10 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             continue;
         }
         // Every group placed (given to its lane's leader, or made a job) before any wait.
-        let jobs: Vec<Job> = batching::groups(due, &live.current().destinations, &batches)
+        let now = live.current();
+        let jobs: Vec<Job> = batching::groups(due, &now.destinations, &batches)
             .into_iter()
-            .flat_map(&place)
+            .flat_map(|group| place(group, &now))
             .collect();
         batches.placed(ticket);
         let mut jobs = jobs.into_iter();
@@ -310,7 +311,7 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
                 drop(jobs);
                 break;
             };
-            spawn(job, permit, &mut tasks);
+            spawn(job, permit, &mut tasks, &now);
         }
     }
     // Events handed over but not started: back to the queue at once.
