@@ -6,18 +6,15 @@
 //! | [`config`] | the YAML configuration and its defaults |
 //! | [`http`] | HTTP routes, authentication, answers |
 //! | [`console`] | the admin API on its own address: event log, replays, health |
-//! | [`connection`] | what one client may cost: idle connections, requests per address |
+//! | [`limits`] | what a client may cost: connections, requests per address, dispatch rates |
 //! | [`store`] | the durable queue (SQLite or PostgreSQL): events and their deliveries |
-//! | [`destinations`] | where an endpoint's events go, which each takes, what each is sent |
+//! | [`destinations`] | what each destination is sent: the request, a transform, the dispatch |
 //! | [`delivery`] | delivery workers: concurrency, rate limits, retries, dead letters |
 //! | [`forward`] | delivery to plain HTTP destinations, Standard Webhooks signed |
 //! | [`github_app`] | the relay's GitHub App: installation tokens |
 //! | [`bodies`] | bodies by reference: kept, served at `/bodies/<id>`, pruned |
-//! | [`backoff`] | when a failed delivery is tried again |
 //! | [`github`] | the GitHub API client |
 //! | [`metrics`] | counters and histograms for `/metrics` |
-//! | [`rate_limit`] | token buckets by key: deliveries per repository, requests per address |
-//! | [`refused_tokens`] | tokens GitHub refused, refused at the door for a while |
 //! | [`reload`] | the running configuration, swapped whole on reload (`SIGHUP`, the admin API) |
 //! | [`retention`] | the event log's retention: old delivered events pruned in small batches |
 //! | [`admin`] | what the operator's commands print: dead letters, the config check |
@@ -26,11 +23,8 @@
 //! builds it by hand.
 
 pub mod admin;
-pub mod backoff;
-pub mod batching;
 pub mod bodies;
 pub mod config;
-pub mod connection;
 pub mod console;
 pub mod delivery;
 pub mod destinations;
@@ -38,9 +32,8 @@ pub mod forward;
 pub mod github;
 pub mod github_app;
 pub mod http;
+pub mod limits;
 pub mod metrics;
-pub mod rate_limit;
-pub mod refused_tokens;
 pub mod reload;
 pub mod retention;
 pub mod store;
@@ -238,10 +231,10 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
     let shutting_down = Arc::new(AtomicBool::new(false));
     let (shutdown, stop) = watch::channel(false);
 
-    let refused = Arc::new(refused_tokens::RefusedTokens::default());
+    let refused = Arc::new(limits::refused_tokens::RefusedTokens::default());
     let bounds = reload::Bounds::of(
         &config,
-        delivery::Limiter::for_store(&store, config.delivery.rate_limit_per_minute),
+        limits::dispatch_rate::Limiter::for_store(&store, config.delivery.rate_limit_per_minute),
     );
     let (handoff_room, lease) = (config.delivery.concurrency * 4, config.delivery.lease());
     let drain = config.shutdown_timeout;

@@ -24,11 +24,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Semaphore;
 
 use crate::config::{ConfigError, ConfigSource, RelayConfig};
-use crate::connection::ClientLimiter;
-use crate::delivery::Limiter;
 use crate::destinations::Destinations;
+use crate::limits::connection::ClientLimiter;
+use crate::limits::dispatch_rate::Limiter;
+use crate::limits::rate_limit::RateLimiter;
 use crate::metrics::Metrics;
-use crate::rate_limit::RateLimiter;
 use hookflow_protocol::Environment;
 
 /// The configuration in effect, and what is derived from it.

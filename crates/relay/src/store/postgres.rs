@@ -800,7 +800,7 @@ impl PgStore {
     /// cluster, or gives the wait for one: when `book`, the lane's next free slot, booked for
     /// this delivery; otherwise the next token's time, booking nothing (a batching lane, whose
     /// next batch takes every delivery waiting). The same rule as the relay's own
-    /// [`crate::rate_limit::RateLimiter`], kept in the database so that N relays do not send
+    /// [`crate::limits::rate_limit::RateLimiter`], kept in the database so that N relays do not send
     /// N times the limit.
     pub async fn take_slot(
         &self,

@@ -9,12 +9,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::destinations::{Batching, DestinationConfig, Target, Transform};
 use hookflow_protocol::dispatch::{
     Repo, MAX_EVENT_TYPE_CHARS, MAX_REQUEST_BYTES, WEBHOOK_EVENT_TYPE,
 };
 use hookflow_protocol::options::{locate, locate_anywhere, parse_duration_ms};
 use hookflow_protocol::signature::{parse_verify, VerifyRule};
+
+mod destinations;
+pub use destinations::{glob, Batching, DestinationConfig, Target, Transform, TransformError};
 
 /// A configuration problem, with where it is, and any further ones found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

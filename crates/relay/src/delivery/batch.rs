@@ -20,9 +20,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use hookflow_protocol::batch::{pack, Item};
 use hookflow_protocol::payload::Origin;
 
-use crate::delivery::{dispatch, record, track, Attempt, InFlight, Limiter, Senders};
-use crate::destinations::{self, Batching, Destinations};
+use super::attempt::Attempt;
+use super::claims::{record, track, InFlight};
+use super::send::{dispatch, Senders};
+use crate::config::Batching;
+use crate::destinations::{self, Destinations};
 use crate::github::Outcome;
+use crate::limits::dispatch_rate::Limiter;
 use crate::metrics::{DeadReason, DestinationResult, Metrics};
 use crate::reload::Current;
 use crate::store::{ClaimRef, Claimed, Destination, Payload, Recorded, Store, StoreHandle};
@@ -414,8 +418,7 @@ async fn deliver_batch(
             let (d, request) = &batch[0];
             let key = d.destination.key();
             let attempt = attempt_of(ctx, d, &key);
-            match crate::delivery::repo_dispatch_body(ctx.senders, ctx.env, &attempt, request).await
-            {
+            match super::send::repo_dispatch_body(ctx.senders, ctx.env, &attempt, request).await {
                 Ok(body) => (body, 1),
                 Err(recorded) => {
                     results.push((ClaimRef::from(d), recorded));
