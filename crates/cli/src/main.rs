@@ -339,7 +339,7 @@ struct DispatchArgs {
     #[arg(long, value_name = "VAR", requires = "relay")]
     api_key_env: Option<String>,
     /// GitHub API base.
-    #[arg(long, env = "GITHUB_API_URL", default_value = hookflow_relay::github::DEFAULT_API_URL)]
+    #[arg(long, env = "GITHUB_API_URL", default_value = hookflow_relay::outbound::github::DEFAULT_API_URL)]
     api_url: String,
     /// Environment variable holding the token.
     #[arg(long, default_value = "GITHUB_TOKEN")]
@@ -938,7 +938,7 @@ fn relay(args: RelayArgs, sources: Vec<(String, String)>) -> anyhow::Result<Exit
         Some(RelayAction::Migrate { store }) => {
             let config = relay_config(&StoreArgs::from(store), None, None, Vec::new())?;
             let (place, before, after) =
-                runtime()?.block_on(hookflow_relay::admin::migrate_store(&config))?;
+                runtime()?.block_on(hookflow_relay::operator::migrate_store(&config))?;
             if before == after {
                 eprintln!("hookflow: the store in {place} is at schema {after}; nothing to do");
             } else {
@@ -950,7 +950,8 @@ fn relay(args: RelayArgs, sources: Vec<(String, String)>) -> anyhow::Result<Exit
             let to = hookflow_relay::store::postgres::PgLocation::parse(&to)
                 .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
             let now = environment()?.now_ms();
-            let moved = runtime()?.block_on(hookflow_relay::admin::move_store(&from, &to, now))?;
+            let moved =
+                runtime()?.block_on(hookflow_relay::operator::move_store(&from, &to, now))?;
             eprintln!(
                 "hookflow: moved {} pending deliveries, {} dead letters and {} de-duplication keys from {} to {}{}",
                 moved.pending,
@@ -986,7 +987,7 @@ fn relay(args: RelayArgs, sources: Vec<(String, String)>) -> anyhow::Result<Exit
             .config
             .as_ref()
             .map_or("the defaults".to_string(), |f| f.display().to_string());
-        let report = hookflow_relay::admin::check_config(&config, &name, &env);
+        let report = hookflow_relay::operator::check_config(&config, &name, &env);
         println!("{}", report.summary);
         for line in &report.settings {
             println!("  {line}");
@@ -1049,7 +1050,7 @@ fn relay(args: RelayArgs, sources: Vec<(String, String)>) -> anyhow::Result<Exit
 
 #[cfg(feature = "relay")]
 fn dead_letters(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
-    use hookflow_relay::admin;
+    use hookflow_relay::operator;
     use hookflow_relay::store::Store as _;
     let store_args = match &action {
         DeadLetterAction::List { store, .. }
@@ -1060,14 +1061,14 @@ fn dead_letters(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
     let env = environment()?;
     let now = env.now_ms();
     runtime()?.block_on(async move {
-        let store = admin::open_store(&config, env.clock()).await?;
+        let store = operator::open_store(&config, env.clock()).await?;
         match action {
             DeadLetterAction::List { json, limit, .. } => {
                 let letters = store.dead_letters(limit).await?;
                 if json {
-                    print_out(&format!("{}\n", admin::dead_letters_json(&letters, now)))?;
+                    print_out(&format!("{}\n", operator::dead_letters_json(&letters, now)))?;
                 } else {
-                    print_out(&admin::dead_letters_table(&letters, now))?;
+                    print_out(&operator::dead_letters_table(&letters, now))?;
                 }
             }
             DeadLetterAction::Replay { ids, all, .. } => {
@@ -1109,7 +1110,7 @@ fn dead_letters(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
 /// store; both give the same JSON, and the tables are made from it.
 #[cfg(feature = "relay")]
 fn events(action: EventsAction) -> anyhow::Result<ExitCode> {
-    use hookflow_relay::admin;
+    use hookflow_relay::operator;
     use hookflow_relay::store::Store as _;
     let from = match &action {
         EventsAction::List { from, .. }
@@ -1168,7 +1169,7 @@ fn events(action: EventsAction) -> anyhow::Result<ExitCode> {
     }
     let config = relay_config(&StoreArgs::from(from.store), None, None, Vec::new())?;
     rt.block_on(async move {
-        let store = admin::open_store(&config, env.clock()).await?;
+        let store = operator::open_store(&config, env.clock()).await?;
         match action {
             EventsAction::List {
                 filters,
@@ -1179,12 +1180,12 @@ fn events(action: EventsAction) -> anyhow::Result<ExitCode> {
             } => {
                 let pairs = filters.page(limit, before);
                 let (filter, limit) =
-                    admin::event_filter(pairs.iter().map(|(k, v)| (*k, v.as_str())))?;
+                    operator::event_filter(pairs.iter().map(|(k, v)| (*k, v.as_str())))?;
                 let events = store.list_events(filter, limit).await?;
-                print_events(&admin::event_page_json(&events, limit), json, now)
+                print_events(&operator::event_page_json(&events, limit), json, now)
             }
             EventsAction::Show { id, json, .. } => match store.logged_event(id.clone()).await? {
-                Some(e) => print_event(&admin::logged_event_json(&e), json, now),
+                Some(e) => print_event(&operator::logged_event_json(&e), json, now),
                 None => anyhow::bail!(
                     "no event {id} in the log (never received, or pruned after retention.events)"
                 ),
@@ -1199,9 +1200,10 @@ fn events(action: EventsAction) -> anyhow::Result<ExitCode> {
                 if ids.is_empty() && pairs.is_empty() {
                     anyhow::bail!("give event ids, or at least one filter (such as --status dead)");
                 }
-                let (filter, _) = admin::event_filter(pairs.iter().map(|(k, v)| (*k, v.as_str())))?;
+                let (filter, _) =
+                    operator::event_filter(pairs.iter().map(|(k, v)| (*k, v.as_str())))?;
                 let n = store
-                    .replay(ids, filter, limit.clamp(1, admin::MAX_REPLAY))
+                    .replay(ids, filter, limit.clamp(1, operator::MAX_REPLAY))
                     .await?;
                 eprintln!("hookflow: {n} delivery(ies) queued again");
                 Ok(ExitCode::SUCCESS)
@@ -1401,7 +1403,7 @@ fn print_event(e: &serde_json::Value, json: bool, now_ms: i64) -> anyhow::Result
 fn age_of(at: &serde_json::Value, now_ms: i64) -> String {
     at.as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| hookflow_relay::admin::human_age(now_ms - t.timestamp_millis()))
+        .map(|t| hookflow_relay::operator::human_age(now_ms - t.timestamp_millis()))
         .unwrap_or_default()
 }
 
@@ -1443,7 +1445,7 @@ async fn shutdown_signal() {
 #[cfg(feature = "relay")]
 fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
     use hookflow_protocol::dispatch::{check_limits, LimitError, Repo, MAX_REQUEST_BYTES};
-    use hookflow_relay::github::{Client, Outcome};
+    use hookflow_relay::outbound::github::{Client, Outcome};
     if let Some(url) = &args.relay {
         return send_to_relay(url, &args);
     }
@@ -1487,7 +1489,7 @@ fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let token = match (args.app_id, &args.private_key) {
         (Some(app_id), Some(key)) => {
-            let key = hookflow_relay::github_app::AppKey::from_file(app_id, key)?;
+            let key = hookflow_relay::outbound::github_app::AppKey::from_file(app_id, key)?;
             client = client.with_app(key, environment()?.clock());
             let tokens = client.app().context("the app client")?;
             eprintln!("hookflow: as GitHub App {app_id}: an installation token for {repo}");

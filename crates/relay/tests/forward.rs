@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use hookflow_protocol::signature::{verify, Scheme};
-use hookflow_relay::forward::{DestinationError, Forwarder, HttpDestination, Message};
-use hookflow_relay::github::Outcome;
+use hookflow_relay::outbound::forward::{DestinationError, Forwarder, HttpDestination, Message};
+use hookflow_relay::outbound::github::Outcome;
 use serde_json::{Map, Value};
 
 /// The Standard Webhooks specification's example secret.

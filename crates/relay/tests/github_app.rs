@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hookflow_protocol::dispatch::Repo;
 use hookflow_protocol::ManualClock;
-use hookflow_relay::github_app::{AppError, AppKey, AppTokens};
+use hookflow_relay::outbound::github_app::{AppError, AppKey, AppTokens};
 use serde_json::{json, Value};
 
 const APP_ID: u64 = 424242;

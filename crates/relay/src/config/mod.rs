@@ -273,8 +273,8 @@ impl GithubApp {
     pub fn load(
         &self,
         env: &hookflow_protocol::Environment,
-    ) -> Result<crate::github_app::AppKey, crate::github_app::KeyError> {
-        use crate::github_app::{AppKey, KeyError};
+    ) -> Result<crate::outbound::github_app::AppKey, crate::outbound::github_app::KeyError> {
+        use crate::outbound::github_app::{AppKey, KeyError};
         match &self.private_key {
             KeySource::File(path) => AppKey::from_file(self.app_id, path),
             KeySource::Env(name) => {
@@ -581,7 +581,7 @@ impl RelayConfig {
                     continue;
                 };
                 let Some(secret) = env.var(var) else { continue };
-                if let Err(e) = crate::forward::HttpDestination::new(
+                if let Err(e) = crate::outbound::forward::HttpDestination::new(
                     url,
                     Some(secret),
                     headers,
@@ -736,7 +736,7 @@ impl RelayConfig {
             .api_url
             .clone()
             .or_else(|| raw.api_url.clone())
-            .unwrap_or_else(|| crate::github::DEFAULT_API_URL.into());
+            .unwrap_or_else(|| crate::outbound::github::DEFAULT_API_URL.into());
         if url::Url::parse(&api_url).is_err() {
             return Err(err(
                 &["api_url"],
@@ -1334,7 +1334,7 @@ fn parse_destinations(
                     return Err(format!("destination {n} ({url}): token_env and auth are for repo: destinations; an HTTP destination signs with secret_env"));
                 }
                 let headers: Vec<(String, String)> = raw.headers.into_iter().collect();
-                crate::forward::HttpDestination::new(
+                crate::outbound::forward::HttpDestination::new(
                     &url,
                     None,
                     &headers,

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::backoff::backoff;
 use crate::config::DeliveryConfig;
-use crate::github::Outcome;
 use crate::metrics::{DeadReason, DestinationResult, Metrics};
+use crate::outbound::github::Outcome;
 use crate::store::{Claimed, Recorded, Tried};
 
 /// One attempt of one delivery: what its outcomes are recorded as.

@@ -25,12 +25,16 @@ use super::claims::{record, track, InFlight};
 use super::send::{dispatch, Senders};
 use crate::config::Batching;
 use crate::destinations::{self, Destinations};
-use crate::github::Outcome;
 use crate::limits::dispatch_rate::Limiter;
+use crate::live::Current;
 use crate::metrics::{DeadReason, DestinationResult, Metrics};
-use crate::reload::Current;
+use crate::outbound::github::Outcome;
 use crate::store::{ClaimRef, Claimed, Destination, Payload, Recorded, Store, StoreHandle};
 use hookflow_protocol::Environment;
+
+/// The log target operators filter on (`HOOKFLOW_LOG=hookflow_relay::batching=…`), kept as it was before
+/// the module moved.
+const LOG_TARGET: &str = "hookflow_relay::batching";
 
 /// This relay's batching state per lane: the lanes with a leader sending their batches (one
 /// at a time per lane, so batches keep arrival order) and the deliveries claimed meanwhile,
@@ -341,7 +345,7 @@ async fn deliver_batch(
     {
         Ok(more) => more,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot claim more of a batch's lane; sending what was claimed");
+            tracing::warn!(target: LOG_TARGET, error = %e, "cannot claim more of a batch's lane; sending what was claimed");
             Vec::new()
         }
     };
@@ -491,7 +495,7 @@ async fn send(
         Err(recorded) => return all(sent, &recorded),
     };
     if sent.len() > 1 {
-        tracing::info!(batch_id, events = sent.len(), bytes, destination = %key,
+        tracing::info!(target: LOG_TARGET, batch_id, events = sent.len(), bytes, destination = %key,
             ms = took.as_millis() as u64, answer = ?outcome, "batch dispatched");
     }
     if let (
@@ -504,7 +508,7 @@ async fn send(
     {
         // GitHub refused the batch as a whole: smaller batches find the event it refuses.
         ctx.batches.halve(lane, sent.len());
-        tracing::warn!(batch_id, events = sent.len(), destination = %key, %reason,
+        tracing::warn!(target: LOG_TARGET, batch_id, events = sent.len(), destination = %key, %reason,
             "GitHub refused a batch (422); its events go again in smaller batches");
         attempt.count(DestinationResult::Retried, Some(took));
         return all(

@@ -11,11 +11,11 @@ use tokio::task::JoinSet;
 
 use super::batch::{self, BatchContext, Batches, Leader};
 use crate::bodies::Bodies;
-use crate::forward::Forwarder;
-use crate::github::Client;
 use crate::limits::refused_tokens::RefusedTokens;
+use crate::live::{Current, Live};
 use crate::metrics::{Metrics, StoreOp};
-use crate::reload::{Current, Live};
+use crate::outbound::forward::Forwarder;
+use crate::outbound::github::Client;
 use crate::store::postgres::HandedOff;
 use crate::store::{ClaimRef, Claimed, Destination, Recorded, Store, StoreHandle};
 use hookflow_protocol::Environment;

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use crate::bodies::Bodies;
 use crate::destinations;
-use crate::forward::Forwarder;
-use crate::github::{Client, Outcome};
-use crate::github_app::AppError;
 use crate::limits::refused_tokens::RefusedTokens;
 use crate::metrics::{DeadReason, Metrics};
+use crate::outbound::forward::Forwarder;
+use crate::outbound::github::{Client, Outcome};
+use crate::outbound::github_app::AppError;
 use crate::store::{Recorded, TokenSource};
 use hookflow_protocol::dispatch::Repo;
 use hookflow_protocol::{credentials, Environment};

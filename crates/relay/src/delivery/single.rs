@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use crate::config::{DestinationConfig, Target};
-use crate::forward::{HttpDestination, Message};
+use crate::live::Current;
 use crate::metrics::{DeadReason, Metrics};
-use crate::reload::Current;
+use crate::outbound::forward::{HttpDestination, Message};
 use crate::store::{Claimed, Destination, Payload, Recorded};
 use hookflow_protocol::Environment;
 

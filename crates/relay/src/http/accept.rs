@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use crate::reload::Current;
+use crate::live::Current;
 
 use crate::config::DestinationConfig;
 use crate::config::Limits;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 
-use crate::reload::Current;
+use crate::live::Current;
 
 use crate::store::{self, Destination, TokenSource};
 use hookflow_protocol::credentials;

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::reload::Current;
+use crate::live::Current;
 
 use crate::config::DestinationConfig;
 use crate::config::EventTypeSource;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::limits::refused_tokens::RefusedTokens;
-use crate::reload::Live;
+use crate::live::Live;
 
 use crate::metrics::Metrics;
 use crate::store::StoreHandle;

@@ -7,6 +7,10 @@ use super::rate_limit::RateLimiter;
 use crate::store::postgres::PgStore;
 use crate::store::StoreHandle;
 
+/// The log target operators filter on (`HOOKFLOW_LOG=hookflow_relay::delivery=…`), kept as it was before
+/// the module moved.
+const LOG_TARGET: &str = "hookflow_relay::delivery";
+
 /// The dispatch rate limit per lane (repository and credential): the relay's own on SQLite
 /// (one relay per store), the database's on PostgreSQL, so that the limit holds for the whole
 /// cluster and N relays do not send N times as much.
@@ -46,7 +50,7 @@ impl Limiter {
                 Err(e) => {
                     // The result cannot be recorded either while the database is away: try
                     // again shortly.
-                    tracing::warn!(error = %e, "cannot take a dispatch slot; deferring the delivery");
+                    tracing::warn!(target: LOG_TARGET, error = %e, "cannot take a dispatch slot; deferring the delivery");
                     Err(Duration::from_secs(1))
                 }
             },

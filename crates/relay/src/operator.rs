@@ -246,7 +246,9 @@ pub fn check_config(config: &RelayConfig, name: &str, env: &Environment) -> Conf
         match app.load(env) {
             Ok(_) => {}
             // Set where the relay runs, perhaps.
-            Err(e @ crate::github_app::KeyError::Unset(_)) => warnings.push(format!("{e} here")),
+            Err(e @ crate::outbound::github_app::KeyError::Unset(_)) => {
+                warnings.push(format!("{e} here"))
+            }
             Err(e) => errors.push(e.to_string()),
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hookflow_protocol::signature::{sign, Scheme};
 
-use crate::github::{network_failure, wait_from_headers, Outcome};
+use crate::outbound::github::{network_failure, wait_from_headers, Outcome};
 
 /// The header prefix when a destination sets none: `X-Hookflow-Event-Id`, …
 pub const DEFAULT_HEADER_PREFIX: &str = "X-Hookflow-";

@@ -25,16 +25,20 @@ use axum::Router;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq as _;
 
-use crate::admin::{self, event_filter, MAX_REPLAY};
+use crate::live::{Live, ReloadError};
 use crate::metrics::Metrics;
-use crate::reload::{Live, ReloadError};
+use crate::operator::{self, event_filter, MAX_REPLAY};
 use crate::store::{Store, StoreHandle};
 use hookflow_protocol::Environment;
 
 pub mod page;
 
+/// The log target operators filter on (`HOOKFLOW_LOG=hookflow_relay::console=…`), kept as it was before
+/// the module moved.
+const LOG_TARGET: &str = "hookflow_relay::console";
+
 /// The OpenAPI description of this API, served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("console/openapi.json");
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// What the admin handlers share.
 #[derive(Clone)]
@@ -68,7 +72,7 @@ impl ConsoleState {
         let mut key = vec![0u8; 32];
         if getrandom::fill(&mut key).is_err() {
             // No randomness: sessions cannot be trusted, so none is ever valid.
-            tracing::error!("no system randomness: the admin page cannot sign anyone in");
+            tracing::error!(target: LOG_TARGET, "no system randomness: the admin page cannot sign anyone in");
             key.clear();
         }
         ConsoleState {
@@ -134,7 +138,7 @@ async fn authenticate(State(state): State<ConsoleState>, request: Request, next:
     match token {
         Some(t) if state.admits(t) => next.run(request).await,
         found => {
-            tracing::warn!(
+            tracing::warn!(target: LOG_TARGET,
                 with_token = found.is_some(),
                 "admin request refused: no valid admin token"
             );
@@ -177,7 +181,7 @@ fn answer(status: StatusCode, message: &str) -> Response {
 }
 
 fn store_failed(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "admin: the store cannot answer");
+    tracing::error!(target: LOG_TARGET, error = %e, "admin: the store cannot answer");
     answer(
         StatusCode::SERVICE_UNAVAILABLE,
         "the event store cannot answer right now; retry shortly",
@@ -202,14 +206,14 @@ async fn list(State(state): State<ConsoleState>, RawQuery(query): RawQuery) -> R
         Err(e) => return answer(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     match state.store.list_events(filter, limit).await {
-        Ok(events) => axum::Json(admin::event_page_json(&events, limit)).into_response(),
+        Ok(events) => axum::Json(operator::event_page_json(&events, limit)).into_response(),
         Err(e) => store_failed(e),
     }
 }
 
 async fn show(State(state): State<ConsoleState>, Path(id): Path<String>) -> Response {
     match state.store.logged_event(id.clone()).await {
-        Ok(Some(e)) => axum::Json(admin::logged_event_json(&e)).into_response(),
+        Ok(Some(e)) => axum::Json(operator::logged_event_json(&e)).into_response(),
         Ok(None) => answer(
             StatusCode::NOT_FOUND,
             &format!("no event {id} in the log (never received, or pruned after retention.events)"),
@@ -229,7 +233,7 @@ async fn replay_one(State(state): State<ConsoleState>, Path(id): Path<String>) -
             &format!("{id} has no delivered or dead delivery to replay (unknown, pruned, or still on its way)"),
         ),
         Ok(n) => {
-            tracing::info!(id = %id, deliveries = n, "admin: replayed");
+            tracing::info!(target: LOG_TARGET, id = %id, deliveries = n, "admin: replayed");
             axum::Json(json!({"replayed": n})).into_response()
         }
         Err(e) => store_failed(e),
@@ -304,7 +308,7 @@ async fn replay_filtered(State(state): State<ConsoleState>, body: axum::body::By
             break;
         }
     }
-    tracing::info!(events, deliveries = replayed, "admin: replayed by filter");
+    tracing::info!(target: LOG_TARGET, events, deliveries = replayed, "admin: replayed by filter");
     axum::Json(json!({"replayed": replayed, "events": events})).into_response()
 }
 
@@ -336,7 +340,7 @@ async fn reload(State(state): State<ConsoleState>) -> Response {
     let result = match tokio::task::spawn_blocking(move || live.reload()).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(error = %e, "admin: the reload did not finish");
+            tracing::error!(target: LOG_TARGET, error = %e, "admin: the reload did not finish");
             return answer(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the reload did not finish; see the relay's log",

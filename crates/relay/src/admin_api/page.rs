@@ -12,8 +12,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::Value;
 
 use super::ConsoleState;
-use crate::admin::{self, event_filter};
+use crate::operator::{self, event_filter};
 use crate::store::Store;
+
+/// The log target operators filter on (`HOOKFLOW_LOG=hookflow_relay::console::page=…`), kept as it was before
+/// the module moved.
+const LOG_TARGET: &str = "hookflow_relay::console::page";
 
 /// The session cookie's name.
 const COOKIE: &str = "hookflow_admin";
@@ -169,7 +173,7 @@ pub async fn login(
     Form(form): Form<Login>,
 ) -> Response {
     if !same_origin(&headers) || !state.admits(form.token.trim()) {
-        tracing::warn!("admin page: sign-in refused");
+        tracing::warn!(target: LOG_TARGET, "admin page: sign-in refused");
         let mut r = page(
             "Sign in",
             "<h1>Sign in</h1><p class=\"error\">That is not an admin token.</p><p><a href=\"/login\">Try again</a></p>",
@@ -224,7 +228,7 @@ pub async fn index(State(state): State<ConsoleState>, RawQuery(query): RawQuery)
     ) {
         (Ok(e), Ok(c)) => (e, c),
         (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "admin page: the store cannot answer");
+            tracing::error!(target: LOG_TARGET, error = %e, "admin page: the store cannot answer");
             return page(
                 "Events",
                 "<p class=\"error\">The event store cannot answer right now.</p>",
@@ -235,7 +239,7 @@ pub async fn index(State(state): State<ConsoleState>, RawQuery(query): RawQuery)
     let now = state.env.now_ms();
     let oldest = counts
         .oldest_pending
-        .map(|t| admin::human_age(now - t))
+        .map(|t| operator::human_age(now - t))
         .unwrap_or_else(|| "—".into());
     let mut body = format!(
         "<section class=\"health\"><div><b>{}</b> pending</div><div><b>{}</b> in flight</div>\
@@ -276,7 +280,7 @@ pub async fn index(State(state): State<ConsoleState>, RawQuery(query): RawQuery)
     }
     body.push_str("</nav><table class=\"events\"><thead><tr><th>event</th><th>age</th><th>status</th><th>source</th><th>request</th><th>deliveries</th></tr></thead><tbody>");
     for e in &events {
-        let v = admin::event_summary_json(e);
+        let v = operator::event_summary_json(e);
         let deliveries: Vec<String> = e
             .deliveries
             .iter()
@@ -284,7 +288,7 @@ pub async fn index(State(state): State<ConsoleState>, RawQuery(query): RawQuery)
             .collect();
         body.push_str(&format!(
             "<tr><td><a href=\"/events/{id}\"><code>{id}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>",
-            admin::human_age(now - e.received_at),
+            operator::human_age(now - e.received_at),
             badge(v["status"].as_str().unwrap_or_default()),
             esc(&e.source),
             esc(&e.method),
@@ -327,7 +331,7 @@ pub async fn event(State(state): State<ConsoleState>, Path(id): Path<String>) ->
             return r;
         }
         Err(err) => {
-            tracing::error!(error = %err, "admin page: the store cannot answer");
+            tracing::error!(target: LOG_TARGET, error = %err, "admin page: the store cannot answer");
             return page(
                 "Event",
                 "<p class=\"error\">The event store cannot answer right now.</p>",
@@ -335,7 +339,7 @@ pub async fn event(State(state): State<ConsoleState>, Path(id): Path<String>) ->
             );
         }
     };
-    let v = admin::logged_event_json(&e);
+    let v = operator::logged_event_json(&e);
     let s = |x: &Value| esc(x.as_str().unwrap_or_default());
     let mut body = format!(
         "<p><a href=\"/\">← all events</a></p><h1><code>{}</code> {}</h1>\
@@ -461,11 +465,11 @@ pub async fn replay(State(state): State<ConsoleState>, Path(id): Path<String>) -
         .await
     {
         Ok(n) => {
-            tracing::info!(id = %id, deliveries = n, "admin page: replayed");
+            tracing::info!(target: LOG_TARGET, id = %id, deliveries = n, "admin page: replayed");
             Redirect::to(&format!("/events/{}", q(&id))).into_response()
         }
         Err(e) => {
-            tracing::error!(error = %e, "admin page: cannot replay");
+            tracing::error!(target: LOG_TARGET, error = %e, "admin page: cannot replay");
             page(
                 "Replay",
                 "<p class=\"error\">The event store cannot take the replay right now.</p>",

@@ -54,7 +54,7 @@ pub struct Client {
     http: reqwest::Client,
     api: String,
     /// The relay's GitHub App, when it has one.
-    app: Option<std::sync::Arc<crate::github_app::AppTokens>>,
+    app: Option<std::sync::Arc<crate::outbound::github_app::AppTokens>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -89,20 +89,17 @@ impl Client {
     /// The same client, dispatching as the GitHub App `key` where an event says so.
     pub fn with_app(
         mut self,
-        key: crate::github_app::AppKey,
+        key: crate::outbound::github_app::AppKey,
         clock: std::sync::Arc<dyn hookflow_protocol::Clock>,
     ) -> Client {
-        self.app = Some(std::sync::Arc::new(crate::github_app::AppTokens::new(
-            key,
-            self.http.clone(),
-            &self.api,
-            clock,
-        )));
+        self.app = Some(std::sync::Arc::new(
+            crate::outbound::github_app::AppTokens::new(key, self.http.clone(), &self.api, clock),
+        ));
         self
     }
 
     /// The GitHub App's tokens, when the relay has an app.
-    pub fn app(&self) -> Option<&crate::github_app::AppTokens> {
+    pub fn app(&self) -> Option<&crate::outbound::github_app::AppTokens> {
         self.app.as_deref()
     }
 
