@@ -13,8 +13,7 @@
 //! - `relay_bench seed-log DIR EVENTS DAYS`: a SQLite store in DIR holding EVENTS delivered
 //!   events at least DAYS days old, for the retention under load (`scripts/bench-retention`).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use hookflow_testkit as support;
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! and filters, one event with its attempts, replays (one event, and by filter) that deliver to
 //! the fake GitHub, the queue's health, the OpenAPI description, and the tokens that guard it.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

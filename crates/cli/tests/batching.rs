@@ -3,7 +3,7 @@
 //! the one bad event is a dead letter alone; a relay killed mid-batch loses nothing. Real HTTP
 //! to a fake GitHub, real SQLite files and a real PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

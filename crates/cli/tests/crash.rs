@@ -1,7 +1,7 @@
 //! `kill -9` the relay binary under load, restart it, and check that every acknowledged webhook
 //! reached GitHub. (`scripts/bench-relay` runs the same with 50,000 requests.)
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! Destinations: one webhook fanned out to several repositories and a plain HTTP endpoint, each
 //! delivery with its own attempts, dead letter and replay, on SQLite and on PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The whole path: a webhook into the relay, the dispatch GitHub receives written as the
 //! workflow run's `GITHUB_EVENT_PATH`, then `hookflow run` producing the step outputs.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

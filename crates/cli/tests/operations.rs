@@ -2,11 +2,10 @@
 //! the command line while it runs, metrics, limits against bad clients, a bad data directory,
 //! configuration reload ([`reload`]), the event log's retention under load ([`retention`]).
 
-#[path = "operations/reload.rs"]
 mod reload;
-#[path = "operations/retention.rs"]
 mod retention;
-mod support;
+use crate::support;
+use crate::support::cli::bin;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -21,10 +20,6 @@ use hookflow_relay::store::{
 use serde_json::Value;
 use support::fake_github::{Answer, FakeGithub};
 use support::load::{read_address, spawn_relay};
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_hookflow"))
-}
 
 fn cli(args: &[&str]) -> std::process::Output {
     std::process::Command::new(bin())

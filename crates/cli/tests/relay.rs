@@ -1,7 +1,7 @@
 //! The relay over real HTTP on 127.0.0.1, delivering to a fake GitHub that is a real server, with
 //! a real SQLite file.
 
-mod support;
+use crate::support;
 
 use hookflow_relay::store::Store as _;
 use std::time::Duration;
@@ -492,7 +492,7 @@ async fn large_bodies_are_compressed_or_refused_at_the_door() {
     .expect("gunzip");
     assert_eq!(out, push);
 
-    let noise = support::cli::noise(200_000, 88172645463325252);
+    let noise = hookflow_testkit::noise(200_000, 88172645463325252);
     let (status, answer) = post(&r, "/octo/hooks/a/webhook?__token=t", noise).await;
     assert_eq!(status, 413);
     assert!(

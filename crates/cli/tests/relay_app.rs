@@ -1,14 +1,14 @@
 //! The relay dispatching as a GitHub App, against a fake GitHub that verifies the app's JWT with
 //! its public key and issues installation tokens.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
 use hookflow_relay::store::Store as _;
 use serde_json::json;
 use support::fake_github::{app_key_path, FakeGithub};
-use support::relay::{config, post, test_env, WAIT};
+use support::relay::{config, post, test_env, wait_until, WAIT};
 
 const APP_ID: u64 = 31337;
 
@@ -25,14 +25,6 @@ async fn start_app_relay(gh: &FakeGithub, dir: &std::path::Path) -> hookflow_rel
     hookflow_relay::start(config(dir, gh, &extra), test_env())
         .await
         .expect("relay starts")
-}
-
-async fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

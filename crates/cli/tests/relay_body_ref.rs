@@ -4,7 +4,7 @@
 //! exactly as an inline body, signatures over the exact bytes included. On SQLite and on
 //! PostgreSQL, with the relay restarted between the dispatch and the fetch.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,8 +16,9 @@ use hookflow_protocol::{Clock as _, Environment, ManualClock};
 use hookflow_relay::config::{Overrides, RelayConfig};
 use hookflow_relay::store::Store as _;
 use hookflow_relay::Running;
+use hookflow_testkit::noise;
 use serde_json::Value;
-use support::cli::{github_signature, hookflow, noise, run_step, StepRun};
+use support::cli::{github_signature, hookflow, run_step, StepRun};
 use support::fake_github::{Dispatch, FakeGithub};
 use support::relay::{free_port, get_text, http, on_both_stores};
 

@@ -1,7 +1,7 @@
 //! Relays on a shared PostgreSQL store: webhooks accepted by any relay are delivered by one of
 //! them, exactly once, with the same behaviour as on SQLite.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Trigger rules end to end through the binary: signatures, filters, outputs, masking, `sign`.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! `hookflow run`, `replay` and `validate` as a user runs them: the real binary, real files.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

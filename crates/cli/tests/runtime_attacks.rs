@@ -2,7 +2,7 @@
 //! binary: request text must never become a workflow command, secrets must never print in
 //! clear, and a sender must not choose what the runner masks.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

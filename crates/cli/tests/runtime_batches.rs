@@ -3,7 +3,7 @@
 //! outputs (`batch_size`, `events`, the first matched event's single-event outputs) fit GitHub
 //! Actions. Real files, the real binary.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

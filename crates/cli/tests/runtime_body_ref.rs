@@ -3,7 +3,7 @@
 //! read exactly as an inline body, signatures included. A small real server plays the relay's
 //! `GET /bodies/<id>` (URL signatures checked with the protocol's own code).
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! large `push`: each is matched, its signature verified over the exact bytes, and its fields
 //! read, and a large body costs the runner at most four times its size plus 16 MiB.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

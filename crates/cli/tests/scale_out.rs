@@ -3,7 +3,8 @@
 //! 503 and acknowledges nothing it did not commit; a relay frozen past its lease cannot record
 //! over the relay that took its delivery over.
 
-mod support;
+use crate::support;
+use crate::support::cli::bin;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +14,6 @@ use std::time::{Duration, Instant};
 use hookflow_relay::store::postgres::scratch::ScratchDb;
 use support::fake_github::{Answer, FakeGithub};
 use support::load::{load_run, spawn_relay_on, LoadPlan};
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_hookflow"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_relay_processes_deliver_20k_webhooks_exactly_once() {

@@ -7,21 +7,16 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::bin;
+use crate::support;
 use crate::support::fake_github::FakeGithub;
 use crate::support::load::RelayProcess;
-use crate::{bin, support};
 use serde_json::Value;
 use tokio::process::Command;
 
 pub(crate) const ADMIN_TOKEN: &str = "admin-token-for-reload-tests";
 
-/// A free port on 127.0.0.1 for the admin address.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+pub(crate) use crate::support::relay::free_port;
 
 /// The relay's configuration with these endpoints (each to `octo/<slug>`) and `extra` YAML.
 pub(crate) fn config(admin_port: u16, slugs: &[&str], extra: &str) -> String {

@@ -28,11 +28,6 @@ pub fn hookflow() -> Command {
     cmd
 }
 
-/// The workspace root: crates/cli/../..
-pub fn root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
 /// Writes `text` to `dir/rel`, creating folders; returns the path.
 pub fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
     let path = dir.join(rel);
@@ -100,29 +95,6 @@ pub fn read_outputs(file: &Path) -> std::collections::BTreeMap<String, String> {
     parse_github_output(&std::fs::read_to_string(file).expect("outputs file"))
 }
 
-/// The `X-Hub-Signature-256` value GitHub sends for `body` under `secret`.
-pub fn github_signature(secret: &str, body: &[u8]) -> String {
-    let mac = hookflow_protocol::signature::hmac(
-        hookflow_protocol::signature::Algorithm::Sha256,
-        secret.as_bytes(),
-        &[body],
-    );
-    format!("sha256={}", hex::encode(mac))
-}
-
-/// Bytes that do not compress (xorshift from `seed`).
-pub fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// What a `hookflow run` step did: its exit code, its log, its `$GITHUB_OUTPUT`.
 pub struct StepRun {
     pub code: i32,
@@ -165,4 +137,11 @@ pub fn run_step(
             Default::default()
         },
     }
+}
+
+pub use hookflow_testkit::{github_signature, root};
+
+/// The `hookflow` binary this test build made.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hookflow"))
 }

@@ -1,14 +1,6 @@
-#[cfg(feature = "relay")]
-pub mod browser;
+//! The helpers of these tests: [`cli`] runs the `hookflow` binary this build made; the rest is
+//! `hookflow-testkit`, shared with the relay crate's tests.
 pub mod cli;
-pub mod examples;
+pub use hookflow_testkit::examples;
 #[cfg(feature = "relay")]
-pub mod fake_github;
-#[cfg(feature = "relay")]
-pub mod load;
-#[cfg(feature = "relay")]
-pub mod receiver;
-#[cfg(feature = "relay")]
-pub mod relay;
-#[cfg(feature = "relay")]
-pub mod seed;
+pub use hookflow_testkit::{browser, fake_github, load, receiver, relay, seed};

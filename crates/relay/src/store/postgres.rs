@@ -2395,9 +2395,12 @@ fn uuid_text(s: &str) -> Result<&str, ()> {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod scratch {
     //! Throwaway databases for tests and benchmarks: each made fresh on a server and dropped
-    //! when done, so runs never see each other's rows.
+    //! when done, so runs never see each other's rows. Compiled for the crate's tests and, with
+    //! the `test-support` feature, for other crates' tests and benchmarks; never in a release
+    //! build.
     use super::PgLocation;
 
     /// A database made for one test or benchmark run; dropped (with any sessions) on drop.

@@ -1,6 +1,5 @@
 //! The real GitHub webhook payloads of `shared/github-webhook-examples` (beside the checkout, or
 //! where `HOOKFLOW_WEBHOOK_EXAMPLES` points), read in place: they are not part of the project.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 
@@ -11,7 +10,7 @@ pub fn dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .into_iter()
         .chain(
-            super::cli::root()
+            crate::root()
                 .canonicalize()
                 .ok()
                 .into_iter()

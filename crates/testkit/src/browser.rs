@@ -2,7 +2,6 @@
 //! protocol (plain HTTP and JSON, spoken with reqwest). `HOOKFLOW_TEST_CHROMEDRIVER` names the
 //! driver (`scripts/test` sets it; in CI a missing browser fails the test, elsewhere it is
 //! skipped and said so).
-#![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,7 +41,7 @@ pub fn driver() -> Option<String> {
 impl Browser {
     /// Starts chromedriver and a headless Chromium session.
     pub async fn start(driver: &str) -> Browser {
-        let port = super::relay::free_port();
+        let port = crate::relay::free_port();
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

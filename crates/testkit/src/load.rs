@@ -1,6 +1,5 @@
 //! A crash test under load: send webhooks to the relay binary, `kill -9` it part way, restart it
 //! on the same data directory, and count what GitHub (the fake) received.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::fake_github::FakeGithub;
+use crate::fake_github::FakeGithub;
 
 /// What a crash run found.
 #[derive(Debug)]

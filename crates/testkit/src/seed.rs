@@ -1,5 +1,4 @@
 //! Event logs made by SQL, fast: for the retention and event-log tests and benchmarks.
-#![allow(dead_code)]
 
 /// Fills a new SQLite store in `dir` (by SQL, fast) with an event for each of `ids`: received
 /// at `at(i)`, its delivery (two for every tenth) in `state(i)`, an attempt each.

@@ -1,6 +1,5 @@
 //! A plain HTTP destination for relay tests: a real HTTP server on 127.0.0.1 that records every
 //! request (headers and exact body) and answers the statuses it is told.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -51,7 +50,7 @@ impl Receiver {
     pub async fn start() -> Receiver {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new().fallback(receive).with_state(inner.clone());
-        let addr = super::fake_github::serve(app, "127.0.0.1:0").await;
+        let addr = crate::fake_github::serve(app, "127.0.0.1:0").await;
         Receiver { inner, addr }
     }
 

@@ -1,7 +1,7 @@
 //! What a stranger on the internet can make the relay do, over real TCP on 127.0.0.1 with a real
 //! SQLite file and a fake GitHub: each test is an attack that worked before its fix.
 
-mod support;
+use crate::support;
 
 use hookflow_relay::store::Store as _;
 use std::time::{Duration, Instant};

@@ -1,6 +1,5 @@
 //! A fake GitHub dispatches API: a real HTTP server on 127.0.0.1 that records every dispatch and
 //! answers as it is told (204, an error with GitHub's message, rate limits, or never).
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

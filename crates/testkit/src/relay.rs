@@ -1,6 +1,5 @@
 //! Helpers for tests of the relay: a configuration pointing at a fake GitHub, the relay's
 //! environment, HTTP calls, and waits that end as soon as the condition holds.
-#![allow(dead_code)]
 
 use hookflow_relay::store::Store as _;
 use std::path::Path;
@@ -11,7 +10,7 @@ use hookflow_relay::config::{Overrides, RelayConfig};
 use hookflow_relay::{self as relay, Running};
 use serde_json::Value;
 
-use super::fake_github::FakeGithub;
+use crate::fake_github::FakeGithub;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -119,9 +118,16 @@ pub async fn get_text(url: &str) -> String {
         .expect("text")
 }
 
+/// A throwaway PostgreSQL database for one test, or `None` (said on stderr) when no server is
+/// there outside CI.
+pub async fn scratch_db() -> Option<hookflow_relay::store::postgres::scratch::ScratchDb> {
+    hookflow_relay::store::postgres::scratch::ScratchDb::for_tests().await
+}
+
 /// A test of `story` on SQLite and one on PostgreSQL.
-#[allow(unused_macros)]
-macro_rules! on_both_stores {
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __on_both_stores {
     ($story:ident: $sqlite:ident, $postgres:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $sqlite() {
@@ -130,16 +136,14 @@ macro_rules! on_both_stores {
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $postgres() {
-            let Some(db) = hookflow_relay::store::postgres::scratch::ScratchDb::for_tests().await
-            else {
+            let Some(db) = $crate::relay::scratch_db().await else {
                 return;
             };
             $story(Some(&db.url)).await;
         }
     };
 }
-#[allow(unused_imports)]
-pub(crate) use on_both_stores;
+pub use crate::__on_both_stores as on_both_stores;
 
 /// Starts `hookflow relay` (the binary `bin`) on `config` with these environment variables
 /// (logging warnings only); returns the child (killed when dropped) and its address.
@@ -158,6 +162,6 @@ pub async fn spawn_binary(
         .kill_on_drop(true)
         .spawn()
         .expect("relay starts");
-    let addr = super::load::read_address(child.stderr.take().expect("stderr")).await;
+    let addr = crate::load::read_address(child.stderr.take().expect("stderr")).await;
     (child, addr)
 }

@@ -8,7 +8,7 @@
 //! the bodies drawn are either noise (hex or bytes, whose entropy bounds what gzip can do) or
 //! zeros (which gzip always fits).
 
-mod support;
+use crate::support;
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use hookflow_relay::store::{Event, Payload, Request, Store as _, StoreHandle};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
-use support::cli::noise;
+use support::noise;
 
 const MIB: usize = 1024 * 1024;
 
