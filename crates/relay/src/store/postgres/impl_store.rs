@@ -1,19 +1,33 @@
+use super::db::db_error;
+use super::db::millis;
+use super::db::CHANNEL;
+use super::db::LANE_PRUNE_EVERY_REAPS;
+use super::db::REAP_EVERY;
 use super::insert::deliveries_of;
-use super::insert::event_at;
-use super::open::db_error;
-use super::open::millis;
 use super::open::PgStore;
-use super::open::CHANNEL;
-use super::open::LANE_PRUNE_EVERY_REAPS;
-use super::open::REAP_EVERY;
-use super::record::claimed_rows;
-use super::record::CLAIM_RETURNING;
-use crate::store::{
-    split_replay_ids, ulid_floor, ClaimRef, Claimed, Counts, DeadLetter, EventFilter, EventSummary,
-    Inserted, LogPart, LoggedAttempt, LoggedEvent, NewEvent, Recorded, Room, Store, StoreError,
-    MAX_PAGE,
-};
-use std::time::{Duration, Instant};
+use super::rows::claimed_rows;
+use super::rows::event_at;
+use super::rows::CLAIM_RETURNING;
+use crate::store::contract::Store;
+use crate::store::delivery::ClaimRef;
+use crate::store::delivery::Claimed;
+use crate::store::delivery::Counts;
+use crate::store::delivery::DeadLetter;
+use crate::store::delivery::Recorded;
+use crate::store::delivery::Room;
+use crate::store::error::StoreError;
+use crate::store::event::Inserted;
+use crate::store::event::NewEvent;
+use crate::store::log::split_replay_ids;
+use crate::store::log::ulid_floor;
+use crate::store::log::EventFilter;
+use crate::store::log::EventSummary;
+use crate::store::log::LogPart;
+use crate::store::log::LoggedAttempt;
+use crate::store::log::LoggedEvent;
+use crate::store::log::MAX_PAGE;
+use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 
@@ -334,7 +348,7 @@ impl Store for PgStore {
         let client = self.client().await?;
         let fail = |e: tokio_postgres::Error| db_error("cannot list events", e);
         let limit = limit.clamp(1, MAX_PAGE) as i64;
-        let f = crate::store::filter_sql(&filter, "e.id", |n| format!("${n}"), "strpos");
+        let f = crate::store::log::filter_sql(&filter, "e.id", |n| format!("${n}"), "strpos");
         let mut conds = f.events.clone();
         if !f.deliveries.is_empty() {
             conds.push(format!(
@@ -426,7 +440,7 @@ impl Store for PgStore {
                 });
             }
         }
-        Ok(Some(crate::store::logged(
+        Ok(Some(crate::store::log::logged(
             event,
             delivery_key,
             body_pruned,
@@ -546,18 +560,5 @@ impl Store for PgStore {
             .await
             .map_err(|e| db_error("cannot prune bodies", e))?;
         Ok(n)
-    }
-}
-
-/// A claim token as the database writes it (a UUID); anything else matches no claim.
-pub(super) fn uuid_text(s: &str) -> Result<&str, ()> {
-    let ok = s.len() == 36
-        && s.bytes().enumerate().all(|(i, b)| {
-            matches!(i, 8 | 13 | 18 | 23) == (b == b'-') && (b == b'-' || b.is_ascii_hexdigit())
-        });
-    if ok {
-        Ok(s)
-    } else {
-        Err(())
     }
 }

@@ -1,47 +1,29 @@
-use super::open::db_error;
-use super::open::millis;
-use super::open::pool_error;
-use super::open::Inner;
-use super::open::BATCHES_IN_FLIGHT;
-use super::open::MAX_BATCH;
-use super::record::claim_token;
-use crate::store::{
-    Claimed, DeliveryStatus, Destination, Event, Inserted, LoggedDelivery, NewEvent, Payload,
-    StoreError, DEDUPE_WINDOW_MS,
-};
+use super::db::claim_token;
+use super::db::db_error;
+use super::db::millis;
+use super::db::pool_error;
+use super::db::BATCHES_IN_FLIGHT;
+use super::db::MAX_BATCH;
+use super::inner::HandedOff;
+use super::inner::Inner;
+use super::inner::InsertJob;
+use super::rows::DeliveryColumns;
+use super::rows::EventColumns;
+use crate::store::delivery::Claimed;
+use crate::store::delivery::DeliveryStatus;
+use crate::store::error::StoreError;
+use crate::store::event::Destination;
+use crate::store::event::Event;
+use crate::store::event::Inserted;
+use crate::store::event::NewEvent;
+use crate::store::event::DEDUPE_WINDOW_MS;
+use crate::store::log::LoggedDelivery;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use std::time::Duration;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio::sync::Semaphore;
 use tokio_postgres::types::ToSql;
-
-/// This relay's delivery worker takes the events this relay stores, up to the room it has: they
-/// are stored already claimed by this relay (in flight, with a lease) and handed over in
-/// memory, so the common path costs no claim and no announcement. Events past the room are
-/// stored pending and announced, for any relay to claim.
-#[derive(Clone)]
-pub(super) struct Handoff {
-    pub(super) tx: mpsc::UnboundedSender<HandedOff>,
-    pub(super) room: Arc<Semaphore>,
-    pub(super) lease: Duration,
-    /// Deliveries never handed over (by endpoint and destination): those of batching lanes,
-    /// which their lane's batches claim in arrival order.
-    pub(super) keep: KeepPending,
-}
-
-/// Whether a new delivery (its endpoint, its destination) is stored pending rather than handed
-/// over.
-pub type KeepPending = Arc<dyn Fn(&str, &Destination) -> bool + Send + Sync>;
-
-/// An event stored already claimed by this relay, with its place in the worker's queue (free
-/// again once the worker takes it).
-pub struct HandedOff {
-    /// The claimed delivery.
-    pub claimed: Claimed,
-    /// The place it held.
-    pub room: tokio::sync::OwnedSemaphorePermit,
-}
-
-type InsertJob = (NewEvent, oneshot::Sender<Result<Inserted, StoreError>>);
 
 /// Collects concurrent inserts into batches, each committed in one transaction
 /// ([`BATCHES_IN_FLIGHT`] at once).
@@ -86,102 +68,6 @@ pub(super) async fn batcher(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receive
     }
 }
 
-/// Events as the column arrays of one `unnest`: id, source, event type, payload, its size, its
-/// kind, and the request's method, path and headers.
-pub(super) struct EventColumns<'a> {
-    pub(super) ids: Vec<&'a str>,
-    sources: Vec<&'a str>,
-    types: Vec<&'a str>,
-    payloads: Vec<&'a [u8]>,
-    sizes: Vec<i64>,
-    kinds: Vec<&'static str>,
-    methods: Vec<Option<&'a str>>,
-    paths: Vec<Option<&'a str>>,
-    pub(super) headers: Vec<Option<String>>,
-}
-
-impl<'a> EventColumns<'a> {
-    /// The arrays as statement parameters, in field order ($1 … $9 when first).
-    pub(super) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        vec![
-            &self.ids,
-            &self.sources,
-            &self.types,
-            &self.payloads,
-            &self.sizes,
-            &self.kinds,
-            &self.methods,
-            &self.paths,
-            &self.headers,
-        ]
-    }
-
-    pub(super) fn of(events: impl Iterator<Item = &'a Event>) -> EventColumns<'a> {
-        let mut c = EventColumns {
-            ids: Vec::new(),
-            sources: Vec::new(),
-            types: Vec::new(),
-            payloads: Vec::new(),
-            sizes: Vec::new(),
-            kinds: Vec::new(),
-            methods: Vec::new(),
-            paths: Vec::new(),
-            headers: Vec::new(),
-        };
-        for e in events {
-            let (kind, bytes, method, path, headers) = e.payload.columns();
-            c.ids.push(&e.id);
-            c.sources.push(&e.source);
-            c.types.push(&e.event_type);
-            c.payloads.push(bytes);
-            c.sizes.push(bytes.len() as i64);
-            c.kinds.push(kind);
-            c.methods.push(method);
-            c.paths.push(path);
-            c.headers.push(headers);
-        }
-        c
-    }
-}
-
-/// Deliveries as the column arrays of one `unnest`: event id, destination, lane, credential.
-pub(super) struct DeliveryColumns<'a> {
-    event_ids: Vec<&'a str>,
-    pub(super) destinations: Vec<String>,
-    pub(super) lanes: Vec<String>,
-    pub(super) tokens: Vec<Option<String>>,
-}
-
-impl<'a> DeliveryColumns<'a> {
-    /// The arrays as statement parameters: event ids, destinations, lanes, credentials.
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 4] {
-        [
-            &self.event_ids,
-            &self.destinations,
-            &self.lanes,
-            &self.tokens,
-        ]
-    }
-
-    pub(super) fn of(
-        deliveries: impl Iterator<Item = (&'a str, &'a Destination)>,
-    ) -> DeliveryColumns<'a> {
-        let mut c = DeliveryColumns {
-            event_ids: Vec::new(),
-            destinations: Vec::new(),
-            lanes: Vec::new(),
-            tokens: Vec::new(),
-        };
-        for (id, d) in deliveries {
-            c.event_ids.push(id);
-            c.destinations.push(d.key());
-            c.lanes.push(d.lane());
-            c.tokens.push(d.token_column());
-        }
-        c
-    }
-}
-
 /// The deliveries of events, by event id, each in the order they were made (without their
 /// attempts).
 pub(super) async fn deliveries_of(
@@ -218,24 +104,6 @@ pub(super) async fn deliveries_of(
         });
     }
     Ok(out)
-}
-
-/// The event in a row's columns from `at`: id, received_at (ms), source, event_type, payload,
-/// payload_kind, method, path, headers.
-pub(super) fn event_at(r: &tokio_postgres::Row, at: usize) -> Event {
-    Event {
-        id: r.get(at),
-        received_at: r.get(at + 1),
-        source: r.get(at + 2),
-        event_type: r.get(at + 3),
-        payload: Payload::from_columns(
-            r.get(at + 5),
-            r.get(at + 4),
-            r.get(at + 6),
-            r.get(at + 7),
-            r.get(at + 8),
-        ),
-    }
 }
 
 /// Stores a batch in one transaction: de-duplication keys, events, deliveries, then a NOTIFY.
@@ -452,7 +320,7 @@ async fn write_new(
         .map(|e| {
             e.dedupe_key
                 .as_deref()
-                .and_then(crate::store::sender_delivery_id)
+                .and_then(crate::store::event::sender_delivery_id)
         })
         .collect();
     let mut params = cols.params();

@@ -1,4 +1,4 @@
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -20,18 +20,22 @@
 //! explicit driver (no query macros, no build-time database), where batching and `LISTEN` are
 //! plain code.
 
+mod db;
 mod impl_store;
+mod inner;
 mod insert;
 mod location;
 mod open;
 mod record;
+mod rows;
 mod schema;
 #[cfg(any(test, feature = "test-support"))]
 pub mod scratch;
 #[cfg(test)]
 mod tests;
 
-pub use insert::{HandedOff, KeepPending};
+pub use inner::{HandedOff, KeepPending};
 pub use location::PgLocation;
 pub use open::PgStore;
-pub use schema::{SchemaState, SCHEMA_VERSION};
+pub use schema::SchemaState;
+pub use schema::SCHEMA_VERSION;

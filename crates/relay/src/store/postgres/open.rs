@@ -1,60 +1,39 @@
+use super::db::db_error;
+use super::db::pool_error;
+use super::db::CHANNEL;
+use super::db::MAX_BATCH;
+use super::db::POOL_SIZE;
+use super::db::REAP_EVERY;
+use super::inner::HandedOff;
+use super::inner::Handoff;
+use super::inner::Inner;
+use super::inner::KeepPending;
 use super::insert::batcher;
-use super::insert::DeliveryColumns;
-use super::insert::EventColumns;
-use super::insert::HandedOff;
-use super::insert::Handoff;
-use super::insert::KeepPending;
 use super::location::PgLocation;
 use super::record::record_batcher;
-use super::record::RecordJob;
+use super::rows::DeliveryColumns;
+use super::rows::EventColumns;
 use super::schema::apply_migrations;
 use super::schema::read_version;
 use super::schema::schema_state;
 use super::schema::SchemaState;
 use super::schema::SCHEMA_VERSION;
-use crate::store::{Destination, Inserted, NewEvent, SeenKey, StoreError, StoredEvent};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use crate::store::delivery::SeenKey;
+use crate::store::delivery::StoredEvent;
+use crate::store::error::StoreError;
+use crate::store::event::Destination;
+use deadpool_postgres::Manager;
+use deadpool_postgres::ManagerConfig;
+use deadpool_postgres::Pool;
+use deadpool_postgres::RecyclingMethod;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio::sync::Notify;
+use tokio::sync::Semaphore;
 use tokio_postgres::types::ToSql;
-
-/// The channel new events are announced on.
-pub(super) const CHANNEL: &str = "hookflow_new";
-
-/// Most inserts committed together.
-pub(super) const MAX_BATCH: usize = 512;
-
-/// Insert transactions of one relay at once. One: while a commit waits for the disk, the
-/// requests that arrive meanwhile gather into the next batch, so batches grow with the load and
-/// each costs one flush. (Measured with two relays: at 2 or 4 at once, commits overlap into
-/// smaller batches and each request waits longer.)
-pub(super) const BATCHES_IN_FLIGHT: usize = 1;
-
-/// How often a relay frees deliveries whose lease ran out.
-pub(super) const REAP_EVERY: Duration = Duration::from_millis(250);
-
-/// Full rate-limit buckets are forgotten every this many reaps (about a minute).
-pub(super) const LANE_PRUNE_EVERY_REAPS: u64 = 240;
-
-/// Connections in the pool.
-const POOL_SIZE: usize = 16;
-
-/// A database error with its causes (the server's own message comes as the source of
-/// `tokio_postgres::Error`, whose text alone is just "db error").
-pub(super) fn db_error(what: &str, e: impl std::error::Error) -> StoreError {
-    let mut text = format!("PostgreSQL: {what}: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    StoreError::Unavailable(text)
-}
-
-pub(super) fn pool_error(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("PostgreSQL: no connection: {e}"))
-}
 
 /// The PostgreSQL store. Cloning shares the pool.
 #[derive(Clone)]
@@ -69,21 +48,6 @@ impl std::fmt::Debug for PgStore {
             .field("relay_id", &self.inner.relay_id)
             .finish()
     }
-}
-
-pub(super) struct Inner {
-    pub(super) pool: Pool,
-    pub(super) location: PgLocation,
-    /// This relay's name in `deliveries.owner`.
-    pub(super) relay_id: String,
-    pub(super) inserts: mpsc::Sender<(NewEvent, oneshot::Sender<Result<Inserted, StoreError>>)>,
-    pub(super) records: mpsc::Sender<RecordJob>,
-    /// When this relay last freed deliveries whose lease ran out.
-    pub(super) last_reap: Mutex<Instant>,
-    /// How often it did.
-    pub(super) reaps: std::sync::atomic::AtomicU64,
-    /// Where this relay's own new events go straight to its delivery worker, if it takes them.
-    pub(super) handoff: Mutex<Option<Handoff>>,
 }
 
 impl PgStore {
@@ -217,7 +181,7 @@ impl PgStore {
                 .iter()
                 .map(|x| x.event.event.received_at as f64)
                 .collect();
-            let pairs: Vec<(&str, &Destination, &crate::store::DeliveryState)> = events
+            let pairs: Vec<(&str, &Destination, &crate::store::delivery::DeliveryState)> = events
                 .iter()
                 .flat_map(|x| {
                     x.event
@@ -405,9 +369,9 @@ impl PgStore {
     }
 
     /// The connection pool's figures.
-    pub fn pool_status(&self) -> crate::store::PoolStatus {
+    pub fn pool_status(&self) -> crate::store::delivery::PoolStatus {
         let s = self.inner.pool.status();
-        crate::store::PoolStatus {
+        crate::store::delivery::PoolStatus {
             open: s.size,
             idle: s.available,
             waiting: s.waiting,
@@ -470,13 +434,4 @@ async fn listen(
             "PostgreSQL: LISTEN session ended".into(),
         )),
     }
-}
-
-/// An attempt's duration in whole milliseconds, as the log keeps it.
-pub(super) fn took_ms(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
-}
-
-pub(super) fn millis(d: Duration) -> f64 {
-    d.as_millis() as f64
 }

@@ -1,66 +1,16 @@
-use super::impl_store::uuid_text;
-use super::insert::event_at;
-use super::open::db_error;
-use super::open::millis;
-use super::open::pool_error;
-use super::open::took_ms;
-use super::open::Inner;
-use super::open::MAX_BATCH;
-use crate::store::{ClaimRef, Claimed, Destination, Event, Recorded, StoreError};
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use super::db::db_error;
+use super::db::millis;
+use super::db::pool_error;
+use super::db::took_ms;
+use super::db::uuid_text;
+use super::db::MAX_BATCH;
+use super::inner::Inner;
+use super::inner::RecordJob;
+use crate::store::delivery::ClaimRef;
+use crate::store::delivery::Recorded;
+use crate::store::error::StoreError;
+use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
-
-/// A new claim token in a UUID's form: a ULID's 128 bits (80 of them random), unique across
-/// relays as `gen_random_uuid()`'s are.
-pub(super) fn claim_token() -> String {
-    let h = format!("{:032x}", ulid::Ulid::generate().0);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// What a claim returns: the delivery's columns, its `next_at` at 5, its event from 6 on
-/// ([`claimed_rows`] reads them).
-pub(super) const CLAIM_RETURNING: &str = "WHERE d.id = c.id AND e.id = d.event_id
-    RETURNING d.id, d.destination, d.token, d.attempts, d.claim::text, d.next_at,
-        e.id, (extract(epoch FROM e.received_at) * 1000)::int8, e.source,
-        e.event_type, e.payload, e.payload_kind, e.method, e.path, e.headers";
-
-/// Claimed deliveries from the rows a claim returns (the delivery's columns, its `next_at` at
-/// 5, its event from 6 on), in the order they were due; the deliveries of one event share it.
-pub(super) fn claimed_rows(rows: Vec<tokio_postgres::Row>) -> Vec<Claimed> {
-    let mut events: std::collections::HashMap<String, Arc<Event>> = Default::default();
-    let mut claimed: Vec<(std::time::SystemTime, i64, Claimed)> = rows
-        .into_iter()
-        .map(|r| {
-            let id: i64 = r.get(0);
-            let event_id: String = r.get(6);
-            let event = events
-                .entry(event_id)
-                .or_insert_with(|| Arc::new(event_at(&r, 6)))
-                .clone();
-            (
-                r.get::<_, std::time::SystemTime>(5),
-                id,
-                Claimed {
-                    id: id.to_string(),
-                    destination: Destination::from_columns(r.get(1), r.get(2)),
-                    event,
-                    attempts: r.get::<_, i32>(3).max(0) as u32,
-                    claim: r.get(4),
-                },
-            )
-        })
-        .collect();
-    claimed.sort_by_key(|c| (c.0, c.1));
-    claimed.into_iter().map(|(_, _, c)| c).collect()
-}
 
 /// Writes results in one transaction (one commit for every delivery that finished meanwhile);
 /// for each, whether its claim was current. When every result is a delivery done (the common
@@ -116,7 +66,8 @@ async fn write_results(
     if !done.is_empty() {
         let ids: Vec<i64> = done.iter().map(|d| d.1).collect();
         let claims: Vec<&str> = done.iter().map(|d| d.2).collect();
-        let tried: Vec<Option<&crate::store::Tried>> = done.iter().map(|d| d.3.tried()).collect();
+        let tried: Vec<Option<&crate::store::delivery::Tried>> =
+            done.iter().map(|d| d.3.tried()).collect();
         let took: Vec<Option<i32>> = tried.iter().map(|t| t.map(|t| took_ms(t.took))).collect();
         let statuses: Vec<Option<i32>> = tried
             .iter()
@@ -168,7 +119,7 @@ async fn write_results(
         let took = tried.map(|t| took_ms(t.took));
         let status = tried.and_then(|t| t.status).map(i32::from);
         let batch = tried.and_then(|t| t.batch_id.as_deref());
-        let outcome = crate::store::attempt_outcome(result);
+        let outcome = crate::store::delivery::attempt_outcome(result);
         let log = "logged AS (
                  INSERT INTO hookflow.attempts (delivery_id, event_id, chain, at, took_ms,
                      status, outcome, message, relay, batch_id)
@@ -314,11 +265,6 @@ impl Db<'_> {
         }
     }
 }
-
-pub(super) type RecordJob = (
-    Vec<(ClaimRef, Recorded)>,
-    oneshot::Sender<Result<usize, StoreError>>,
-);
 
 /// Collects the results of concurrent deliveries into one transaction each round.
 pub(super) async fn record_batcher(

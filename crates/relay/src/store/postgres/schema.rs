@@ -1,7 +1,7 @@
+use super::db::db_error;
+use super::db::pool_error;
 use super::location::PgLocation;
-use super::open::db_error;
-use super::open::pool_error;
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 use deadpool_postgres::Pool;
 
 /// The schema, one migration per version, each applied once in its own transaction. A released

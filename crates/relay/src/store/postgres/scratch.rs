@@ -2,7 +2,9 @@
 //! when done, so runs never see each other's rows. Compiled for the crate's tests and, with
 //! the `test-support` feature, for other crates' tests and benchmarks; never in a release
 //! build.
-use super::location::{redact, PgLocation};
+
+use super::location::redact;
+use super::location::PgLocation;
 
 /// A database made for one test or benchmark run; dropped (with any sessions) on drop.
 pub struct ScratchDb {
@@ -47,7 +49,7 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
+pub(super) async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", redact(url)))?;

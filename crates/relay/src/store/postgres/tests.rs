@@ -1,14 +1,14 @@
-use super::super::contract;
-use super::impl_store::*;
+use super::db::uuid_text;
 use super::location::*;
 use super::open::*;
 use super::schema::*;
-use crate::store::Store;
+use super::scratch::server_url;
+use super::scratch::ScratchDb;
+use crate::store::conformance;
+use crate::store::contract::Store;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-
-use super::scratch::{server_url, ScratchDb};
 
 async fn fresh_db() -> Option<ScratchDb> {
     ScratchDb::for_tests().await
@@ -24,7 +24,7 @@ async fn fresh_store() -> Option<(ScratchDb, PgStore)> {
 #[tokio::test]
 async fn contract_lifecycle() {
     if let Some((_db, store)) = fresh_store().await {
-        contract::lifecycle(&store).await;
+        conformance::lifecycle(&store).await;
     }
 }
 
@@ -107,42 +107,42 @@ async fn booked_waits(store: &PgStore, lane: &str, n: usize) -> Vec<Duration> {
 #[tokio::test]
 async fn contract_fan_out() {
     if let Some((_db, store)) = fresh_store().await {
-        contract::fan_out(&store).await;
+        conformance::fan_out(&store).await;
     }
 }
 
 #[tokio::test]
 async fn contract_lanes() {
     if let Some((_db, store)) = fresh_store().await {
-        contract::lanes(&store).await;
+        conformance::lanes(&store).await;
     }
 }
 
 #[tokio::test]
 async fn contract_dedupe() {
     if let Some((_db, store)) = fresh_store().await {
-        contract::dedupe(&store).await;
+        conformance::dedupe(&store).await;
     }
 }
 
 #[tokio::test]
 async fn contract_event_log() {
     if let Some((_db, store)) = fresh_store().await {
-        contract::event_log(&store).await;
+        conformance::event_log(&store).await;
     }
 }
 
 #[tokio::test]
 async fn contract_bodies() {
     if let Some((_db, store)) = fresh_store().await {
-        contract::bodies(&store).await;
+        conformance::bodies(&store).await;
     }
 }
 
 #[tokio::test]
 async fn contract_concurrent_inserts() {
     if let Some((_db, store)) = fresh_store().await {
-        contract::concurrent_inserts(&store).await;
+        conformance::concurrent_inserts(&store).await;
     }
 }
 
@@ -217,7 +217,7 @@ async fn two_relays_never_claim_the_same_delivery() {
     let a = PgStore::open(&db.location, true).await.expect("opens");
     let b = PgStore::open(&db.location, true).await.expect("opens");
     for i in 0..400 {
-        a.insert(contract::event(&format!("e{i:04}")))
+        a.insert(conformance::event(&format!("e{i:04}")))
             .await
             .expect("insert");
     }
@@ -256,7 +256,7 @@ async fn a_new_event_wakes_every_listening_relay() {
     b.notify_new_events(wake.clone());
     // Give the LISTEN session a moment to start, then insert on the other relay.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    a.insert(contract::event("x")).await.expect("insert");
+    a.insert(conformance::event("x")).await.expect("insert");
     tokio::time::timeout(Duration::from_secs(5), wake.notified())
         .await
         .expect("woken by NOTIFY");

@@ -1,12 +1,24 @@
 use super::open::SqliteStore;
 use super::rows::LaneClaim;
 use super::rows::MAX_BATCH;
-use crate::store::{
-    ulid_floor, ClaimRef, Claimed, Counts, DeadLetter, EventFilter, EventSummary, Inserted,
-    LogPart, LoggedEvent, NewEvent, Recorded, Room, Store, StoreError,
-};
+use crate::store::contract::Store;
+use crate::store::delivery::ClaimRef;
+use crate::store::delivery::Claimed;
+use crate::store::delivery::Counts;
+use crate::store::delivery::DeadLetter;
+use crate::store::delivery::Recorded;
+use crate::store::delivery::Room;
+use crate::store::error::StoreError;
+use crate::store::event::Inserted;
+use crate::store::event::NewEvent;
+use crate::store::log::ulid_floor;
+use crate::store::log::EventFilter;
+use crate::store::log::EventSummary;
+use crate::store::log::LogPart;
+use crate::store::log::LoggedEvent;
 use hookflow_protocol::Clock;
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 

@@ -1,11 +1,17 @@
-use super::open::unavailable;
+use super::dir::unavailable;
 use super::open::SqliteStore;
 use super::rows::event_at;
-use crate::store::{
-    split_replay_ids, DeliveryStatus, EventFilter, EventSummary, LoggedAttempt, LoggedDelivery,
-    LoggedEvent, StoreError, MAX_PAGE,
-};
-use rusqlite::{params, OptionalExtension};
+use crate::store::delivery::DeliveryStatus;
+use crate::store::error::StoreError;
+use crate::store::log::split_replay_ids;
+use crate::store::log::EventFilter;
+use crate::store::log::EventSummary;
+use crate::store::log::LoggedAttempt;
+use crate::store::log::LoggedDelivery;
+use crate::store::log::LoggedEvent;
+use crate::store::log::MAX_PAGE;
+use rusqlite::params;
+use rusqlite::OptionalExtension;
 
 /// The event log (docs/design/event-log.md): lists, one event whole, replays.
 impl SqliteStore {
@@ -22,7 +28,7 @@ impl SqliteStore {
         let limit = limit.clamp(1, MAX_PAGE);
         let by_delivery = filter.status.is_some() || filter.destination.is_some();
         let id = if by_delivery { "d.event_id" } else { "e.id" };
-        let f = crate::store::filter_sql(filter, id, |n| format!("?{n}"), "instr");
+        let f = crate::store::log::filter_sql(filter, id, |n| format!("?{n}"), "instr");
         let conds: Vec<String> = f.events.iter().chain(&f.deliveries).cloned().collect();
         let filters = if conds.is_empty() {
             String::new()
@@ -165,7 +171,7 @@ impl SqliteStore {
                 d.tries.push(attempt);
             }
         }
-        Ok(Some(crate::store::logged(
+        Ok(Some(crate::store::log::logged(
             event,
             delivery_key,
             body_pruned,

@@ -4,6 +4,7 @@
 //! Delivered events are deleted with their token (their job is done); dead letters keep theirs
 //! until they are replayed and delivered, or purged. The file is readable by its owner only.
 
+mod dir;
 mod handle;
 mod log;
 mod open;
@@ -13,6 +14,8 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
+pub use dir::{lock_data_dir, prepare_data_dir, DB_FILE};
 pub use handle::SqliteHandle;
-pub use open::{lock_data_dir, prepare_data_dir, SqliteStore, DB_FILE};
-pub use schema::{schema_version, SCHEMA_VERSION};
+pub use open::SqliteStore;
+pub use schema::schema_version;
+pub use schema::SCHEMA_VERSION;

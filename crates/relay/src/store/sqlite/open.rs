@@ -1,70 +1,19 @@
+use super::dir::prepare_data_dir;
+use super::dir::unavailable;
+use super::dir::DB_FILE;
 use super::schema::migrate_schema;
 use super::schema::SCHEMA_VERSION;
-use crate::store::{Room, StoreError};
+use crate::store::delivery::Room;
+use crate::store::error::StoreError;
 use rusqlite::Connection;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::path::PathBuf;
 
 pub(super) fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
-
-/// Takes the data directory's lock file (`relay.lock`), so two relays never deliver from one
-/// store and nothing moves the store while a relay runs on it. Held while the file is open.
-pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
-    prepare_data_dir(dir)?;
-    let path = dir.join("relay.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| unavailable(&path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(unavailable(&path, format!("cannot lock: {e}")))
-        }
-    }
-}
-
-/// Makes the data directory private when the relay creates it (tokens sent with requests wait
-/// there), and refuses one that every user may write to. A folder that already exists keeps its
-/// permissions: pointing `--data` at a shared folder must not lock its other users out.
-pub fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
-    if dir.is_dir() {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir)
-                .map_err(|e| unavailable(dir, e))?
-                .permissions()
-                .mode();
-            if mode & 0o002 != 0 {
-                return Err(unavailable(
-                    dir,
-                    format!("the data directory is writable by every user (mode {:o}); give the relay a folder of its own (a new --data, or chmod o-w)", mode & 0o7777),
-                ));
-            }
-        }
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| unavailable(dir, format!("cannot create the data directory: {e}")))
-}
-
-/// The store's file name in the data directory.
-pub const DB_FILE: &str = "events.db";
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -84,10 +33,6 @@ pub(super) const REAP_EVERY_MS: i64 = 250;
 /// results, dead letters, recovery at start-up (an eighth of the cap, at least 64 KiB).
 fn reserve_bytes(cap: u64) -> u64 {
     (cap / 8).max(64 * 1024)
-}
-
-pub(super) fn unavailable(path: &Path, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("{}: {e}", path.display()))
 }
 
 impl SqliteStore {

@@ -1,17 +1,30 @@
+use super::dir::unavailable;
 use super::open::now_unix_ms;
-use super::open::unavailable;
 use super::open::SqliteStore;
 use super::open::REAP_EVERY_MS;
 use super::rows::claim_rows;
 use super::rows::event_at;
 use super::rows::mark_claimed;
 use super::rows::CLAIM_SELECT;
-use crate::store::{
-    split_replay_ids, ulid_floor, ClaimRef, Claimed, Counts, DeadLetter, DeliveryState,
-    Destination, Inserted, LogPart, NewEvent, Recorded, Room, SeenKey, StoreError, StoredEvent,
-    DEDUPE_WINDOW_MS,
-};
-use rusqlite::{params, OptionalExtension};
+use crate::store::delivery::ClaimRef;
+use crate::store::delivery::Claimed;
+use crate::store::delivery::Counts;
+use crate::store::delivery::DeadLetter;
+use crate::store::delivery::DeliveryState;
+use crate::store::delivery::Recorded;
+use crate::store::delivery::Room;
+use crate::store::delivery::SeenKey;
+use crate::store::delivery::StoredEvent;
+use crate::store::error::StoreError;
+use crate::store::event::Destination;
+use crate::store::event::Inserted;
+use crate::store::event::NewEvent;
+use crate::store::event::DEDUPE_WINDOW_MS;
+use crate::store::log::split_replay_ids;
+use crate::store::log::ulid_floor;
+use crate::store::log::LogPart;
+use rusqlite::params;
+use rusqlite::OptionalExtension;
 use std::time::Duration;
 
 /// The engine itself: synchronous, one connection, used from one thread ([`SqliteHandle`]) or
@@ -111,7 +124,7 @@ impl SqliteStore {
                     headers,
                     dedupe_key
                         .as_deref()
-                        .and_then(crate::store::sender_delivery_id)
+                        .and_then(crate::store::event::sender_delivery_id)
                 ])
                 .map_err(fail)?;
                 for d in destinations {
@@ -295,7 +308,7 @@ impl SqliteStore {
                         now - t.took.as_millis() as i64,
                         t.took.as_millis().min(i64::MAX as u128) as i64,
                         t.status.map(i64::from),
-                        crate::store::attempt_outcome(result),
+                        crate::store::delivery::attempt_outcome(result),
                         message,
                         t.batch_id
                     ])?;

@@ -1,4 +1,9 @@
-use crate::store::{ClaimRef, Claimed, Destination, Event, Payload, StoreError};
+use crate::store::delivery::ClaimRef;
+use crate::store::delivery::Claimed;
+use crate::store::error::StoreError;
+use crate::store::event::Destination;
+use crate::store::event::Event;
+use crate::store::event::Payload;
 use rusqlite::params;
 use std::collections::HashMap;
 use std::sync::Arc;

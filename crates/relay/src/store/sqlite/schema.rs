@@ -1,7 +1,8 @@
-use super::open::unavailable;
-use super::open::DB_FILE;
-use crate::store::StoreError;
-use rusqlite::{params, Connection};
+use super::dir::unavailable;
+use super::dir::DB_FILE;
+use crate::store::error::StoreError;
+use rusqlite::params;
+use rusqlite::Connection;
 use std::path::Path;
 
 /// The schema, one migration per version, each applied once in its own transaction and recorded

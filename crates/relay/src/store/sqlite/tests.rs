@@ -1,13 +1,15 @@
+use super::dir::DB_FILE;
 use super::handle::*;
 use super::open::*;
 use super::schema::*;
-use crate::store::{Destination, Payload};
+use crate::store::conformance;
+use crate::store::event::Destination;
+use crate::store::event::Payload;
+use crate::store::event::TokenSource;
+use hookflow_protocol::SystemClock;
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::Arc;
-
-use crate::store::{contract, TokenSource};
-use hookflow_protocol::SystemClock;
 
 fn handle(dir: &Path) -> SqliteHandle {
     let store = SqliteStore::open(dir).expect("opens");
@@ -17,43 +19,43 @@ fn handle(dir: &Path) -> SqliteHandle {
 #[tokio::test]
 async fn contract_lifecycle() {
     let dir = tempfile::tempdir().expect("tempdir");
-    contract::lifecycle(&handle(dir.path())).await;
+    conformance::lifecycle(&handle(dir.path())).await;
 }
 
 #[tokio::test]
 async fn contract_fan_out() {
     let dir = tempfile::tempdir().expect("tempdir");
-    contract::fan_out(&handle(dir.path())).await;
+    conformance::fan_out(&handle(dir.path())).await;
 }
 
 #[tokio::test]
 async fn contract_lanes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    contract::lanes(&handle(dir.path())).await;
+    conformance::lanes(&handle(dir.path())).await;
 }
 
 #[tokio::test]
 async fn contract_dedupe() {
     let dir = tempfile::tempdir().expect("tempdir");
-    contract::dedupe(&handle(dir.path())).await;
+    conformance::dedupe(&handle(dir.path())).await;
 }
 
 #[tokio::test]
 async fn contract_event_log() {
     let dir = tempfile::tempdir().expect("tempdir");
-    contract::event_log(&handle(dir.path())).await;
+    conformance::event_log(&handle(dir.path())).await;
 }
 
 #[tokio::test]
 async fn contract_bodies() {
     let dir = tempfile::tempdir().expect("tempdir");
-    contract::bodies(&handle(dir.path())).await;
+    conformance::bodies(&handle(dir.path())).await;
 }
 
 #[tokio::test]
 async fn contract_concurrent_inserts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    contract::concurrent_inserts(&handle(dir.path())).await;
+    conformance::concurrent_inserts(&handle(dir.path())).await;
 }
 
 #[test]
@@ -61,7 +63,7 @@ fn survives_reopening() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let mut s = SqliteStore::open(dir.path()).expect("opens");
-        s.insert(&[contract::event("x")], 1).expect("insert");
+        s.insert(&[conformance::event("x")], 1).expect("insert");
         s.claim(i64::MAX - 1, 10, 60_000).expect("claim");
     }
     let mut s = SqliteStore::open(dir.path()).expect("reopens");
@@ -222,5 +224,5 @@ async fn a_schema_1_store_from_before_the_migrations_table_is_adopted() {
     .expect("old schema");
     drop(conn);
     let store = SqliteStore::open(dir.path()).expect("adopted as schema 1, then migrated");
-    contract::dedupe(&SqliteHandle::start(store, Arc::new(SystemClock)).expect("starts")).await;
+    conformance::dedupe(&SqliteHandle::start(store, Arc::new(SystemClock)).expect("starts")).await;
 }
