@@ -3,12 +3,12 @@
 //! that projects the body it is sent. Values only: what a destination is sent is
 //! [`crate::destinations`]'s.
 
-use serde_json::{Map, Value};
-
-use crate::config::EndpointAuth;
-use crate::store::{Destination, TokenSource};
+use crate::store::Destination;
+use crate::store::TokenSource;
 use hookflow_protocol::dispatch::Repo;
 use hookflow_protocol::jsonpath::Query;
+use serde_json::Map;
+use serde_json::Value;
 
 /// Where one destination sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,4 +205,13 @@ mod tests {
         let long = "a".repeat(10_000);
         assert!(!glob("*a*a*a*a*a*a*a*a*b", &long));
     }
+}
+
+/// How an endpoint's events authenticate to GitHub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointAuth {
+    /// A token in this environment variable (`token_env`).
+    TokenEnv(String),
+    /// The relay's GitHub App (`auth: app`).
+    App,
 }

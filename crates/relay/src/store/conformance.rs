@@ -434,7 +434,7 @@ pub async fn lanes(store: &impl Store) {
         ids(&more),
         ["b", "d", "g"],
         "due and rate-limited deliveries of the lane, in order; not c (backoff), e (another \
-         repository) or f (another endpoint)"
+             repository) or f (another endpoint)"
     );
     let again = store
         .claim_lane(leader, Vec::new(), "batch-2".into(), 10, lease)

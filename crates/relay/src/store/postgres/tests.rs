@@ -74,7 +74,7 @@ async fn rate_limit_lanes_book_slots_and_full_ones_are_forgotten() {
     let c = db.client().await.expect("session");
     c.batch_execute(
         "UPDATE hookflow.lanes SET at = now() - interval '2 minutes';
-         UPDATE hookflow.lanes SET last_slot = now() + interval '1 minute' WHERE lane = 'octo/a x'",
+             UPDATE hookflow.lanes SET last_slot = now() + interval '1 minute' WHERE lane = 'octo/a x'",
     )
     .await
     .expect("age the lanes");

@@ -141,17 +141,17 @@ fn a_schema_2_store_splits_into_events_and_deliveries_with_nothing_lost() {
     // What the last release wrote: migrations 1 and 2.
     conn.execute_batch(&format!(
         "{}; {}; CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
-         INSERT INTO schema_migrations VALUES (1, 1), (2, 1); PRAGMA user_version = 2;",
+             INSERT INTO schema_migrations VALUES (1, 1), (2, 1); PRAGMA user_version = 2;",
         MIGRATIONS[0].1, MIGRATIONS[1].1
     ))
     .expect("schema 2");
     conn.execute_batch(
         "INSERT INTO events (id, received_at, source, repo, token, event_type, body, state,
-             attempts, next_attempt_at, last_error, last_status, updated_at, claim, lease_until)
-         VALUES
-         ('a', 10, 'compat', 'octo/one', 'inline:ghp_a', 'webhook', x'7b7d', 'pending', 2, 500, 'GitHub answered 502', NULL, 11, NULL, NULL),
-         ('b', 20, 'stripe', 'octo/two', 'env:TOKEN', 'invoice.paid', x'7b7d', 'dead', 7, 20, 'repository not found', 404, 21, NULL, NULL),
-         ('c', 30, 'compat', 'octo/one', 'inline:ghp_c', 'webhook', x'7b7d', 'inflight', 0, 30, NULL, NULL, 31, 'old-claim', 99);",
+                 attempts, next_attempt_at, last_error, last_status, updated_at, claim, lease_until)
+             VALUES
+             ('a', 10, 'compat', 'octo/one', 'inline:ghp_a', 'webhook', x'7b7d', 'pending', 2, 500, 'GitHub answered 502', NULL, 11, NULL, NULL),
+             ('b', 20, 'stripe', 'octo/two', 'env:TOKEN', 'invoice.paid', x'7b7d', 'dead', 7, 20, 'repository not found', 404, 21, NULL, NULL),
+             ('c', 30, 'compat', 'octo/one', 'inline:ghp_c', 'webhook', x'7b7d', 'inflight', 0, 30, NULL, NULL, 31, 'old-claim', 99);",
     )
     .expect("rows");
     drop(conn);
