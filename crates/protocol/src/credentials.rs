@@ -66,6 +66,21 @@ pub fn worth_masking(value: &str) -> bool {
     value.trim().chars().count() >= MIN_MASKED_CHARS
 }
 
+/// Whether `given` is `expected`, compared in constant time: only the length can show in the
+/// time taken. Every secret, token and signature is compared through here.
+pub fn same(expected: &[u8], given: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    expected.len() == given.len() && bool::from(expected.ct_eq(given))
+}
+
+/// Whether `given` is one of `candidates`: each compared in full with [`same`], so the time
+/// taken does not tell which one was close.
+pub fn one_of<'a>(candidates: impl IntoIterator<Item = &'a [u8]>, given: &[u8]) -> bool {
+    candidates
+        .into_iter()
+        .fold(false, |found, c| found | same(c, given))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

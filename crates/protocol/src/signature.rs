@@ -13,7 +13,6 @@ use std::fmt;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
 
 use crate::options::{problem, OptionProblem};
 
@@ -249,11 +248,7 @@ fn mac_matches(expected: &[u8], written: &str, encoding: Encoding) -> bool {
             .map_err(|_| hex::FromHexError::InvalidStringLength),
     };
     match decoded {
-        Ok(bytes) => {
-            !expected.is_empty()
-                && bytes.len() == expected.len()
-                && bool::from(bytes.ct_eq(expected))
-        }
+        Ok(bytes) => !expected.is_empty() && crate::credentials::same(expected, &bytes),
         Err(_) => false,
     }
 }
@@ -447,7 +442,7 @@ pub fn verify(
         Scheme::GitlabToken => {
             let h = "x-gitlab-token";
             let v = required(headers, h)?;
-            if v.len() == secret.len() && bool::from(v.as_bytes().ct_eq(secret)) {
+            if crate::credentials::same(secret, v.as_bytes()) {
                 Ok(())
             } else {
                 Err(VerifyError::Mismatch {

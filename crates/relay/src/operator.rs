@@ -7,10 +7,10 @@ use serde_json::{json, Value};
 use crate::config::RelayConfig;
 use crate::config::StoreLocation;
 use crate::store::postgres::PgStore;
-use crate::store::sqlite::{SqliteHandle, SqliteStore};
+use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    DeadLetter, DeliveryStatus, EventFilter, EventSummary, LoggedDelivery, LoggedEvent, Payload,
-    StoreError, StoreHandle, MAX_PAGE,
+    DeadLetter, DeliveryStatus, EventFilter, EventSummary, LoggedDelivery, LoggedEvent, Opening,
+    Payload, StoreError, StoreHandle, MAX_PAGE,
 };
 use hookflow_protocol::options::parse_time;
 use hookflow_protocol::Environment;
@@ -33,18 +33,17 @@ pub async fn open_store(
     config: &RelayConfig,
     clock: std::sync::Arc<dyn hookflow_protocol::Clock>,
 ) -> Result<StoreHandle, AdminError> {
-    match &config.store {
+    let postgres = match &config.store {
         StoreLocation::Sqlite => {
             if !config.data.join(crate::store::sqlite::DB_FILE).exists() {
                 return Err(AdminError::NoStore(config.data.clone()));
             }
-            let store = SqliteStore::open_existing(&config.data)?;
-            Ok(StoreHandle::Sqlite(SqliteHandle::start(store, clock)?))
+            None
         }
-        StoreLocation::Postgres(location) => {
-            Ok(StoreHandle::Postgres(PgStore::open(location, false).await?))
-        }
-    }
+        StoreLocation::Postgres(location) => Some(&**location),
+    };
+    let opened = StoreHandle::open(postgres, &config.data, Opening::Existing, clock).await?;
+    Ok(opened.store)
 }
 
 /// Brings the store of the relay `config` describes to this hookflow's schema (creating it when

@@ -11,9 +11,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::{self, RelayConfig, StoreLocation};
-use crate::store::postgres::PgStore;
-use crate::store::sqlite::{SqliteHandle, SqliteStore};
-use crate::store::{self, StoreError, StoreHandle};
+use crate::store::{self, Opening, StoreError, StoreHandle};
 use hookflow_protocol::Environment;
 
 /// Why the relay could not start.
@@ -143,38 +141,42 @@ pub async fn start(config: RelayConfig, env: Environment) -> Result<Running, Rel
     let wake = Arc::new(Notify::new());
     let mut config = config;
     let configured_store_cap = config.limits.max_store_bytes;
-    let (store, lock) = match &config.store {
+    let postgres = match &config.store {
         StoreLocation::Sqlite => {
-            let lock = store::sqlite::lock_data_dir(&config.data)?;
+            // Made first, so its free space can be read.
+            store::sqlite::prepare_data_dir(&config.data)?;
             if config.limits.max_store_bytes.is_none() {
                 config.limits.max_store_bytes = default_store_cap(&config.data);
             }
-            let mut sqlite = SqliteStore::open_with(
-                &config.data,
-                config.limits.max_store_bytes,
-                config.migrate,
-            )?;
-            // This relay holds the lock: whatever is in flight was left by a crash.
-            let recovered = sqlite.recover(env.now_ms())?;
-            if recovered > 0 {
-                tracing::info!(
-                    events = recovered,
-                    "deliveries left in flight by the last run are due again"
-                );
-            }
-            let handle = SqliteHandle::start(sqlite, env.clock())?;
-            (StoreHandle::Sqlite(handle), Some(lock))
+            None
         }
         StoreLocation::Postgres(location) => {
             if config.limits.max_store_bytes.is_some() {
                 tracing::warn!("limits.max_store_bytes applies to the SQLite store only; size a PostgreSQL database with its own tools");
             }
-            let pg = PgStore::open(location, config.migrate).await?;
-            pg.notify_new_events(wake.clone());
-            tracing::info!(store = %location, relay_id = pg.relay_id(), "store: PostgreSQL");
-            (StoreHandle::Postgres(pg), None)
+            Some(&**location)
         }
     };
+    let how = Opening::Own {
+        migrate: config.migrate,
+        cap: config.limits.max_store_bytes,
+        now_ms: env.now_ms(),
+    };
+    let store::Opened {
+        store,
+        lock,
+        recovered,
+    } = StoreHandle::open(postgres, &config.data, how, env.clock()).await?;
+    if recovered > 0 {
+        tracing::info!(
+            events = recovered,
+            "deliveries left in flight by the last run are due again"
+        );
+    }
+    if let (StoreHandle::Postgres(pg), Some(location)) = (&store, postgres) {
+        pg.notify_new_events(wake.clone());
+        tracing::info!(store = %location, relay_id = pg.relay_id(), "store: PostgreSQL");
+    }
     let addr = listener.local_addr().map_err(|cause| RelayError::Listen {
         addr: config.listen,
         cause,

@@ -22,8 +22,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use hookflow_protocol::credentials;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq as _;
 
 use crate::live::{Live, ReloadError};
 use crate::metrics::Metrics;
@@ -88,11 +88,7 @@ impl ConsoleState {
 
     /// Whether `token` is one of the admin tokens: each compared in full, in constant time.
     fn admits(&self, token: &str) -> bool {
-        let mut ok = false;
-        for t in self.tokens.iter() {
-            ok |= t.len() == token.len() && bool::from(t.as_bytes().ct_eq(token.as_bytes()));
-        }
-        ok
+        credentials::one_of(self.tokens.iter().map(|t| t.as_bytes()), token.as_bytes())
     }
 }
 

@@ -9,6 +9,7 @@ use axum::extract::{Form, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
+use hookflow_protocol::credentials;
 use serde_json::Value;
 
 use super::ConsoleState;
@@ -79,11 +80,8 @@ impl ConsoleState {
                 let Ok(expires) = expires.parse::<i64>() else {
                     return false;
                 };
-                use subtle::ConstantTimeEq as _;
                 let want = self.session(expires);
-                expires > now
-                    && want.len() == value.len()
-                    && bool::from(want.as_bytes().ct_eq(value.as_bytes()))
+                expires > now && credentials::same(want.as_bytes(), value.as_bytes())
             })
     }
 }

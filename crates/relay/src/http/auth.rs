@@ -2,7 +2,7 @@
 //! bearer tokens read from a header.
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use subtle::ConstantTimeEq;
+use hookflow_protocol::credentials;
 
 use crate::config::Endpoint;
 use hookflow_protocol::signature as verify;
@@ -45,9 +45,7 @@ pub(super) fn check_api_key(
             .unwrap_or_default()
             .trim();
         // Compare with every key, so the time taken does not tell which one is close.
-        let ok = keys.iter().fold(false, |acc, k| {
-            acc | (k.len() == given.len() && bool::from(k.as_bytes().ct_eq(given.as_bytes())))
-        });
+        let ok = credentials::one_of(keys.iter().map(|k| k.as_bytes()), given.as_bytes());
         if !ok {
             return Err(Refused::new(
                 StatusCode::UNAUTHORIZED,

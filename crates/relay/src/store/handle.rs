@@ -24,6 +24,85 @@ pub enum StoreHandle {
     Postgres(super::postgres::PgStore),
 }
 
+/// How a store is opened: by the relay that owns it, or by an operator's command beside it.
+pub enum Opening {
+    /// The relay's own store: SQLite's data directory locked against a second relay, created
+    /// or migrated as `migrate` says, capped at `cap` bytes, and deliveries left in flight by
+    /// a crash made due again (as of `now_ms`).
+    Own {
+        /// Create the store or apply migrations when needed.
+        migrate: bool,
+        /// SQLite's cap on what the store may occupy.
+        cap: Option<u64>,
+        /// Now, in ms since the epoch.
+        now_ms: i64,
+    },
+    /// A store that exists, opened while its relay may run (SQLite's WAL lets both work;
+    /// PostgreSQL is shared anyway): nothing created, migrated or locked.
+    Existing,
+}
+
+/// An opened store, and the data directory's lock while the relay owns a SQLite store.
+pub struct Opened {
+    /// The store.
+    pub store: StoreHandle,
+    /// Held for as long as the relay runs (SQLite only).
+    pub lock: Option<std::fs::File>,
+    /// Deliveries made due again on opening (SQLite's crash recovery).
+    pub recovered: u64,
+}
+
+impl StoreHandle {
+    /// Opens the store at `postgres` (or, without one, the SQLite store in `data`): the one
+    /// place a store is opened, for the relay and for the operator's commands alike.
+    pub async fn open(
+        postgres: Option<&super::postgres::PgLocation>,
+        data: &std::path::Path,
+        how: Opening,
+        clock: std::sync::Arc<dyn hookflow_protocol::Clock>,
+    ) -> Result<Opened, StoreError> {
+        use super::sqlite::{SqliteHandle, SqliteStore};
+        match (postgres, how) {
+            (
+                None,
+                Opening::Own {
+                    migrate,
+                    cap,
+                    now_ms,
+                },
+            ) => {
+                let lock = super::sqlite::lock_data_dir(data)?;
+                let mut sqlite = SqliteStore::open_with(data, cap, migrate)?;
+                // This relay holds the lock: whatever is in flight was left by a crash.
+                let recovered = sqlite.recover(now_ms)?;
+                Ok(Opened {
+                    store: StoreHandle::Sqlite(SqliteHandle::start(sqlite, clock)?),
+                    lock: Some(lock),
+                    recovered,
+                })
+            }
+            (None, Opening::Existing) => {
+                let sqlite = SqliteStore::open_existing(data)?;
+                Ok(Opened {
+                    store: StoreHandle::Sqlite(SqliteHandle::start(sqlite, clock)?),
+                    lock: None,
+                    recovered: 0,
+                })
+            }
+            (Some(location), how) => {
+                let migrate = matches!(how, Opening::Own { migrate: true, .. });
+                Ok(Opened {
+                    store: StoreHandle::Postgres(
+                        super::postgres::PgStore::open(location, migrate).await?,
+                    ),
+                    lock: None,
+                    recovered: 0,
+                })
+            }
+        }
+    }
+}
+
 /// Calls the same method on whichever engine.
 macro_rules! each_engine {
     ($self:ident, $s:ident => $call:expr) => {

@@ -41,7 +41,7 @@ pub use event::NewEvent;
 pub use event::Payload;
 pub use event::TokenSource;
 pub use event::DEDUPE_WINDOW_MS;
-pub use handle::StoreHandle;
+pub use handle::{Opened, Opening, StoreHandle};
 /// A received request, as an event keeps it: the method, the path with the query kept, the
 /// forwarded headers (lowercase names, credentials already removed), the exact body bytes.
 pub use hookflow_protocol::payload::Incoming as Request;
