@@ -10,6 +10,7 @@ mod support;
 
 // The trigger runtime: `hookflow run`, `replay`, `validate`, the action and the project's files.
 mod action_install;
+mod layers;
 mod project;
 mod properties;
 mod rules;

@@ -23,6 +23,8 @@
 //! The `client_payload` a request becomes is [`hookflow_protocol::payload`]'s; this crate never
 //! builds it by hand.
 
+#![warn(missing_docs)]
+
 pub mod admin_api;
 pub mod bodies;
 pub mod config;

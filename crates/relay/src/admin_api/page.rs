@@ -5,16 +5,25 @@
 //! (`HttpOnly`, `SameSite=Strict`): an HMAC of its expiry under a key made at start-up, so a
 //! restart signs everyone out. Forms also check `Origin`.
 
-use axum::extract::{Form, Path, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use super::state::ConsoleState;
+use crate::operator;
+use crate::operator::event_filter;
+use crate::store::Store;
+use axum::extract::Form;
+use axum::extract::Path;
+use axum::extract::RawQuery;
+use axum::extract::Request;
+use axum::extract::State;
+use axum::http::header;
+use axum::http::HeaderMap;
+use axum::http::HeaderValue;
+use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::IntoResponse;
+use axum::response::Redirect;
+use axum::response::Response;
 use hookflow_protocol::credentials;
 use serde_json::Value;
-
-use super::ConsoleState;
-use crate::operator::{self, event_filter};
-use crate::store::Store;
 
 /// The log target operators filter on (`HOOKFLOW_LOG=hookflow_relay::console::page=…`), kept as it was before
 /// the module moved.
@@ -199,7 +208,7 @@ fn badge(status: &str) -> String {
 
 /// `GET /`: the queue's health, then the event list with its filters.
 pub async fn index(State(state): State<ConsoleState>, RawQuery(query): RawQuery) -> Response {
-    let pairs: Vec<(String, String)> = super::query_pairs(query.as_deref());
+    let pairs: Vec<(String, String)> = super::api::query_pairs(query.as_deref());
     let refresh_off = pairs.iter().any(|(k, v)| k == "refresh" && v == "off");
     let filters: Vec<(String, String)> = pairs
         .iter()

@@ -16,7 +16,7 @@ use crate::live::{Current, Live};
 use crate::metrics::{Metrics, StoreOp};
 use crate::outbound::forward::Forwarder;
 use crate::outbound::github::Client;
-use crate::store::postgres::HandedOff;
+use crate::store::HandedOff;
 use crate::store::{ClaimRef, Claimed, Destination, Recorded, Store, StoreHandle};
 use hookflow_protocol::Environment;
 

@@ -4,8 +4,9 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// An error answer: `{"success": false, "message": …}`.
-pub(super) fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+/// An error answer: `{"success": false, "message": …}`, the one every listener gives (the
+/// admin API's too).
+pub(crate) fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     Refused(status, message.into()).into_response()
 }
 

@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use super::answer::refuse;
-use super::AppState;
+use super::state::AppState;
 use crate::metrics::BodyRefused;
 use crate::store::Store;
 use hookflow_protocol::body_ref::UrlError;

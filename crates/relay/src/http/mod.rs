@@ -12,7 +12,7 @@
 //! Every answer carries CORS headers; `OPTIONS` is answered 204.
 
 mod accept;
-mod answer;
+pub(crate) mod answer;
 mod auth;
 mod bodies;
 mod compat;

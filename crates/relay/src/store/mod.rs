@@ -53,3 +53,4 @@ pub use log::LoggedAttempt;
 pub use log::LoggedDelivery;
 pub use log::LoggedEvent;
 pub use log::MAX_PAGE;
+pub use postgres::HandedOff;

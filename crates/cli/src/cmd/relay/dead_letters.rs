@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use std::process::ExitCode;
 
-use super::{relay_config, runtime, StoreArgs, StoreLocation};
+use super::common::{relay_config, runtime, StoreArgs, StoreLocation};
 use crate::cmd::{environment, print_out};
 
 #[derive(Subcommand)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::runtime;
+use super::common::runtime;
 use crate::cmd::{environment, print_out, read_input};
 
 #[derive(clap::Args)]

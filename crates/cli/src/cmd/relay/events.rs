@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use std::process::ExitCode;
 
-use super::{relay_config, runtime, StoreArgs, StoreLocation};
+use super::common::{relay_config, runtime, StoreArgs, StoreLocation};
 use crate::cmd::{environment, print_out};
 
 /// Where the event log is read: a running relay's admin API, or the store itself.

@@ -4,9 +4,9 @@ use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::common::{relay_config, runtime, LogFormat, StoreArgs, StoreLocation};
 use super::dead_letters::{dead_letters, DeadLetterAction};
 use super::events::{events, EventsAction};
-use super::{relay_config, runtime, LogFormat, StoreArgs, StoreLocation};
 use crate::cmd::environment;
 
 #[derive(clap::Args)]
